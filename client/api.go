@@ -1,0 +1,236 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// API is a small client of the relay's JSON API (/api/v1), used by the
+// CLI's channel, events, team and token commands.
+type API struct {
+	BaseURL string // relay base URL, e.g. http://localhost:8080
+	Token   string
+	HTTP    *http.Client
+}
+
+// NewAPI returns an API client with a 60-second request timeout.
+func NewAPI(baseURL, token string) *API {
+	return &API{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: &http.Client{Timeout: 60 * time.Second}}
+}
+
+// APIError is an error answer of the relay.
+type APIError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *APIError) Error() string {
+	msg := e.Message
+	if e.Status == http.StatusUnauthorized {
+		msg = "the token was rejected; check --token or HOOKRELAY_TOKEN (" + e.Message + ")"
+	}
+	return fmt.Sprintf("relay answered %d: %s", e.Status, msg)
+}
+
+// Do sends a JSON request and decodes a JSON answer into out (nil: ignore).
+func (c *API) Do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)
+	if err != nil {
+		return fmt.Errorf("bad relay URL %q: %w", c.BaseURL, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the relay at %s: %w", c.BaseURL, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("read relay answer: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		apiErr := &APIError{Status: resp.StatusCode}
+		var e struct {
+			Error string `json:"error"`
+			Code  string `json:"code"`
+		}
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			apiErr.Message, apiErr.Code = e.Error, e.Code
+		} else {
+			apiErr.Message = strings.TrimSpace(string(data))
+		}
+		return apiErr
+	}
+	if out != nil && len(data) > 0 {
+		if raw, ok := out.(*json.RawMessage); ok {
+			*raw = append((*raw)[:0], data...)
+			return nil
+		}
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("decode relay answer: %w", err)
+		}
+	}
+	return nil
+}
+
+// IsStatus reports whether err is an APIError with that HTTP status.
+func IsStatus(err error, status int) bool {
+	var e *APIError
+	return errors.As(err, &e) && e.Status == status
+}
+
+// Channel is a channel as the API returns it.
+type Channel struct {
+	ID        string     `json:"id"`
+	URL       string     `json:"url"`
+	TeamID    string     `json:"team_id,omitempty"`
+	Async     bool       `json:"async"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	Verify    string     `json:"verify,omitempty"`
+	AllowCIDR []string   `json:"allow_cidrs,omitempty"`
+	RateLimit float64    `json:"rate_limit,omitempty"`
+	ReadKey   string     `json:"read_key,omitempty"`
+	Agents    int        `json:"agents"`
+}
+
+// CreateChannel is the body of POST /api/v1/channels.
+type CreateChannel struct {
+	ID    string `json:"id,omitempty"`
+	Async bool   `json:"async,omitempty"`
+	TTL   string `json:"ttl,omitempty"`
+	Team  string `json:"team,omitempty"`
+}
+
+// CreateChannel creates a channel.
+func (c *API) CreateChannel(ctx context.Context, in CreateChannel) (Channel, error) {
+	var ch Channel
+	err := c.Do(ctx, http.MethodPost, "/api/v1/channels", in, &ch)
+	return ch, err
+}
+
+// ListChannels lists the channels the token may see.
+func (c *API) ListChannels(ctx context.Context) ([]Channel, error) {
+	var out struct {
+		Channels []Channel `json:"channels"`
+	}
+	err := c.Do(ctx, http.MethodGet, "/api/v1/channels", nil, &out)
+	return out.Channels, err
+}
+
+// DeleteChannel deletes a channel with its events.
+func (c *API) DeleteChannel(ctx context.Context, id string) error {
+	return c.Do(ctx, http.MethodDelete, "/api/v1/channels/"+url.PathEscape(id), nil, nil)
+}
+
+// Header is one header line.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Event is a stored webhook as the API returns it.
+type Event struct {
+	ID           string    `json:"id"`
+	Channel      string    `json:"channel"`
+	Cursor       string    `json:"cursor"`
+	Method       string    `json:"method"`
+	Path         string    `json:"path"`
+	Query        string    `json:"query"`
+	Headers      []Header  `json:"headers"`
+	Body         *string   `json:"body,omitempty"`
+	BodyEncoding string    `json:"body_encoding,omitempty"`
+	Size         int       `json:"size"`
+	RemoteAddr   string    `json:"remote_addr"`
+	ReceivedAt   time.Time `json:"received_at"`
+	State        string    `json:"state"`
+	RejectReason string    `json:"reject_reason,omitempty"`
+	LastStatus   int       `json:"last_status,omitempty"`
+	Attempts     int       `json:"attempts"`
+	Delivered    bool      `json:"delivered"`
+}
+
+// EventPage is one page of ListEvents.
+type EventPage struct {
+	Events     []Event `json:"events"`
+	NextCursor string  `json:"next_cursor,omitempty"`
+}
+
+// ListEvents lists a channel's events; query holds the API's parameters
+// (limit, before, after, wait, method, status, since, until, q, include).
+func (c *API) ListEvents(ctx context.Context, channel string, query url.Values) (EventPage, error) {
+	var page EventPage
+	path := "/api/v1/channels/" + url.PathEscape(channel) + "/events"
+	if len(query) > 0 {
+		path += "?" + query.Encode()
+	}
+	err := c.Do(ctx, http.MethodGet, path, nil, &page)
+	return page, err
+}
+
+// GetEvent returns one event with its body.
+func (c *API) GetEvent(ctx context.Context, id string) (Event, error) {
+	var ev Event
+	err := c.Do(ctx, http.MethodGet, "/api/v1/events/"+url.PathEscape(id), nil, &ev)
+	return ev, err
+}
+
+// Delivery is one delivery attempt.
+type Delivery struct {
+	ID              string    `json:"id"`
+	Group           string    `json:"group"`
+	Agent           string    `json:"agent"`
+	Attempt         int       `json:"attempt"`
+	StartedAt       time.Time `json:"started_at"`
+	DurationMS      float64   `json:"duration_ms"`
+	Status          int       `json:"status,omitempty"`
+	Error           string    `json:"error,omitempty"`
+	ResponseHeaders []Header  `json:"response_headers"`
+	ResponseBody    string    `json:"response_body"`
+	BodyEncoding    string    `json:"response_body_encoding"`
+	Done            bool      `json:"done"`
+}
+
+// Deliveries lists the attempts of one event.
+func (c *API) Deliveries(ctx context.Context, id string) ([]Delivery, error) {
+	var out struct {
+		Deliveries []Delivery `json:"deliveries"`
+	}
+	err := c.Do(ctx, http.MethodGet, "/api/v1/events/"+url.PathEscape(id)+"/deliveries", nil, &out)
+	return out.Deliveries, err
+}
+
+// Replay delivers an event again to the connected groups, or to one.
+func (c *API) Replay(ctx context.Context, id, group string) ([]string, error) {
+	var out struct {
+		Groups []string `json:"groups"`
+	}
+	var in any
+	if group != "" {
+		in = map[string]string{"group": group}
+	}
+	err := c.Do(ctx, http.MethodPost, "/api/v1/events/"+url.PathEscape(id)+"/replay", in, &out)
+	return out.Groups, err
+}

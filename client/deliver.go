@@ -1,0 +1,194 @@
+package client
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/hookrelay/hookrelay/protocol"
+)
+
+// streamMargin is added to RequestTimeout for a delivery stream's deadline:
+// time to receive the body before the target reads it and to send the
+// response back.
+const streamMargin = 30 * time.Second
+
+// refuseTimeout bounds answering a stream the agent will not deliver.
+const refuseTimeout = 10 * time.Second
+
+// deliver reads one delivery from st, forwards it to the target and writes
+// the target's response (or why there is none) back on st.
+func (t *tunnel) deliver(st *yamux.Stream) {
+	a := t.a
+	_ = st.SetDeadline(time.Now().Add(a.cfg.RequestTimeout + streamMargin))
+	req, err := readRequest(st)
+	if err != nil {
+		a.log.Warn("bad delivery from the relay", "err", err)
+		t.answer(st, errorResponse(protocol.ErrCodeBadDelivery, err.Error(), 0), nil)
+		return
+	}
+
+	body := &streamBody{r: io.LimitedReader{R: st, N: req.BodyLength}}
+	var src io.Reader = body
+	var savedTo string
+	if a.cfg.SaveDir != "" {
+		data, err := io.ReadAll(body)
+		if err == nil && int64(len(data)) != req.BodyLength {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			err = fmt.Errorf("read the body from the relay: %w", err)
+			a.log.Warn("bad delivery from the relay", "event", req.EventID, "err", err)
+			t.answer(st, errorResponse(protocol.ErrCodeBadDelivery, err.Error(), 0), nil)
+			return
+		}
+		if savedTo, err = saveEvent(a.cfg.SaveDir, req, data); err != nil {
+			a.log.Error("save event", "event", req.EventID, "err", err)
+		}
+		src = bytes.NewReader(data)
+	}
+
+	start := time.Now()
+	resp, ferr := a.fwd.forward(t.deliverCtx, req, src)
+	// The target may answer without reading the whole body; read the rest
+	// so the relay's writes end and the stream stays in step.
+	drainErr := body.finish()
+	var out *protocol.DeliveryResponse
+	var respBody []byte
+	switch {
+	case body.readErr() != nil || drainErr != nil:
+		err := errors.Join(body.readErr(), drainErr)
+		a.log.Warn("read the body from the relay", "event", req.EventID, "err", err)
+		out = errorResponse(protocol.ErrCodeBadDelivery, "read the body from the relay: "+err.Error(), time.Since(start))
+	case ferr != nil:
+		var te *TargetError
+		if !errors.As(ferr, &te) {
+			te = &TargetError{Code: protocol.ErrCodeTarget, Err: ferr}
+		}
+		out = errorResponse(te.Code, te.Error(), time.Since(start))
+	default:
+		out = &protocol.DeliveryResponse{
+			Status:     resp.Status,
+			Headers:    responseHeaders(resp.Header, req.Method),
+			BodyLength: int64(len(resp.Body)),
+			Duration:   resp.Duration,
+		}
+		respBody = resp.Body
+	}
+	t.answer(st, out, respBody)
+	a.out.delivery(req, out, savedTo)
+}
+
+// refuse answers a stream with agent_stopping after reading its request, so
+// the relay can deliver the event again elsewhere or later.
+func (t *tunnel) refuse(st *yamux.Stream) {
+	_ = st.SetDeadline(time.Now().Add(refuseTimeout))
+	req, err := readRequest(st)
+	if err != nil {
+		t.answer(st, errorResponse(protocol.ErrCodeBadDelivery, err.Error(), 0), nil)
+		return
+	}
+	if _, err := io.CopyN(io.Discard, st, req.BodyLength); err != nil {
+		t.a.log.Debug("read refused delivery", "event", req.EventID, "err", err)
+		return
+	}
+	t.answer(st, errorResponse(protocol.ErrCodeAgentStopping, "the agent is shutting down", 0), nil)
+}
+
+// readRequest reads a request frame. When the frame is well formed but its
+// fields are not, the body it announces is read and dropped so the answer
+// can still reach the relay.
+func readRequest(st *yamux.Stream) (*protocol.DeliveryRequest, error) {
+	var req protocol.DeliveryRequest
+	if err := protocol.ReadFrame(st, &req, protocol.MaxHeaderFrame); err != nil {
+		return nil, fmt.Errorf("read request frame: %w", err)
+	}
+	if err := req.Validate(); err != nil {
+		if req.BodyLength > 0 && req.BodyLength <= protocol.MaxBodyLength {
+			_, _ = io.CopyN(io.Discard, st, req.BodyLength) // best effort: the answer is an error anyway
+		}
+		return nil, err
+	}
+	return &req, nil
+}
+
+// answer writes resp and body on st, giving the write its own deadline.
+func (t *tunnel) answer(st *yamux.Stream, resp *protocol.DeliveryResponse, body []byte) {
+	_ = st.SetWriteDeadline(time.Now().Add(streamMargin))
+	if err := protocol.WriteResponse(st, resp, bytes.NewReader(body)); err != nil {
+		if t.sess.IsClosed() {
+			t.a.log.Debug("send delivery response: session closed", "err", err)
+			return
+		}
+		t.a.log.Warn("send delivery response to the relay", "err", err)
+	}
+}
+
+func errorResponse(code, msg string, d time.Duration) *protocol.DeliveryResponse {
+	return &protocol.DeliveryResponse{Error: msg, ErrorCode: code, Duration: d}
+}
+
+// errBodyClosed is what the transport reads after it closed the body.
+var errBodyClosed = errors.New("client: request body closed")
+
+// streamBody is a request body read from a delivery stream. The HTTP
+// transport may still read it after RoundTrip returns, so reads hold a lock
+// and finish takes the body away from the transport before it reads the
+// remainder itself.
+type streamBody struct {
+	closed atomic.Bool
+	mu     sync.Mutex       // guards r and err
+	r      io.LimitedReader // the body bytes not read yet
+	err    error            // the first error reading the stream
+}
+
+func (b *streamBody) Read(p []byte) (int, error) {
+	if b.closed.Load() {
+		return 0, errBodyClosed
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n, err := b.r.Read(p)
+	if err == io.EOF && b.r.N > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// Close marks the body closed without waiting for a read in progress.
+func (b *streamBody) Close() error {
+	b.closed.Store(true)
+	return nil
+}
+
+// finish closes the body and reads what is left of it from the stream.
+func (b *streamBody) finish() error {
+	b.closed.Store(true)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != nil || b.r.N == 0 {
+		return nil
+	}
+	if _, err := io.Copy(io.Discard, &b.r); err != nil {
+		return err
+	}
+	if b.r.N > 0 {
+		return io.ErrUnexpectedEOF
+	}
+	return nil
+}
+
+func (b *streamBody) readErr() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}

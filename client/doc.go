@@ -1,0 +1,20 @@
+// Package client is the hookrelay agent: it connects to a relay over the
+// tunnel (package protocol), subscribes to channels, forwards every delivery
+// byte for byte to one local target URL and sends the target's response back.
+// It also saves delivered events to a directory and replays saved ones.
+//
+// An Agent owns one tunnel at a time. Run dials the relay, says hello, and
+// then serves two loops on the session: the control stream (drain, errors)
+// and the delivery streams the relay opens, one per delivery. When the
+// session ends it reconnects with exponential backoff and full jitter; when
+// its context ends it stops taking deliveries, lets the ones in flight finish
+// for up to Config.ShutdownGrace, and returns once every goroutine it started
+// has ended.
+//
+// Forwarding rules (forward.go) are shared by live deliveries and Replay:
+// the request goes to the target's scheme and host only, the event's sub-path
+// is cleaned and joined under the target's path, the body is sent unchanged,
+// headers keep their names, values and repeats (Go's HTTP/1.1 writer puts
+// different names in sorted order), hop-by-hop headers are dropped, and
+// Hookrelay-Event-Id and Hookrelay-Delivery-Attempt are added.
+package client

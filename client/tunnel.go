@@ -1,0 +1,346 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/hookrelay/hookrelay/protocol"
+)
+
+// maxQueuedStreams bounds the delivery streams a session may hold beyond
+// Concurrency while they wait for a slot. The relay respects
+// Hello.Concurrency, so the queue only fills when a draining session still
+// holds slots or the relay misbehaves.
+const maxQueuedStreams = 256
+
+// tunnel is one session with the relay: the WebSocket, the yamux session on
+// it, the control stream and the deliveries it carries.
+type tunnel struct {
+	a       *Agent
+	sess    *yamux.Session
+	ctrl    *yamux.Stream
+	welcome *protocol.Welcome
+
+	deliverCtx    context.Context    // the context of requests to the target
+	cancelDeliver context.CancelFunc // ends them: the session is gone
+	handlers      chan struct{}      // a token per stream being handled
+	stopping      chan struct{}      // closed when deliveries are no longer taken
+	wg            sync.WaitGroup     // every goroutine of this tunnel
+
+	mu     sync.Mutex    // guards the three fields below
+	active int           // deliveries holding a slot
+	closed bool          // stopping has been closed
+	idle   chan struct{} // closed when stopping and active is 0
+
+	closeOnce sync.Once
+}
+
+// sessionEnd says why a session ended.
+type sessionEnd struct {
+	err   error
+	drain bool // the relay asked for a reconnect elsewhere
+	fatal bool // the relay sent an error a reconnect cannot fix
+}
+
+// connect dials the relay, starts a yamux session and runs the hello/welcome
+// handshake.
+func (a *Agent) connect(ctx context.Context) (*tunnel, error) {
+	header := http.Header{"User-Agent": {"hookrelay-agent/" + a.cfg.AgentVersion}}
+	if a.cfg.Token != "" {
+		header.Set("Authorization", "Bearer "+a.cfg.Token)
+	}
+	dialer := *a.cfg.Dialer
+	dialer.Subprotocols = []string{protocol.Subprotocol}
+	ws, resp, err := dialer.DialContext(ctx, a.tunnelURL, header)
+	if err != nil {
+		if resp != nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10)) // gorilla kept at most 1 KiB
+			resp.Body.Close()
+			return nil, httpError(resp, body)
+		}
+		return nil, fmt.Errorf("dial %s: %w", a.tunnelURL, err)
+	}
+	if got := ws.Subprotocol(); got != protocol.Subprotocol {
+		ws.Close()
+		return nil, fmt.Errorf("relay at %s did not accept WebSocket subprotocol %s (got %q): is it a hookrelay relay?",
+			a.tunnelURL, protocol.Subprotocol, got)
+	}
+	conn := protocol.NewConn(ws, protocol.ConnConfig{})
+	sess, err := protocol.Client(conn, logWriter{a.log})
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("start session: %w", err)
+	}
+	deliverCtx, cancel := context.WithCancel(context.Background())
+	t := &tunnel{
+		a:             a,
+		sess:          sess,
+		deliverCtx:    deliverCtx,
+		cancelDeliver: cancel,
+		handlers:      make(chan struct{}, a.cfg.Concurrency+maxQueuedStreams),
+		stopping:      make(chan struct{}),
+		idle:          make(chan struct{}),
+	}
+	if err := t.handshake(ctx); err != nil {
+		t.close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// handshake opens the control stream, sends Hello and reads the answer. The
+// session is closed if ctx ends first.
+func (t *tunnel) handshake(ctx context.Context) error {
+	done := make(chan struct{})
+	var watch sync.WaitGroup
+	watch.Go(func() {
+		select {
+		case <-ctx.Done():
+			t.sess.Close()
+		case <-done:
+		}
+	})
+	defer watch.Wait()
+	defer close(done)
+
+	ctrl, err := t.sess.OpenStream()
+	if err != nil {
+		return fmt.Errorf("open control stream: %w", err)
+	}
+	t.ctrl = ctrl
+	_ = ctrl.SetDeadline(time.Now().Add(handshakeTimeout)) // yamux streams never fail it
+	cfg := t.a.cfg
+	hello := &protocol.ControlMessage{Type: protocol.TypeHello, Hello: &protocol.Hello{
+		Version:       protocol.Version,
+		AgentVersion:  cfg.AgentVersion,
+		Host:          cfg.Host,
+		Concurrency:   cfg.Concurrency,
+		Subscriptions: cfg.Subscriptions,
+	}}
+	if err := protocol.WriteControl(ctrl, hello); err != nil {
+		return fmt.Errorf("send hello: %w", err)
+	}
+	m, err := protocol.ReadControl(ctrl)
+	if err != nil {
+		return fmt.Errorf("read welcome: %w", err)
+	}
+	switch m.Type {
+	case protocol.TypeWelcome:
+		t.welcome = m.Welcome
+	case protocol.TypeError:
+		return relayError(m.Error)
+	default:
+		return fmt.Errorf("relay answered hello with %q instead of welcome", m.Type)
+	}
+	_ = ctrl.SetDeadline(time.Time{})
+	return nil
+}
+
+// serve runs the control reader and the accept loop until the session ends
+// or ctx is done, and says why it ended. The caller then calls shutdown or
+// close.
+func (t *tunnel) serve(ctx context.Context) sessionEnd {
+	ended := make(chan sessionEnd, 1)
+	t.wg.Go(func() { ended <- t.readControl() })
+	t.wg.Go(t.acceptLoop)
+	select {
+	case <-ctx.Done():
+		return sessionEnd{err: ctx.Err()}
+	case end := <-ended:
+		return end
+	}
+}
+
+// readControl reads control messages until the stream ends or one ends the
+// session. Unknown message types are skipped, as newer relays may send them.
+func (t *tunnel) readControl() sessionEnd {
+	for {
+		var m protocol.ControlMessage
+		err := protocol.ReadFrame(t.ctrl, &m, protocol.MaxControlFrame)
+		switch {
+		case errors.Is(err, io.EOF):
+			return sessionEnd{err: errors.New("the relay closed the connection")}
+		case err != nil:
+			return sessionEnd{err: fmt.Errorf("control stream: %w", err)}
+		}
+		switch m.Type {
+		case protocol.TypeDrain:
+			reason := m.Drain
+			if reason == "" {
+				reason = "relay is going away"
+			}
+			return sessionEnd{err: errors.New(reason), drain: true}
+		case protocol.TypeError:
+			if m.Error == nil {
+				return sessionEnd{err: errors.New("control stream: error message without error")}
+			}
+			err := relayError(m.Error)
+			t.a.out.relayError(err)
+			return sessionEnd{err: err, fatal: isFatal(err)}
+		default:
+			t.a.log.Debug("ignoring control message", "type", m.Type)
+		}
+	}
+}
+
+// acceptLoop accepts delivery streams at once (yamux closes the relay's
+// session when a stream stays unacknowledged) and hands each to a goroutine
+// that waits for a delivery slot.
+func (t *tunnel) acceptLoop() {
+	for {
+		select {
+		case t.handlers <- struct{}{}:
+		case <-t.sess.CloseChan():
+			return
+		}
+		st, err := t.sess.AcceptStream()
+		if err != nil {
+			<-t.handlers
+			if !t.sess.IsClosed() {
+				t.a.log.Warn("accept delivery stream", "err", err)
+			}
+			return
+		}
+		t.wg.Go(func() {
+			defer func() { <-t.handlers }()
+			t.handle(st)
+		})
+	}
+}
+
+// handle delivers one stream, or refuses it when the tunnel stops first.
+func (t *tunnel) handle(st *yamux.Stream) {
+	defer st.Close()
+	select {
+	case t.a.sem <- struct{}{}:
+	case <-t.stopping:
+		t.refuse(st)
+		return
+	case <-t.sess.CloseChan():
+		return
+	}
+	defer func() { <-t.a.sem }()
+	if !t.begin() {
+		t.refuse(st)
+		return
+	}
+	defer t.end()
+	t.deliver(st)
+}
+
+// begin counts a delivery in flight unless the tunnel is stopping.
+func (t *tunnel) begin() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.active++
+	return true
+}
+
+func (t *tunnel) end() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.active--
+	if t.closed && t.active == 0 {
+		close(t.idle)
+	}
+}
+
+// stopAccepting refuses new deliveries: yamux resets streams opened after
+// the GoAway, and streams already accepted are answered agent_stopping.
+func (t *tunnel) stopAccepting() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return
+	}
+	t.closed = true
+	close(t.stopping)
+	if t.active == 0 {
+		close(t.idle)
+	}
+	// GoAway waits for the send; close unblocks it if the network is stuck.
+	t.wg.Go(func() {
+		if err := t.sess.GoAway(); err != nil && !t.sess.IsClosed() {
+			t.a.log.Debug("send go away", "err", err)
+		}
+	})
+}
+
+// shutdown stops taking deliveries, waits for those in flight for up to
+// limit (or grace once ctx is done, if that comes first), then closes the
+// session and waits for every goroutine.
+func (t *tunnel) shutdown(ctx context.Context, limit, grace time.Duration) {
+	t.stopAccepting()
+	limitTimer := time.NewTimer(limit)
+	defer limitTimer.Stop()
+	ctxDone := ctx.Done()
+	var graceC <-chan time.Time
+wait:
+	for {
+		select {
+		case <-t.idle:
+			break wait
+		case <-limitTimer.C:
+			break wait
+		case <-ctxDone:
+			ctxDone = nil
+			graceTimer := time.NewTimer(grace)
+			defer graceTimer.Stop()
+			graceC = graceTimer.C
+		case <-graceC:
+			break wait
+		}
+	}
+	t.close()
+}
+
+// close ends the deliveries' requests, closes the session and waits for the
+// tunnel's goroutines.
+func (t *tunnel) close() {
+	t.closeOnce.Do(func() {
+		t.cancelDeliver()
+		t.sess.Close()
+	})
+	t.wg.Wait()
+}
+
+// relayMessage extracts the message of a JSON error body
+// {"error": "...", "code": "..."}, or returns the body as text.
+func relayMessage(body []byte) string {
+	var e struct {
+		Error string `json:"error"`
+		Code  string `json:"code"`
+	}
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		if e.Code != "" {
+			return fmt.Sprintf("%s (%s)", e.Error, e.Code)
+		}
+		return e.Error
+	}
+	if s := strings.TrimSpace(string(body)); s != "" {
+		return s
+	}
+	return "no message"
+}
+
+// logWriter sends yamux's log lines to slog at debug level: they mostly
+// repeat why a session ended, which the agent reports itself.
+type logWriter struct{ log *slog.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.log.Debug(strings.TrimSpace(string(p)))
+	return len(p), nil
+}

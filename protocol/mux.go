@@ -1,0 +1,49 @@
+package protocol
+
+import (
+	"io"
+	"log"
+	"net"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// StreamWindow is the yamux receive window per stream: how many bytes a
+// sender may have in flight on one stream before the receiver reads them. A
+// large window lets a 25 MiB body cross a long link without stalling on a
+// window update every 256 KiB. yamux announces the whole window when a
+// stream opens, so a receiver may buffer up to StreamWindow bytes for every
+// stream it does not read; bound the number of concurrent streams
+// (Limits.MaxConcurrency) to bound memory.
+const StreamWindow = 8 << 20
+
+// MuxConfig returns the yamux configuration both sides use: keepalives on,
+// a large stream window, bounded open and close times, and yamux's own log
+// sent to logOutput (nil discards it).
+func MuxConfig(logOutput io.Writer) *yamux.Config {
+	cfg := yamux.DefaultConfig()
+	cfg.AcceptBacklog = 512
+	cfg.EnableKeepAlive = true
+	cfg.KeepAliveInterval = 15 * time.Second
+	cfg.ConnectionWriteTimeout = 30 * time.Second
+	cfg.MaxStreamWindowSize = StreamWindow
+	cfg.StreamOpenTimeout = 30 * time.Second
+	cfg.StreamCloseTimeout = 30 * time.Second
+	if logOutput == nil {
+		logOutput = io.Discard
+	}
+	cfg.LogOutput = nil
+	cfg.Logger = log.New(logOutput, "yamux: ", 0)
+	return cfg
+}
+
+// Client starts the agent's side of a yamux session on conn.
+func Client(conn net.Conn, logOutput io.Writer) (*yamux.Session, error) {
+	return yamux.Client(conn, MuxConfig(logOutput))
+}
+
+// Server starts the relay's side of a yamux session on conn.
+func Server(conn net.Conn, logOutput io.Writer) (*yamux.Session, error) {
+	return yamux.Server(conn, MuxConfig(logOutput))
+}

@@ -1,0 +1,415 @@
+package protocol_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/hookrelay/hookrelay/protocol"
+)
+
+// waitLimit bounds every wait for something that should happen; tests fail
+// instead of hanging when it does not.
+const waitLimit = 10 * time.Second
+
+// fastLiveness makes a silent peer show within a fraction of a second.
+var fastLiveness = protocol.ConnConfig{PingInterval: 20 * time.Millisecond, PongTimeout: 60 * time.Millisecond}
+
+// wsPair returns the two ends of one WebSocket: the agent's (client) and the
+// relay's (server), dialled over loopback to an httptest server the way an
+// agent dials /tunnel, with the hookrelay subprotocol negotiated.
+func wsPair(t testing.TB) (client, server *websocket.Conn) {
+	t.Helper()
+	upgrader := websocket.Upgrader{Subprotocols: []string{protocol.Subprotocol}}
+	accepted := make(chan *websocket.Conn, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/tunnel" || r.Header.Get("Authorization") != "Bearer test-token" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"error":"the token was rejected","code":"unauthorized"}`)
+			return
+		}
+		ws, err := upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return // the upgrader answered
+		}
+		accepted <- ws
+	}))
+	t.Cleanup(srv.Close)
+
+	dialer := websocket.Dialer{Subprotocols: []string{protocol.Subprotocol}, HandshakeTimeout: waitLimit}
+	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/tunnel"
+	client, resp, err := dialer.Dial(url, http.Header{"Authorization": {"Bearer test-token"}})
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	resp.Body.Close()
+	select {
+	case server = <-accepted:
+	case <-time.After(waitLimit):
+		t.Fatal("the server did not accept the WebSocket")
+	}
+	if client.Subprotocol() != protocol.Subprotocol || server.Subprotocol() != protocol.Subprotocol {
+		t.Fatalf("negotiated subprotocol %q (client) and %q (server), want %q", client.Subprotocol(), server.Subprotocol(), protocol.Subprotocol)
+	}
+	t.Cleanup(func() {
+		client.Close()
+		server.Close()
+	})
+	return client, server
+}
+
+// connPair returns two Conns on the ends of one WebSocket; both are closed
+// when the test ends.
+func connPair(t testing.TB, clientCfg, serverCfg protocol.ConnConfig) (client, server *protocol.Conn) {
+	t.Helper()
+	cws, sws := wsPair(t)
+	client, server = protocol.NewConn(cws, clientCfg), protocol.NewConn(sws, serverCfg)
+	t.Cleanup(func() {
+		client.Close()
+		server.Close()
+	})
+	return client, server
+}
+
+// goRead runs one Read in a goroutine and delivers its result.
+func goRead(c net.Conn, size int) <-chan readResult {
+	ch := make(chan readResult, 1)
+	go func() {
+		buf := make([]byte, size)
+		n, err := c.Read(buf)
+		ch <- readResult{buf[:n], err}
+	}()
+	return ch
+}
+
+type readResult struct {
+	data []byte
+	err  error
+}
+
+func waitRead(t *testing.T, ch <-chan readResult) readResult {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(waitLimit):
+		t.Fatal("Read did not return")
+		return readResult{}
+	}
+}
+
+func TestHandshakeRejectsBadToken(t *testing.T) {
+	t.Parallel()
+	// The shape of an error before the upgrade, as wsPair's server gives it.
+	wsPair(t) // a good token works
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = io.WriteString(w, `{"error":"the token was rejected","code":"unauthorized"}`)
+	}))
+	defer srv.Close()
+	dialer := websocket.Dialer{Subprotocols: []string{protocol.Subprotocol}, HandshakeTimeout: waitLimit}
+	_, resp, err := dialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/tunnel", http.Header{"Authorization": {"Bearer wrong"}})
+	if !errors.Is(err, websocket.ErrBadHandshake) || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("dial with a bad token: %v, %v", err, resp)
+	}
+	resp.Body.Close()
+}
+
+func TestConnRoundTripAcrossMessages(t *testing.T) {
+	t.Parallel()
+	for _, dir := range []string{"agent to relay", "relay to agent"} {
+		t.Run(dir, func(t *testing.T) {
+			t.Parallel()
+			client, server := connPair(t, protocol.ConnConfig{}, protocol.ConnConfig{})
+			w, r := net.Conn(client), net.Conn(server)
+			if dir == "relay to agent" {
+				w, r = r, w
+			}
+			want := randomBytes(3, 1<<20) // 16 messages of MaxMessage
+			written := make(chan error, 1)
+			go func() {
+				n, err := w.Write(want)
+				if err == nil && n != len(want) {
+					err = io.ErrShortWrite
+				}
+				written <- err
+			}()
+			got := make([]byte, 0, len(want))
+			chunk := make([]byte, 1000) // not a divisor of MaxMessage
+			for len(got) < len(want) {
+				n, err := r.Read(chunk[:min(len(chunk), len(want)-len(got))])
+				if err != nil {
+					t.Fatalf("Read after %d bytes: %v", len(got), err)
+				}
+				got = append(got, chunk[:n]...)
+			}
+			if err := <-written; err != nil {
+				t.Fatalf("Write: %v", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatal("bytes differ after the round trip")
+			}
+		})
+	}
+}
+
+// TestConnConcurrentWrites checks that concurrent Writes all arrive, and
+// that the bytes of each Write stay together.
+func TestConnConcurrentWrites(t *testing.T) {
+	t.Parallel()
+	client, server := connPair(t, protocol.ConnConfig{}, protocol.ConnConfig{})
+	const writers, writesEach, size = 16, 4, 100 << 10 // each Write spans two messages
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for id := range writers {
+		wg.Go(func() {
+			block := bytes.Repeat([]byte{byte(id)}, size)
+			for range writesEach {
+				if _, err := client.Write(block); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	got := make([]byte, writers*writesEach*size)
+	if _, err := io.ReadFull(server, got); err != nil {
+		t.Fatalf("ReadFull: %v", err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Write: %v", err)
+	}
+	count := map[byte]int{}
+	for off := 0; off < len(got); off += size {
+		block := got[off : off+size]
+		if !bytes.Equal(block, bytes.Repeat(block[:1], size)) {
+			t.Fatalf("block at %d mixes the bytes of several Writes", off)
+		}
+		count[block[0]]++
+	}
+	for id := range writers {
+		if count[byte(id)] != writesEach {
+			t.Errorf("writer %d: %d blocks arrived, want %d", id, count[byte(id)], writesEach)
+		}
+	}
+}
+
+func TestConnReadDeadline(t *testing.T) {
+	t.Parallel()
+	client, _ := connPair(t, protocol.ConnConfig{}, protocol.ConnConfig{})
+	if err := client.SetReadDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	res := waitRead(t, goRead(client, 10))
+	var ne net.Error
+	if !errors.Is(res.err, os.ErrDeadlineExceeded) || !errors.As(res.err, &ne) || !ne.Timeout() {
+		t.Fatalf("Read past the deadline = %v, want a timeout wrapping os.ErrDeadlineExceeded", res.err)
+	}
+	if errors.Is(res.err, protocol.ErrPeerUnresponsive) {
+		t.Fatalf("the user's deadline was reported as a silent peer: %v", res.err)
+	}
+	select {
+	case <-client.Done():
+		t.Fatal("the Conn closed itself over the user's read deadline")
+	default:
+	}
+	// Reading stays broken, and says so every time: gorilla/websocket
+	// panics after 1000 reads of a failed connection, Conn must not reach it.
+	for range 1500 {
+		if _, err := client.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Read after the timeout = %v", err)
+		}
+	}
+}
+
+func TestConnReadDeadlineInPast(t *testing.T) {
+	t.Parallel()
+	client, server := connPair(t, protocol.ConnConfig{}, protocol.ConnConfig{})
+	if _, err := server.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.SetDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read with a deadline in the past = %v", err)
+	}
+}
+
+// TestConnDetectsSilentPeer uses a raw peer that never reads, so it never
+// answers a ping: the Conn must give up on it by itself.
+func TestConnDetectsSilentPeer(t *testing.T) {
+	t.Parallel()
+	cws, _ := wsPair(t) // the server end stays unread
+	client := protocol.NewConn(cws, fastLiveness)
+	defer client.Close()
+	start := time.Now()
+	res := waitRead(t, goRead(client, 10))
+	if !errors.Is(res.err, protocol.ErrPeerUnresponsive) {
+		t.Fatalf("Read from a silent peer = %v, want ErrPeerUnresponsive", res.err)
+	}
+	if elapsed, min := time.Since(start), fastLiveness.PingInterval+fastLiveness.PongTimeout; elapsed < min {
+		t.Errorf("declared dead after %v, before PingInterval+PongTimeout = %v", elapsed, min)
+	}
+	select {
+	case <-client.Done():
+	case <-time.After(waitLimit):
+		t.Fatal("the Conn did not close itself")
+	}
+	if _, err := client.Write([]byte("x")); err == nil {
+		t.Error("Write on a Conn closed for silence succeeded")
+	}
+}
+
+// TestConnLivePeerStaysUp checks that pongs keep an idle connection alive
+// well past PingInterval + PongTimeout.
+func TestConnLivePeerStaysUp(t *testing.T) {
+	t.Parallel()
+	client, server := connPair(t, fastLiveness, fastLiveness)
+	clientRead, serverRead := goRead(client, 10), goRead(server, 10)
+	idle := time.NewTimer(10 * (fastLiveness.PingInterval + fastLiveness.PongTimeout))
+	defer idle.Stop()
+	select {
+	case r := <-clientRead:
+		t.Fatalf("agent's Read returned while idle: %q, %v", r.data, r.err)
+	case r := <-serverRead:
+		t.Fatalf("relay's Read returned while idle: %q, %v", r.data, r.err)
+	case <-idle.C: // the idle time passed with both ends up
+	}
+	if _, err := server.Write([]byte("still here")); err != nil {
+		t.Fatal(err)
+	}
+	if r := waitRead(t, clientRead); r.err != nil || string(r.data) != "still here" {
+		t.Fatalf("Read = %q, %v", r.data, r.err)
+	}
+}
+
+// TestConnPausedReaderIsNotDeadPeer checks that a caller that stops
+// reading for longer than the liveness window can read again: the pongs it
+// did not read were not the peer's fault.
+func TestConnPausedReaderIsNotDeadPeer(t *testing.T) {
+	t.Parallel()
+	client, server := connPair(t, fastLiveness, fastLiveness)
+	serverRead := goRead(server, 10) // the relay end answers pings
+	pause := time.NewTimer(5 * (fastLiveness.PingInterval + fastLiveness.PongTimeout))
+	defer pause.Stop()
+	select {
+	case r := <-serverRead:
+		t.Fatalf("relay's Read returned: %q, %v", r.data, r.err)
+	case <-pause.C: // the agent end did not read all this time
+	}
+	if _, err := server.Write([]byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	if r := waitRead(t, goRead(client, 10)); r.err != nil || string(r.data) != "late" {
+		t.Fatalf("Read after a pause = %q, %v", r.data, r.err)
+	}
+}
+
+func TestConnPeerCloseIsEOF(t *testing.T) {
+	t.Parallel()
+	client, server := connPair(t, protocol.ConnConfig{}, protocol.ConnConfig{})
+	if _, err := server.Write([]byte("last")); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	got, err := io.ReadAll(client)
+	if err != nil || string(got) != "last" {
+		t.Fatalf("ReadAll after the peer closed = %q, %v; want the data, then io.EOF", got, err)
+	}
+}
+
+func TestConnClose(t *testing.T) {
+	t.Parallel()
+	client, _ := connPair(t, protocol.ConnConfig{}, protocol.ConnConfig{})
+	blocked := goRead(client, 10)
+	if err := client.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if r := waitRead(t, blocked); !errors.Is(r.err, net.ErrClosed) {
+		t.Errorf("Read blocked during Close = %v, want net.ErrClosed", r.err)
+	}
+	if _, err := client.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Read after Close = %v, want net.ErrClosed", err)
+	}
+	if _, err := client.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Write after Close = %v, want net.ErrClosed", err)
+	}
+	select {
+	case <-client.Done():
+	default:
+		t.Error("Done is open after Close")
+	}
+	client.Close() // a second Close returns at once
+	if client.LocalAddr() == nil || client.RemoteAddr() == nil {
+		t.Error("no addresses")
+	}
+}
+
+func TestConnTextMessageIsError(t *testing.T) {
+	t.Parallel()
+	cws, sws := wsPair(t)
+	client := protocol.NewConn(cws, protocol.ConnConfig{})
+	defer client.Close()
+	if err := sws.WriteMessage(websocket.TextMessage, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := client.Read(make([]byte, 10)); err == nil || !strings.Contains(err.Error(), "text message") {
+			t.Fatalf("Read of a text message = %v", err)
+		}
+	}
+}
+
+func TestConnOversizedMessage(t *testing.T) {
+	t.Parallel()
+	cws, sws := wsPair(t)
+	client := protocol.NewConn(cws, protocol.ConnConfig{})
+	defer client.Close()
+	go func() { _ = sws.WriteMessage(websocket.BinaryMessage, make([]byte, protocol.MaxMessage+1)) }()
+	if _, err := io.ReadAll(client); !errors.Is(err, websocket.ErrReadLimit) {
+		t.Fatalf("Read of a message over MaxMessage = %v, want websocket.ErrReadLimit", err)
+	}
+}
+
+// TestConnWriteDeadline blocks a Write on a peer that does not read and
+// checks that SetWriteDeadline ends it.
+func TestConnWriteDeadline(t *testing.T) {
+	t.Parallel()
+	cws, _ := wsPair(t) // the server end stays unread
+	client := protocol.NewConn(cws, protocol.ConnConfig{})
+	defer client.Close()
+	written := make(chan error, 1)
+	go func() {
+		_, err := client.Write(make([]byte, 256<<20)) // more than the socket buffers hold
+		written <- err
+	}()
+	if err := client.SetWriteDeadline(time.Now().Add(100 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-written:
+		var ne net.Error
+		if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("Write past the deadline = %v", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("Write blocked past its deadline")
+	}
+}

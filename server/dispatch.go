@@ -1,0 +1,428 @@
+package server
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hookrelay/hookrelay/protocol"
+	"github.com/hookrelay/hookrelay/server/store"
+)
+
+// groupWorker dispatches one group's events to the group's connected
+// agents: oldest first, at most one agent per event, retrying failed
+// attempts with backoff. It runs while the group has an agent connected.
+//
+// The store is the queue: the worker reads events not yet done for the
+// group (store.Pending) after its cursor, so events committed while no
+// agent was connected, or before a relay restart, are found the same way as
+// new ones.
+type groupWorker struct {
+	relay *Relay
+	group store.Group
+
+	mu     sync.Mutex // guards agents, next
+	agents []*agentSession
+	next   int // round-robin position
+
+	wake      chan struct{}       // capacity 1: something changed
+	newEvents atomic.Bool         // the store may hold events past the cursor
+	results   chan deliveryResult // finished attempts
+	replays   chan store.Event    // events to deliver again (replay)
+	ctx       context.Context     // ended by stop
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup // delivery goroutines
+
+	// Owned by run's goroutine.
+	cursor      int64         // every event with Seq <= cursor was fetched
+	more        bool          // Pending may return more after cursor
+	ready       []readyItem   // fetched or due again, not yet handed to an agent
+	retries     retryHeap     // failed attempts waiting for their backoff
+	outstanding map[int64]int // seq → attempts made, for events not done
+	persisted   int64         // DoneThrough as last written
+	persistedAt time.Time
+}
+
+type readyItem struct {
+	ev      *store.Event // nil: load by id
+	eventID string
+	seq     int64
+	attempt int
+	replay  bool
+}
+
+type deliveryResult struct {
+	item readyItem
+	done bool // delivered, or given up
+	gone bool // the agent went away: retry soon
+}
+
+func newGroupWorker(r *Relay, g store.Group) *groupWorker {
+	ctx, cancel := context.WithCancel(r.ctx)
+	w := &groupWorker{
+		relay:       r,
+		group:       g,
+		wake:        make(chan struct{}, 1),
+		results:     make(chan deliveryResult, 64),
+		replays:     make(chan store.Event, 64),
+		ctx:         ctx,
+		cancel:      cancel,
+		outstanding: make(map[int64]int),
+	}
+	w.newEvents.Store(true)
+	return w
+}
+
+func (w *groupWorker) notify() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// notifyNew says a new event of the channel is committed.
+func (w *groupWorker) notifyNew() {
+	w.newEvents.Store(true)
+	w.notify()
+}
+
+func (w *groupWorker) addAgent(a *agentSession) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, x := range w.agents {
+		if x == a {
+			return false
+		}
+	}
+	w.agents = append(w.agents, a)
+	w.notify()
+	return true
+}
+
+func (w *groupWorker) removeAgent(a *agentSession) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i, x := range w.agents {
+		if x == a {
+			w.agents = append(w.agents[:i], w.agents[i+1:]...)
+			break
+		}
+	}
+	return len(w.agents)
+}
+
+func (w *groupWorker) agentCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.agents)
+}
+
+func (w *groupWorker) agentList() []*agentSession {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]*agentSession(nil), w.agents...)
+}
+
+// pick returns an agent with a free slot (taken), round robin, or nil.
+func (w *groupWorker) pick() *agentSession {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := range w.agents {
+		a := w.agents[(w.next+i)%len(w.agents)]
+		if a.tryAcquire() {
+			w.next = (w.next + i + 1) % len(w.agents)
+			return a
+		}
+	}
+	return nil
+}
+
+// freeSlots counts free delivery slots over the group's agents.
+func (w *groupWorker) freeSlots() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, a := range w.agents {
+		n += cap(a.slots) - len(a.slots)
+	}
+	return n
+}
+
+// stop ends the worker; run returns after its deliveries end.
+func (w *groupWorker) stop() { w.cancel() }
+
+// replay queues an event to be delivered to this group again.
+func (w *groupWorker) replay(ev store.Event) bool {
+	select {
+	case w.replays <- ev:
+		w.notify()
+		return true
+	default:
+		return false
+	}
+}
+
+func (w *groupWorker) run() {
+	defer func() {
+		w.wg.Wait()
+		w.persist(true)
+	}()
+	w.cursor = w.group.DoneThrough
+	w.persisted = w.group.DoneThrough
+	w.persistedAt = time.Now()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if w.newEvents.Swap(false) {
+			w.more = true
+		}
+		w.promoteDue(time.Now())
+		storeErr := w.fill()
+		w.dispatchReady()
+		w.persist(false)
+
+		wait := time.Hour
+		if len(w.retries) > 0 {
+			wait = time.Until(w.retries[0].due)
+		}
+		if storeErr {
+			wait = min(wait, time.Second)
+		}
+		if w.persisted < w.watermark() {
+			wait = min(wait, time.Second)
+		}
+		timer.Reset(max(wait, time.Millisecond))
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-w.wake:
+		case res := <-w.results:
+			w.handle(res)
+		case ev := <-w.replays:
+			w.ready = append(w.ready, readyItem{ev: &ev, eventID: ev.ID, seq: ev.Seq, attempt: ev.Attempts + 1, replay: true})
+		case <-timer.C:
+		}
+	}
+}
+
+// fill reads events past the cursor while agents have room for them. It
+// reports whether the store failed.
+func (w *groupWorker) fill() bool {
+	if !w.more {
+		return false
+	}
+	limit := w.freeSlots() - len(w.ready)
+	if limit <= 0 {
+		return false
+	}
+	evs, err := w.relay.store.Pending(w.ctx, w.group.ID, w.cursor, limit)
+	if err != nil {
+		if w.ctx.Err() == nil {
+			w.relay.log.Error("read pending events", "group", w.group.Name, "err", err)
+		}
+		return true
+	}
+	if len(evs) < limit {
+		w.more = false
+	}
+	for i := range evs {
+		ev := &evs[i]
+		w.cursor = max(w.cursor, ev.Seq)
+		if _, dup := w.outstanding[ev.Seq]; dup {
+			continue
+		}
+		w.outstanding[ev.Seq] = 0
+		w.ready = append(w.ready, readyItem{ev: ev, eventID: ev.ID, seq: ev.Seq, attempt: 1})
+	}
+	return false
+}
+
+func (w *groupWorker) dispatchReady() {
+	for len(w.ready) > 0 {
+		a := w.pick()
+		if a == nil {
+			return
+		}
+		item := w.ready[0]
+		w.ready[0] = readyItem{}
+		w.ready = w.ready[1:]
+		if !item.replay {
+			w.outstanding[item.seq] = item.attempt
+		}
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			res := w.attempt(a, item)
+			a.release()
+			select {
+			case w.results <- res:
+			case <-w.ctx.Done():
+			}
+			w.notify()
+		}()
+	}
+}
+
+// handle takes a finished attempt: done, or back in line after a backoff.
+func (w *groupWorker) handle(res deliveryResult) {
+	item := res.item
+	if res.done {
+		if !item.replay {
+			delete(w.outstanding, item.seq)
+		}
+		return
+	}
+	delay := backoff(item.attempt, w.relay.cfg.RetryMaxBackoff)
+	if res.gone {
+		delay = 100 * time.Millisecond
+	}
+	item.ev = nil // reload when due: keeps large bodies out of memory while waiting
+	item.attempt++
+	heap.Push(&w.retries, retryItem{due: time.Now().Add(delay), item: item})
+}
+
+// promoteDue moves retries whose time has come to the ready list.
+func (w *groupWorker) promoteDue(now time.Time) {
+	for len(w.retries) > 0 && !w.retries[0].due.After(now) {
+		it := heap.Pop(&w.retries).(retryItem)
+		w.ready = append(w.ready, it.item)
+	}
+}
+
+// watermark is the highest seq below which every event is done.
+func (w *groupWorker) watermark() int64 {
+	low := w.cursor
+	for seq := range w.outstanding {
+		low = min(low, seq-1)
+	}
+	return low
+}
+
+// persist writes the watermark at most once a second, or now when final.
+func (w *groupWorker) persist(final bool) {
+	wm := w.watermark()
+	if wm <= w.persisted || (!final && time.Since(w.persistedAt) < time.Second) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.relay.store.AdvanceGroup(ctx, w.group.ID, wm); err != nil {
+		w.relay.log.Warn("save group progress", "group", w.group.Name, "err", err)
+		return
+	}
+	w.persisted, w.persistedAt = wm, time.Now()
+}
+
+// attempt delivers item to agent a once and records the attempt.
+func (w *groupWorker) attempt(a *agentSession, item readyItem) deliveryResult {
+	r := w.relay
+	ev := item.ev
+	if ev == nil {
+		loaded, err := r.store.GetEvent(w.ctx, item.eventID)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return deliveryResult{item: item, done: true} // deleted meanwhile
+			}
+			r.log.Warn("load event for delivery", "event", item.eventID, "err", err)
+			return deliveryResult{item: item, gone: true}
+		}
+		ev = &loaded
+	}
+	req := &protocol.DeliveryRequest{
+		EventID:    ev.ID,
+		DeliveryID: newID("dlv_"),
+		Attempt:    item.attempt,
+		Channel:    ev.ChannelID,
+		Method:     ev.Method,
+		Path:       ev.Path,
+		RawQuery:   ev.RawQuery,
+		Headers:    toProtocolHeaders(ev.Headers),
+		BodyLength: int64(len(ev.Body)),
+		ReceivedAt: ev.ReceivedAt,
+		RemoteAddr: ev.RemoteAddr,
+	}
+	start := time.Now()
+	resp, body, err := a.deliver(w.ctx, req, ev.Body)
+	d := store.Delivery{
+		ID: req.DeliveryID, EventID: ev.ID, EventSeq: ev.Seq, ChannelID: ev.ChannelID,
+		GroupID: w.group.ID, GroupName: w.group.Name, AgentID: a.id, Attempt: item.attempt,
+		StartedAt: start.UTC(), Duration: time.Since(start),
+	}
+	res := deliveryResult{item: item}
+	switch {
+	case err != nil:
+		d.Error = err.Error()
+		res.gone = true
+	case resp.Error != "":
+		d.Error = resp.Error
+		r.hub.answer(ev.ID, outcome{errCode: resp.ErrorCode, errMsg: resp.Error})
+	default:
+		d.Status = resp.Status
+		d.ResponseHeaders = fromProtocolHeaders(resp.Headers)
+		d.ResponseBody = body[:min(len(body), maxStoredResponse)]
+		d.Duration = resp.Duration
+		d.Done = true
+		r.hub.answer(ev.ID, outcome{status: resp.Status, headers: resp.Headers, body: body})
+	}
+	if !d.Done && item.attempt >= r.cfg.MaxAttempts && !item.replay {
+		d.Done = true
+		d.Error += " (gave up after this attempt; replay it to try again)"
+	}
+	res.done = d.Done || item.replay && item.attempt >= r.cfg.MaxAttempts
+	r.metrics.observeDelivery(d)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.store.RecordDelivery(ctx, d); err != nil {
+		r.log.Error("record delivery", "event", ev.ID, "err", err)
+	}
+	return res
+}
+
+// backoff is the wait before attempt+1: exponential from one second with
+// full jitter on the upper half, capped.
+func backoff(attempt int, maxWait time.Duration) time.Duration {
+	d := time.Second << min(attempt-1, 20)
+	if d > maxWait || d <= 0 {
+		d = maxWait
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+type retryItem struct {
+	due  time.Time
+	item readyItem
+}
+
+// retryHeap orders retries by due time.
+type retryHeap []retryItem
+
+func (h retryHeap) Len() int           { return len(h) }
+func (h retryHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h retryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *retryHeap) Push(x any)        { *h = append(*h, x.(retryItem)) }
+func (h *retryHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
+}
+
+func toProtocolHeaders(hs []store.Header) []protocol.Header {
+	out := make([]protocol.Header, len(hs))
+	for i, h := range hs {
+		out[i] = protocol.Header{Name: h.Name, Value: h.Value}
+	}
+	return out
+}
+
+func fromProtocolHeaders(hs []protocol.Header) []store.Header {
+	out := make([]store.Header, len(hs))
+	for i, h := range hs {
+		out[i] = store.Header{Name: h.Name, Value: h.Value}
+	}
+	return out
+}

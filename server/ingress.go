@@ -1,0 +1,250 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/hookrelay/hookrelay/server/store"
+	"github.com/hookrelay/hookrelay/server/wireheader"
+)
+
+// hopHeaders are meaningful only for one connection; they are neither
+// stored for delivery nor copied from the app's response to the sender.
+var hopHeaders = map[string]bool{
+	"connection": true, "keep-alive": true, "proxy-connection": true, "proxy-authenticate": true,
+	"proxy-authorization": true, "te": true, "trailer": true, "transfer-encoding": true, "upgrade": true,
+}
+
+// isHopHeader reports whether name is hop-by-hop, either always or because
+// the Connection header of the same message names it.
+func isHopHeader(name string, connection []string) bool {
+	lower := strings.ToLower(name)
+	if hopHeaders[lower] {
+		return true
+	}
+	for _, v := range connection {
+		for _, f := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(f), name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ingress receives a webhook on /h/:channel/*path, commits it, and answers
+// with the app's response (sync) or 202 and the event id.
+func (r *Relay) ingress(c *gin.Context) {
+	req := c.Request
+	ctx := req.Context()
+	channelID := c.Param("channel")
+	ch, err := r.store.GetChannel(ctx, channelID)
+	if err == nil && !ch.ExpiresAt.IsZero() && time.Now().After(ch.ExpiresAt) {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			abortJSON(c, http.StatusNotFound, "channel_not_found",
+				fmt.Sprintf("channel %q does not exist; create it with 'hookrelay channel create'", channelID))
+			return
+		}
+		r.storeFailed(c, err)
+		return
+	}
+
+	if !r.admit(c, ch) {
+		return
+	}
+	if req.ContentLength > r.cfg.MaxBody {
+		r.tooLarge(c)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, req.Body, r.cfg.MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			r.tooLarge(c)
+			return
+		}
+		abortJSON(c, http.StatusBadRequest, "bad_body", "could not read the request body: "+err.Error())
+		return
+	}
+
+	ev := &store.Event{
+		ID:         newID("evt_"),
+		ChannelID:  channelID,
+		Method:     req.Method,
+		Path:       subPath(req, channelID),
+		RawQuery:   req.URL.RawQuery,
+		Headers:    requestHeaders(req),
+		Body:       body,
+		RemoteAddr: c.ClientIP(),
+		ReceivedAt: time.Now().UTC(),
+		State:      store.EventAccepted,
+	}
+
+	reason, err := verifySender(ch, ev)
+	if err != nil {
+		r.log.Error("verification setting", "channel", ch.ID, "err", err)
+		abortJSON(c, http.StatusInternalServerError, "bad_channel_setting", err.Error())
+		return
+	}
+	if reason != "" {
+		// Kept, marked rejected, so the team can see why; never delivered.
+		ev.State, ev.RejectReason = store.EventRejected, reason
+		if err := r.store.AppendEvent(ctx, ev); err != nil {
+			r.storeFailed(c, err)
+			return
+		}
+		r.metrics.eventsRejected.WithLabelValues("signature").Inc()
+		r.hub.publish(ev)
+		c.Header("Hookrelay-Event-Id", ev.ID)
+		abortJSON(c, http.StatusUnauthorized, "signature_invalid", "webhook rejected: "+reason)
+		return
+	}
+
+	sync := !ch.Async && r.hub.hasAgents(channelID)
+	var w *waiter
+	if sync {
+		w = r.hub.addWaiter(ev.ID)
+		defer r.hub.removeWaiter(ev.ID)
+	}
+	if err := r.store.AppendEvent(ctx, ev); err != nil {
+		r.storeFailed(c, err)
+		return
+	}
+	r.metrics.eventsReceived.Inc()
+	r.hub.publish(ev)
+	if !sync {
+		r.accepted(c, ev, "queued; no agent answered synchronously")
+		return
+	}
+	timer := time.NewTimer(r.cfg.ResponseTimeout)
+	defer timer.Stop()
+	select {
+	case out := <-w.ch:
+		r.writeOutcome(c, ev, out)
+	case <-timer.C:
+		r.accepted(c, ev, fmt.Sprintf("the app did not answer within %s; the event stays queued", r.cfg.ResponseTimeout))
+	case <-ctx.Done():
+	}
+}
+
+func (r *Relay) tooLarge(c *gin.Context) {
+	c.Header("Connection", "close")
+	abortJSON(c, http.StatusRequestEntityTooLarge, "body_too_large",
+		fmt.Sprintf("request body is larger than the relay's max_body of %d bytes", r.cfg.MaxBody))
+}
+
+// storeFailed answers 503: the relay could not commit, so it must not
+// pretend it accepted the webhook.
+func (r *Relay) storeFailed(c *gin.Context, err error) {
+	r.log.Error("store failure", "err", err)
+	c.Header("Retry-After", "5")
+	abortJSON(c, http.StatusServiceUnavailable, "store_unavailable",
+		"the relay cannot store webhooks right now; retry later")
+}
+
+func (r *Relay) accepted(c *gin.Context, ev *store.Event, msg string) {
+	c.Header("Hookrelay-Event-Id", ev.ID)
+	c.JSON(http.StatusAccepted, gin.H{"event_id": ev.ID, "status": "queued", "message": msg})
+}
+
+// writeOutcome answers the sender with the first delivery outcome.
+func (r *Relay) writeOutcome(c *gin.Context, ev *store.Event, out outcome) {
+	if out.errCode != "" {
+		c.Header("Hookrelay-Event-Id", ev.ID)
+		c.JSON(http.StatusBadGateway, gin.H{
+			"error":    "the agent could not reach its target: " + out.errMsg,
+			"code":     out.errCode,
+			"event_id": ev.ID,
+		})
+		return
+	}
+	h := c.Writer.Header()
+	var connection []string
+	for _, hd := range out.headers {
+		if strings.EqualFold(hd.Name, "Connection") {
+			connection = append(connection, hd.Value)
+		}
+	}
+	for _, hd := range out.headers {
+		if isHopHeader(hd.Name, connection) || strings.EqualFold(hd.Name, "Content-Length") {
+			continue
+		}
+		h[hd.Name] = append(h[hd.Name], hd.Value)
+	}
+	h.Set("Hookrelay-Event-Id", ev.ID)
+	h.Set("Content-Length", strconv.Itoa(len(out.body)))
+	c.Status(out.status)
+	if out.status != http.StatusNoContent && out.status != http.StatusNotModified && c.Request.Method != http.MethodHead {
+		_, _ = c.Writer.Write(out.body)
+	} else {
+		h.Del("Content-Length")
+		c.Writer.WriteHeaderNow()
+	}
+}
+
+// subPath is the escaped path after /h/{channel}, always starting with "/".
+func subPath(req *http.Request, channelID string) string {
+	p := req.URL.EscapedPath()
+	prefix := "/h/" + channelID
+	if strings.HasPrefix(p, prefix) {
+		p = p[len(prefix):]
+	} else if i := strings.Index(p[min(len(p), 3):], "/"); i >= 0 {
+		p = p[3+i:] // the channel id was percent-encoded differently
+	} else {
+		p = ""
+	}
+	if p == "" || p[0] != '/' {
+		p = "/" + p
+	}
+	return p
+}
+
+// requestHeaders returns the request's headers in wire order with their
+// original case when the listener recorded them, else from the parsed map
+// (names sorted, Host first).
+func requestHeaders(req *http.Request) []store.Header {
+	if raw, ok := wireheader.Headers(req); ok {
+		out := make([]store.Header, len(raw))
+		for i, h := range raw {
+			out[i] = store.Header{Name: h.Name, Value: h.Value}
+		}
+		return out
+	}
+	out := []store.Header{{Name: "Host", Value: req.Host}}
+	names := make([]string, 0, len(req.Header))
+	for name := range req.Header {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		for _, v := range req.Header[name] {
+			out = append(out, store.Header{Name: name, Value: v})
+		}
+	}
+	return out
+}
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// newID returns prefix + 128 random bits in lowercase base32.
+func newID(prefix string) string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return prefix + idEncoding.EncodeToString(b[:])
+}
+
+// NewChannelID returns a new unguessable channel id (128 random bits).
+func NewChannelID() string { return newID("") }

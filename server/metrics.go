@@ -1,0 +1,58 @@
+package server
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/hookrelay/hookrelay/server/store"
+)
+
+// metrics are the relay's Prometheus metrics, on a registry of its own so
+// that several relays in one process (tests) do not collide.
+type metrics struct {
+	registry         *prometheus.Registry
+	eventsReceived   prometheus.Counter
+	eventsRejected   *prometheus.CounterVec
+	deliveries       *prometheus.CounterVec
+	deliveryDuration prometheus.Histogram
+	agentsConnected  prometheus.Gauge
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		eventsReceived: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hookrelay_events_received_total", Help: "Webhooks accepted and committed by ingress.",
+		}),
+		eventsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookrelay_events_rejected_total", Help: "Webhooks refused by ingress, by reason.",
+		}, []string{"reason"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookrelay_deliveries_total", Help: "Delivery attempts, by result (delivered, target_error, agent_gone) and app status class.",
+		}, []string{"result", "status"}),
+		deliveryDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "hookrelay_delivery_duration_seconds", Help: "Time from sending a delivery to the agent until its answer.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}),
+		agentsConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hookrelay_agents_connected", Help: "Agents connected over the tunnel now.",
+		}),
+	}
+	m.registry.MustRegister(m.eventsReceived, m.eventsRejected, m.deliveries, m.deliveryDuration, m.agentsConnected,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) observeDelivery(d store.Delivery) {
+	result, status := "delivered", "none"
+	switch {
+	case d.Status > 0:
+		status = strconv.Itoa(d.Status/100) + "xx"
+	case d.Error != "":
+		result = "failed"
+	}
+	m.deliveries.WithLabelValues(result, status).Inc()
+	m.deliveryDuration.Observe(d.Duration.Seconds())
+}

@@ -1,0 +1,214 @@
+// Package server is the hookrelay relay: the public ingress, the tunnel
+// endpoint agents connect to, the hub that dispatches events to groups of
+// agents, and the JSON API. Its durable state lives behind store.Store.
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/hookrelay/hookrelay/server/store"
+	"github.com/hookrelay/hookrelay/server/wireheader"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultResponseTimeout = 10 * time.Second
+	DefaultMaxBody         = 25 << 20
+	DefaultDeliveryTimeout = 2 * time.Minute
+	DefaultMaxAttempts     = 20
+	DefaultRetryMaxBackoff = 5 * time.Minute
+	DefaultRetention       = 168 * time.Hour
+	DefaultMaxConcurrency  = 64
+	maxStoredResponse      = 64 << 10 // response bodies kept in the store per delivery
+	maxHeaderBytes         = 1 << 20
+)
+
+// Config configures a Relay. Store is required; everything else has a
+// default.
+type Config struct {
+	Store store.Store
+	// PublicURL is the base of ingress URLs ("https://relay.example.com").
+	// Empty: derived from each request's Host.
+	PublicURL string
+	// AdminToken is the relay-wide admin token (plain; only its hash is kept).
+	AdminToken string
+	// ResponseTimeout bounds how long a sender waits for the app's answer
+	// before it gets 202 Accepted.
+	ResponseTimeout time.Duration
+	// MaxBody is the largest request body ingress accepts (413 beyond).
+	MaxBody int64
+	// DeliveryTimeout bounds one delivery attempt on the relay's side.
+	DeliveryTimeout time.Duration
+	// MaxAttempts caps delivery attempts per event and group.
+	MaxAttempts int
+	// RetryMaxBackoff caps the wait between attempts.
+	RetryMaxBackoff time.Duration
+	// MaxConcurrency caps deliveries in flight per agent.
+	MaxConcurrency int
+	// Retention: events older than this are deleted, and groups idle longer are dropped.
+	Retention time.Duration
+	// MaxEventsPerChannel caps stored events per channel (0: no cap).
+	MaxEventsPerChannel int
+	// PruneInterval is how often retention runs (default 1m).
+	PruneInterval time.Duration
+	// RateLimit is the default per-channel limit in webhooks per second
+	// (burst twice that); 0: none. A channel's own limit wins.
+	RateLimit float64
+	// AllowAnonymous lets anyone create a channel (public relays); such a
+	// channel is read with the read key it comes with.
+	AllowAnonymous bool
+	// MaxChannelsPerTeam caps channels per team (0: no cap).
+	MaxChannelsPerTeam int
+	// Version is reported to agents and in /healthz.
+	Version string
+	Logger  *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.Store == nil {
+		return errors.New("server: Config.Store is required")
+	}
+	if c.ResponseTimeout <= 0 {
+		c.ResponseTimeout = DefaultResponseTimeout
+	}
+	if c.MaxBody <= 0 {
+		c.MaxBody = DefaultMaxBody
+	}
+	if c.DeliveryTimeout <= 0 {
+		c.DeliveryTimeout = DefaultDeliveryTimeout
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = DefaultMaxAttempts
+	}
+	if c.RetryMaxBackoff <= 0 {
+		c.RetryMaxBackoff = DefaultRetryMaxBackoff
+	}
+	if c.MaxConcurrency <= 0 {
+		c.MaxConcurrency = DefaultMaxConcurrency
+	}
+	if c.Retention <= 0 {
+		c.Retention = DefaultRetention
+	}
+	if c.PruneInterval <= 0 {
+		c.PruneInterval = time.Minute
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	return nil
+}
+
+// Relay is the relay server. Create it with New, serve it with Serve or
+// mount Handler, and end it with Close.
+type Relay struct {
+	cfg            Config
+	store          store.Store
+	log            *slog.Logger
+	adminTokenHash []byte
+	hub            *hub
+	metrics        *metrics
+	limiters       limiters
+	engine         *gin.Engine
+
+	ctx    context.Context // ended by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // background jobs (retention)
+}
+
+// New builds a Relay from cfg.
+func New(cfg Config) (*Relay, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Relay{cfg: cfg, store: cfg.Store, log: cfg.Logger, ctx: ctx, cancel: cancel}
+	if cfg.AdminToken != "" {
+		sum := sha256.Sum256([]byte(cfg.AdminToken))
+		r.adminTokenHash = sum[:]
+	}
+	r.metrics = newMetrics()
+	r.hub = newHub(r)
+	r.engine = r.routes()
+	r.wg.Add(1)
+	go r.retentionLoop()
+	return r, nil
+}
+
+// Handler returns the relay's HTTP handler. Serve it through Serve (or
+// with wireheader's listener and ConnContext) to keep header order.
+func (r *Relay) Handler() http.Handler { return r.engine }
+
+// Serve answers HTTP on ln until ctx is done, then shuts down gracefully:
+// agents are told to reconnect elsewhere and in-flight requests get up to
+// 10 seconds. It wraps ln so that ingress sees headers in wire order.
+func (r *Relay) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           r.engine,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ConnContext:       wireheader.ConnContext,
+		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(wireheader.NewListener(ln, maxHeaderBytes)) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	r.hub.drain("relay shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := srv.Shutdown(shutdownCtx)
+	r.hub.closeAll()
+	<-errc
+	if err != nil {
+		return fmt.Errorf("shut down http server: %w", err)
+	}
+	return nil
+}
+
+// Close ends every tunnel and background job and waits for them. It does
+// not close the store, which belongs to the caller.
+func (r *Relay) Close() error {
+	r.cancel()
+	r.hub.closeAll()
+	r.wg.Wait()
+	return nil
+}
+
+// ingressURL is the public URL of a channel, for a request that came in on
+// req (used when PublicURL is not configured).
+func (r *Relay) ingressURL(req *http.Request, channelID string) string {
+	base := r.cfg.PublicURL
+	if base == "" && req != nil {
+		scheme := "http"
+		if req.TLS != nil {
+			scheme = "https"
+		}
+		base = scheme + "://" + req.Host
+	}
+	return base + "/h/" + channelID
+}
+
+func hashToken(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,70 @@
+package server
+
+import (
+	"net/http"
+	"net/url"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+func (r *Relay) routes() *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.Use(gin.Recovery())
+	// Client addresses come from the socket unless a trusted proxy is configured.
+	_ = e.SetTrustedProxies(nil)
+	e.HandleMethodNotAllowed = false
+	e.RedirectTrailingSlash = false
+	e.RedirectFixedPath = false
+	e.UseRawPath = true
+	e.UnescapePathValues = false
+
+	e.Any("/h/:channel", r.ingress)
+	e.Any("/h/:channel/*path", r.ingress)
+
+	e.GET("/tunnel", r.requireAuth, r.tunnel)
+
+	e.POST("/api/v1/channels", r.optionalAuth, r.createChannel)
+	api := e.Group("/api/v1", r.requireAuth)
+	api.GET("/channels", r.listChannels)
+	api.GET("/channels/:id", r.getChannel)
+	api.PATCH("/channels/:id", r.updateChannel)
+	api.DELETE("/channels/:id", r.deleteChannel)
+	api.GET("/channels/:id/agents", r.channelAgents)
+	api.GET("/channels/:id/events", r.listEvents)
+	api.GET("/events/:id", r.getEvent)
+	api.GET("/events/:id/body", r.eventBody)
+	api.GET("/events/:id/deliveries", r.eventDeliveries)
+	api.POST("/events/:id/replay", r.replayEvent)
+	api.POST("/teams", r.createTeam)
+	api.GET("/teams", r.listTeams)
+	api.POST("/tokens", r.createToken)
+	api.GET("/tokens", r.listTokens)
+	api.DELETE("/tokens/:id", r.revokeToken)
+
+	e.GET("/healthz", func(c *gin.Context) {
+		c.JSON(http.StatusOK, gin.H{"status": "ok", "version": r.cfg.Version})
+	})
+	e.GET("/readyz", r.readyz)
+	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(r.metrics.registry, promhttp.HandlerOpts{})))
+	e.NoRoute(func(c *gin.Context) {
+		abortJSON(c, http.StatusNotFound, "not_found", "no such route: "+c.Request.Method+" "+c.Request.URL.Path)
+	})
+	return e
+}
+
+// readyz answers 200 when the store can be written.
+func (r *Relay) readyz(c *gin.Context) {
+	if err := r.store.Ping(c.Request.Context()); err != nil {
+		abortJSON(c, http.StatusServiceUnavailable, "store_unavailable", err.Error())
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}
+
+// sameOrigin reports whether a browser request's Origin is this relay.
+func sameOrigin(r *http.Request) bool {
+	o, err := url.Parse(r.Header.Get("Origin"))
+	return err == nil && o.Host == r.Host
+}

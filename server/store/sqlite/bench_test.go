@@ -1,0 +1,63 @@
+package sqlite
+
+import (
+	"fmt"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+
+	"github.com/hookrelay/hookrelay/server/store"
+)
+
+// benchmarkAppend appends 1 KiB events from 16 goroutines per CPU and
+// reports events/s and the mean number of events per transaction.
+func benchmarkAppend(b *testing.B, opts Options) {
+	ctx := b.Context()
+	s := openTest(b, filepath.Join(b.TempDir(), "hookrelay.db"), opts)
+	if err := s.CreateChannel(ctx, store.Channel{ID: "c"}); err != nil {
+		b.Fatal(err)
+	}
+	body := make([]byte, 1024)
+	for i := range body {
+		body[i] = byte(i)
+	}
+	headers := []store.Header{{Name: "Content-Type", Value: "application/json"}, {Name: "X-Request-Id", Value: "abc"}}
+	var n atomic.Int64
+	batches0, jobs0 := s.batches.Load(), s.batchedJobs.Load()
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			e := &store.Event{ID: fmt.Sprint("e", n.Add(1)), ChannelID: "c", Method: "POST",
+				Path: "/hook", Headers: headers, Body: body, RemoteAddr: "192.0.2.1:1234"}
+			if err := s.AppendEvent(ctx, e); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	if batches := s.batches.Load() - batches0; batches > 0 {
+		b.ReportMetric(float64(s.batchedJobs.Load()-jobs0)/float64(batches), "events/tx")
+	}
+}
+
+// BenchmarkAppendEventBatched appends with group commit (the default).
+func BenchmarkAppendEventBatched(b *testing.B) {
+	for _, sync := range []string{"FULL", "NORMAL"} {
+		b.Run("sync="+sync, func(b *testing.B) {
+			benchmarkAppend(b, Options{Synchronous: sync})
+		})
+	}
+}
+
+// BenchmarkAppendEventOneTxEach makes the same appends, each committed in
+// its own transaction (MaxBatch 1), to show what group commit buys.
+func BenchmarkAppendEventOneTxEach(b *testing.B) {
+	for _, sync := range []string{"FULL", "NORMAL"} {
+		b.Run("sync="+sync, func(b *testing.B) {
+			benchmarkAppend(b, Options{Synchronous: sync, MaxBatch: 1})
+		})
+	}
+}

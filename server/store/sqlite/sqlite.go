@@ -1,0 +1,294 @@
+// Package sqlite implements store.Store on an SQLite file, using the pure-Go
+// driver modernc.org/sqlite (no cgo).
+//
+// The file is in WAL mode. One connection writes, owned by a writer
+// goroutine that commits every write queued at that moment in one
+// transaction (group commit, see writer.go); a pool of read-only connections
+// serves reads, which WAL lets run alongside the writer. The schema is
+// versioned by the embedded migrations in migrations/ (see migrate.go).
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/hookrelay/hookrelay/server/store"
+)
+
+// Options tunes a Store. The zero value is ready to use.
+type Options struct {
+	// Synchronous is SQLite's synchronous setting for the writing
+	// connection: "FULL" (the default) or "NORMAL".
+	//
+	// In WAL mode both keep a committed transaction across a crash of the
+	// process (SIGKILL included): the commit has handed the WAL frames to the
+	// operating system before AppendEvent returns. FULL also fsyncs the WAL
+	// on every commit, so a commit survives a power loss or kernel crash as
+	// well; NORMAL may lose the last commits then (never corrupting the
+	// file). FULL is the default because the relay tells a sender "accepted"
+	// only after the commit, and group commit pays one fsync per batch, not
+	// per event.
+	Synchronous string
+	// BusyTimeout is how long a connection waits for a lock held by another
+	// process before failing with SQLITE_BUSY. Default 5s.
+	BusyTimeout time.Duration
+	// ReadConns is the number of read-only connections. Default
+	// max(4, GOMAXPROCS).
+	ReadConns int
+	// MaxBatch is the most writes committed in one transaction. Default 256;
+	// 1 commits every write in its own transaction.
+	MaxBatch int
+}
+
+// Store is a store.Store on an SQLite file. Create it with Open; it is safe
+// for concurrent use.
+type Store struct {
+	path string
+	opts Options
+	wdb  *sql.DB // one connection, used only by the writer goroutine (and migrations before it starts)
+	rdb  *sql.DB // read-only pool
+
+	jobs       chan *job     // unbuffered: a job sent is a job the writer owns
+	quit       chan struct{} // closed by Close
+	writerDone chan struct{} // closed when the writer goroutine returned
+	closed     atomic.Bool
+	closeOnce  sync.Once
+	closeErr   error
+
+	// Counters for tests and benchmarks: transactions the writer ran and
+	// the jobs in them.
+	batches, batchedJobs atomic.Int64
+}
+
+var _ store.Store = (*Store)(nil)
+
+// errClosed is returned by every call after Close.
+var errClosed = fmt.Errorf("sqlite store is closed: %w", store.ErrUnavailable)
+
+// Open opens (creating if needed) the SQLite database at path, applies the
+// embedded migrations and starts the writer goroutine. Close the Store to
+// stop it.
+func Open(path string, opts Options) (*Store, error) {
+	if err := opts.fill(); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s := &Store{
+		path:       abs,
+		opts:       opts,
+		jobs:       make(chan *job),
+		quit:       make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
+	if err := s.openDBs(); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	go s.runWriter()
+	return s, nil
+}
+
+func (o *Options) fill() error {
+	switch strings.ToUpper(o.Synchronous) {
+	case "":
+		o.Synchronous = "FULL"
+	case "FULL", "NORMAL":
+		o.Synchronous = strings.ToUpper(o.Synchronous)
+	default:
+		return fmt.Errorf("synchronous %q: want FULL or NORMAL", o.Synchronous)
+	}
+	if o.BusyTimeout <= 0 {
+		o.BusyTimeout = 5 * time.Second
+	}
+	if o.ReadConns <= 0 {
+		o.ReadConns = max(4, runtime.GOMAXPROCS(0))
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 256
+	}
+	return nil
+}
+
+// dsn builds a modernc.org/sqlite data source name for the file with the
+// given connection parameters.
+func (s *Store) dsn(params url.Values) string {
+	params.Set("_busy_timeout", strconv.FormatInt(s.opts.BusyTimeout.Milliseconds(), 10))
+	u := url.URL{Scheme: "file", OmitHost: true, Path: s.path, RawQuery: params.Encode()}
+	return u.String()
+}
+
+func (s *Store) openDBs() error {
+	w := url.Values{}
+	w.Set("_journal_mode", "WAL")
+	w.Set("_synchronous", s.opts.Synchronous)
+	w.Set("_foreign_keys", "1")
+	w.Set("_txlock", "immediate") // take the write lock at BEGIN: no deadlock-prone lock upgrade
+	// Keep the WAL file from staying huge after a burst.
+	w.Add("_pragma", "journal_size_limit(67108864)")
+	wdb, err := sql.Open("sqlite", s.dsn(w))
+	if err != nil {
+		return err
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	if err := migrate(context.Background(), wdb); err != nil {
+		return errors.Join(err, wdb.Close())
+	}
+
+	r := url.Values{}
+	r.Set("_query_only", "1")
+	r.Set("_foreign_keys", "1")
+	rdb, err := sql.Open("sqlite", s.dsn(r))
+	if err != nil {
+		return errors.Join(err, wdb.Close())
+	}
+	rdb.SetMaxOpenConns(s.opts.ReadConns)
+	rdb.SetMaxIdleConns(s.opts.ReadConns)
+	rdb.SetConnMaxIdleTime(0)
+	if err := rdb.Ping(); err != nil {
+		return errors.Join(err, rdb.Close(), wdb.Close())
+	}
+	s.wdb, s.rdb = wdb, rdb
+	return nil
+}
+
+// Close stops the writer goroutine, waiting for the batch it is committing,
+// and closes the database. Calls after Close fail with an error wrapping
+// store.ErrUnavailable; Close itself may be called again and returns the
+// first call's result.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		close(s.quit)
+		<-s.writerDone
+		s.closeErr = errors.Join(s.rdb.Close(), s.wdb.Close())
+		if s.closeErr != nil {
+			s.closeErr = fmt.Errorf("close store %s: %w", s.path, s.closeErr)
+		}
+	})
+	return s.closeErr
+}
+
+// Ping checks that the store can be written now: in one write transaction
+// it inserts a page-sized row and rolls it back (failing when the database
+// cannot grow, SQLITE_FULL) and commits a one-row update (failing when the
+// file or its WAL cannot be written).
+func (s *Store) Ping(ctx context.Context) error {
+	err := s.write(ctx, 0, func(w *writeConn) error {
+		if _, err := w.exec("SAVEPOINT probe"); err != nil {
+			return err
+		}
+		_, err := w.exec("INSERT INTO probe(id, pad) VALUES (2, zeroblob((SELECT page_size FROM pragma_page_size())))")
+		_, rerr := w.exec("ROLLBACK TO probe")
+		if rerr == nil {
+			_, rerr = w.exec("RELEASE probe")
+		}
+		if err != nil || rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		_, err = w.exec("INSERT INTO probe(id, pad) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET pad = excluded.pad",
+			strconv.AppendInt(nil, time.Now().UnixMicro(), 10))
+		return err
+	})
+	return wrapErr("ping store", err)
+}
+
+// readable fails once the store is closed; every read checks it first.
+func (s *Store) readable() error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	return nil
+}
+
+// wrapErr adds op to err. Errors callers branch on (not found, conflict,
+// unavailable, the caller's own context) keep their identity; every other
+// failure of the database is wrapped with store.ErrUnavailable.
+func wrapErr(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrConflict),
+		errors.Is(err, store.ErrUnavailable),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%s: %w", op, err)
+	default:
+		return fmt.Errorf("%s: %w: %v", op, store.ErrUnavailable, err)
+	}
+}
+
+// sqliteCode is the extended result code of an SQLite error, or 0.
+func sqliteCode(err error) int {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		return se.Code()
+	}
+	return 0
+}
+
+// constraintErr maps a failed insert or update to store.ErrConflict (unique
+// or primary key) or store.ErrNotFound (the referenced row is missing),
+// naming what; other errors are returned as they are.
+func constraintErr(err error, conflict, missing string) error {
+	switch sqliteCode(err) {
+	case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+		return fmt.Errorf("%s: %w", conflict, store.ErrConflict)
+	case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+		return fmt.Errorf("%s: %w", missing, store.ErrNotFound)
+	}
+	return err
+}
+
+// notFound maps sql.ErrNoRows to store.ErrNotFound naming what.
+func notFound(err error, what string) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	return err
+}
+
+// Times are stored as Unix microseconds (the precision PostgreSQL keeps
+// too); NULL or 0 stands for the zero time where a column may be unset.
+
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func nullMicros(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+func fromNullMicros(us sql.NullInt64) time.Time {
+	if !us.Valid {
+		return time.Time{}
+	}
+	return fromMicros(us.Int64)
+}
+
+// nowOr returns t, or the current time when t is zero.
+func nowOr(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Now()
+	}
+	return t
+}

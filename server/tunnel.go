@@ -1,0 +1,313 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/gorilla/websocket"
+	"github.com/hashicorp/yamux"
+
+	"github.com/hookrelay/hookrelay/protocol"
+	"github.com/hookrelay/hookrelay/server/store"
+)
+
+const handshakeTimeout = 10 * time.Second
+
+// agentSession is one connected agent: a yamux session over a WebSocket.
+type agentSession struct {
+	id           string
+	relay        *Relay
+	principal    principal
+	host         string
+	agentVersion string
+	since        time.Time
+	conn         *protocol.Conn
+	sess         *yamux.Session
+	slots        chan struct{} // one token per delivery in flight
+	inflight     atomic.Int32
+
+	ctrlMu  sync.Mutex // one writer of the control stream
+	control *yamux.Stream
+
+	workers []*groupWorker // guarded by hub.mu
+
+	closeOnce sync.Once
+}
+
+var wsUpgrader = websocket.Upgrader{
+	ReadBufferSize:  4096,
+	WriteBufferSize: 4096,
+	WriteBufferPool: &sync.Pool{},
+	Subprotocols:    []string{protocol.Subprotocol},
+	// Agents are not browsers and send no Origin; a browser page on another
+	// origin must not open a tunnel with a user's ambient credentials.
+	CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "" || sameOrigin(r) },
+	Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = fmt.Fprintf(w, `{"error":%q,"code":"bad_upgrade"}`, reason.Error())
+	},
+}
+
+// tunnel upgrades GET /tunnel to a WebSocket and runs the agent's session.
+func (r *Relay) tunnel(c *gin.Context) {
+	if !websocket.IsWebSocketUpgrade(c.Request) {
+		abortJSON(c, http.StatusBadRequest, "bad_upgrade", "/tunnel expects a WebSocket upgrade from 'hookrelay connect'")
+		return
+	}
+	offered := websocket.Subprotocols(c.Request)
+	ok := false
+	for _, p := range offered {
+		ok = ok || p == protocol.Subprotocol
+	}
+	if !ok {
+		abortJSON(c, http.StatusBadRequest, "version_mismatch",
+			fmt.Sprintf("the agent did not offer subprotocol %s; upgrade hookrelay on the agent's machine", protocol.Subprotocol))
+		return
+	}
+	ws, err := wsUpgrader.Upgrade(c.Writer, c.Request, nil)
+	if err != nil {
+		return // the upgrader answered already
+	}
+	a := &agentSession{
+		id:        newID("ses_"),
+		relay:     r,
+		principal: principalOf(c),
+		since:     time.Now().UTC(),
+		conn:      protocol.NewConn(ws, protocol.ConnConfig{}),
+	}
+	if !r.hub.track(a.serve) {
+		_ = a.conn.Close()
+	}
+}
+
+// serve runs the session: handshake, registration, then the control loop
+// until the session ends.
+func (a *agentSession) serve() {
+	r := a.relay
+	defer a.close()
+	sess, err := protocol.Server(a.conn, nil)
+	if err != nil {
+		r.log.Warn("start tunnel session", "err", err)
+		return
+	}
+	a.sess = sess
+	ctx, cancel := context.WithTimeout(r.ctx, handshakeTimeout)
+	ctrl, err := sess.AcceptStreamWithContext(ctx)
+	cancel()
+	if err != nil {
+		r.log.Info("agent opened no control stream", "err", err)
+		return
+	}
+	a.control = ctrl
+	_ = ctrl.SetDeadline(time.Now().Add(handshakeTimeout))
+	msg, err := protocol.ReadControl(ctrl)
+	if err != nil {
+		a.sendError(protocol.CodeBadRequest, "could not read hello: "+err.Error())
+		return
+	}
+	if msg.Type != protocol.TypeHello {
+		a.sendError(protocol.CodeBadRequest, "the first control message must be hello, not "+msg.Type)
+		return
+	}
+	hello := msg.Hello
+	if hello.Version != protocol.Version {
+		a.sendControl(&protocol.ControlMessage{Type: protocol.TypeError, Error: protocol.VersionError(hello.Version)})
+		return
+	}
+	if len(hello.Subscriptions) == 0 {
+		a.sendError(protocol.CodeBadRequest, "hello names no channel")
+		return
+	}
+	a.host, a.agentVersion = hello.Host, hello.AgentVersion
+	concurrency := hello.Concurrency
+	if concurrency <= 0 || concurrency > r.cfg.MaxConcurrency {
+		concurrency = min(32, r.cfg.MaxConcurrency)
+		if hello.Concurrency > r.cfg.MaxConcurrency {
+			concurrency = r.cfg.MaxConcurrency
+		}
+	}
+	a.slots = make(chan struct{}, concurrency)
+
+	groups, infos, perr := a.resolve(hello.Subscriptions)
+	if perr != nil {
+		a.sendControl(&protocol.ControlMessage{Type: protocol.TypeError, Error: perr})
+		return
+	}
+	welcome := &protocol.ControlMessage{Type: protocol.TypeWelcome, Welcome: &protocol.Welcome{
+		SessionID: a.id,
+		Channels:  infos,
+		Limits:    protocol.Limits{MaxBody: r.cfg.MaxBody, MaxConcurrency: concurrency},
+	}}
+	if err := a.sendControl(welcome); err != nil {
+		return
+	}
+	_ = ctrl.SetDeadline(time.Time{})
+	if !r.hub.register(a, groups) {
+		return
+	}
+	defer r.hub.unregister(a)
+	r.metrics.agentsConnected.Inc()
+	defer r.metrics.agentsConnected.Dec()
+	r.log.Info("agent connected", "session", a.id, "host", a.host, "version", a.agentVersion, "channels", len(infos))
+	a.controlLoop()
+	r.log.Info("agent disconnected", "session", a.id)
+}
+
+// resolve checks each subscription (the channel exists and the principal
+// may read it) and finds or creates its group.
+func (a *agentSession) resolve(subs []protocol.Subscription) ([]store.Group, []protocol.ChannelInfo, *protocol.Error) {
+	r := a.relay
+	ctx, cancel := context.WithTimeout(r.ctx, handshakeTimeout)
+	defer cancel()
+	var groups []store.Group
+	var infos []protocol.ChannelInfo
+	for _, s := range subs {
+		ch, err := r.store.GetChannel(ctx, s.Channel)
+		if err == nil && !a.principal.canAccess(ch) {
+			err = store.ErrNotFound // other teams' channels do not exist for you
+		}
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, nil, &protocol.Error{Code: protocol.CodeChannelNotFound,
+					Message: fmt.Sprintf("channel %q does not exist; create it with 'hookrelay channel create'", s.Channel)}
+			}
+			return nil, nil, &protocol.Error{Code: protocol.CodeInternal, Message: "the relay's store failed: " + err.Error()}
+		}
+		name := s.Group
+		if name == "" {
+			name = "default:" + a.principal.TokenID + ":" + a.host
+		}
+		from := store.FromResume
+		if s.From == "now" {
+			from = store.FromNow
+		}
+		g, err := r.store.EnsureGroup(ctx, ch.ID, name, from)
+		if err != nil {
+			return nil, nil, &protocol.Error{Code: protocol.CodeInternal, Message: "the relay's store failed: " + err.Error()}
+		}
+		groups = append(groups, g)
+		infos = append(infos, protocol.ChannelInfo{Channel: ch.ID, Group: name, URL: r.ingressURL(nil, ch.ID)})
+	}
+	return groups, infos, nil
+}
+
+// controlLoop reads control messages until the stream or session ends.
+func (a *agentSession) controlLoop() {
+	for {
+		msg, err := protocol.ReadControl(a.control)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !a.sess.IsClosed() {
+				a.sendError(protocol.CodeBadRequest, "bad control message: "+err.Error())
+			}
+			return
+		}
+		switch msg.Type {
+		case protocol.TypeSubscribe:
+			groups, infos, perr := a.resolve(msg.Subscribe)
+			if perr != nil {
+				a.sendControl(&protocol.ControlMessage{Type: protocol.TypeError, Error: perr})
+				continue
+			}
+			a.relay.hub.join(a, groups)
+			a.sendControl(&protocol.ControlMessage{Type: protocol.TypeSubscribed, Subscribed: infos})
+		case protocol.TypeUnsubscribe:
+			a.relay.hub.leave(a, msg.Unsubscribe)
+		default:
+			a.sendError(protocol.CodeBadRequest, "unexpected control message "+msg.Type)
+		}
+	}
+}
+
+func (a *agentSession) sendControl(m *protocol.ControlMessage) error {
+	a.ctrlMu.Lock()
+	defer a.ctrlMu.Unlock()
+	if a.control == nil {
+		return errors.New("no control stream")
+	}
+	_ = a.control.SetWriteDeadline(time.Now().Add(handshakeTimeout))
+	return protocol.WriteControl(a.control, m)
+}
+
+func (a *agentSession) sendError(code, msg string) {
+	_ = a.sendControl(&protocol.ControlMessage{Type: protocol.TypeError, Error: &protocol.Error{Code: code, Message: msg}})
+}
+
+// close ends the session; serve then unregisters it.
+func (a *agentSession) close() {
+	a.closeOnce.Do(func() {
+		if a.sess != nil {
+			_ = a.sess.Close()
+		}
+		_ = a.conn.Close()
+	})
+}
+
+// tryAcquire takes a delivery slot if one is free.
+func (a *agentSession) tryAcquire() bool {
+	select {
+	case a.slots <- struct{}{}:
+		a.inflight.Add(1)
+		return true
+	default:
+		return false
+	}
+}
+
+func (a *agentSession) release() {
+	a.inflight.Add(-1)
+	<-a.slots
+}
+
+// errAgentGone marks failures of the tunnel rather than of the target.
+var errAgentGone = errors.New("agent disconnected during the delivery")
+
+// deliver runs one delivery on a new stream and returns the agent's answer.
+// An error means the agent never answered (it went away or broke the
+// protocol); target failures come back as a response with Error set.
+func (a *agentSession) deliver(ctx context.Context, req *protocol.DeliveryRequest, body []byte) (*protocol.DeliveryResponse, []byte, error) {
+	stream, err := a.sess.OpenStream()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: open stream: %v", errAgentGone, err)
+	}
+	defer stream.Close()
+	stop := context.AfterFunc(ctx, func() { _ = stream.SetDeadline(time.Now()) })
+	defer stop()
+	_ = stream.SetDeadline(time.Now().Add(a.relay.cfg.DeliveryTimeout))
+	if err := protocol.WriteRequest(stream, req, bytes.NewReader(body)); err != nil {
+		return nil, nil, fmt.Errorf("%w: send request: %v", errAgentGone, err)
+	}
+	resp, err := protocol.ReadResponse(stream)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: read response: %v", errAgentGone, err)
+	}
+	if resp.BodyLength > a.relay.cfg.MaxBody {
+		return nil, nil, fmt.Errorf("%w: response body of %d bytes is over max_body", errAgentGone, resp.BodyLength)
+	}
+	respBody := make([]byte, resp.BodyLength)
+	if _, err := io.ReadFull(stream, respBody); err != nil {
+		return nil, nil, fmt.Errorf("%w: read response body: %v", errAgentGone, err)
+	}
+	return resp, respBody, nil
+}
+
+// subscribes reports whether the session receives the channel's events.
+func (a *agentSession) subscribes(channelID string) bool {
+	h := a.relay.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, w := range a.workers {
+		if w.group.ChannelID == channelID {
+			return true
+		}
+	}
+	return false
+}
