@@ -187,6 +187,7 @@ func (a *Agent) loop(ctx context.Context, retiring *sync.WaitGroup) error {
 		a.out.connected(a.cfg.ServerURL, a.cfg.Target, t.welcome.Channels)
 		end := t.serve(ctx)
 		if ctx.Err() != nil {
+			t.stopAccepting() // before the state says so, for those who watch it
 			a.setState(State{Status: StatusStopping})
 			t.shutdown(ctx, a.cfg.ShutdownGrace, a.cfg.ShutdownGrace)
 			return nil
@@ -257,7 +258,7 @@ func isFatal(err error) bool {
 func relayError(e *protocol.Error) error {
 	switch e.Code {
 	case protocol.CodeUnauthorized, protocol.CodeRevoked:
-		return fatalError{fmt.Errorf("relay refused the session (%s): %w", e.Message, ErrUnauthorized)}
+		return fatalError{fmt.Errorf("relay refused the session (%w): %w", e, ErrUnauthorized)}
 	case protocol.CodeChannelNotFound:
 		return fatalError{fmt.Errorf("relay refused the subscription: %w; check the channel name", e)}
 	case protocol.CodeVersionMismatch:

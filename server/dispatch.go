@@ -17,10 +17,16 @@ import (
 // agents: oldest first, at most one agent per event, retrying failed
 // attempts with backoff. It runs while the group has an agent connected.
 //
-// The store is the queue: the worker reads events not yet done for the
-// group (store.Pending) after its cursor, so events committed while no
-// agent was connected, or before a relay restart, are found the same way as
-// new ones.
+// The store is the queue. The worker starts in backlog mode, reading the
+// events not yet done for the group (store.Pending) page by page, so events
+// committed while no agent was connected, or before a relay restart, are
+// found. Once a page comes back short it is caught up and switches to live
+// mode: new events are handed over in memory by publish (offer), with no
+// store read. Seqs become visible in commit order, so an event committed
+// after the MaxSeq read that precedes the last page has a seq above the
+// horizon and comes through offer; one at or below it was in a page. When
+// the hand-over queue overflows, the worker goes back to backlog mode from
+// the horizon; events it already holds are skipped by seq.
 type groupWorker struct {
 	relay *Relay
 	group store.Group
@@ -29,17 +35,20 @@ type groupWorker struct {
 	agents []*agentSession
 	next   int // round-robin position
 
-	wake      chan struct{}       // capacity 1: something changed
-	newEvents atomic.Bool         // the store may hold events past the cursor
-	results   chan deliveryResult // finished attempts
-	replays   chan store.Event    // events to deliver again (replay)
-	ctx       context.Context     // ended by stop
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup // delivery goroutines
+	wake     chan struct{}       // capacity 1: something changed
+	incoming chan *store.Event   // new events handed over by publish
+	overflow atomic.Bool         // publish found incoming full: rescan the store
+	results  chan deliveryResult // finished attempts
+	replays  chan store.Event    // events to deliver again (replay)
+	ctx      context.Context     // ended by stop
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // delivery goroutines
 
 	// Owned by run's goroutine.
-	cursor      int64         // every event with Seq <= cursor was fetched
-	more        bool          // Pending may return more after cursor
+	live        bool          // caught up: new events come through incoming
+	scanFrom    int64         // backlog paging position
+	horizon     int64         // every event with Seq <= horizon was read from the store
+	lastScan    time.Time     // when backlog mode last caught up
 	ready       []readyItem   // fetched or due again, not yet handed to an agent
 	retries     retryHeap     // failed attempts waiting for their backoff
 	outstanding map[int64]int // seq → attempts made, for events not done
@@ -67,15 +76,22 @@ func newGroupWorker(r *Relay, g store.Group) *groupWorker {
 		relay:       r,
 		group:       g,
 		wake:        make(chan struct{}, 1),
+		incoming:    make(chan *store.Event, incomingQueue),
 		results:     make(chan deliveryResult, 64),
 		replays:     make(chan store.Event, 64),
 		ctx:         ctx,
 		cancel:      cancel,
 		outstanding: make(map[int64]int),
 	}
-	w.newEvents.Store(true)
 	return w
 }
+
+const (
+	incomingQueue   = 1024    // events handed over in memory per group
+	readyTarget     = 64      // events read ahead of the agents' free slots
+	inlineBodyLimit = 1 << 20 // larger bodies are reloaded from the store at dispatch
+	rescanInterval  = 30 * time.Second
+)
 
 func (w *groupWorker) notify() {
 	select {
@@ -84,9 +100,13 @@ func (w *groupWorker) notify() {
 	}
 }
 
-// notifyNew says a new event of the channel is committed.
-func (w *groupWorker) notifyNew() {
-	w.newEvents.Store(true)
+// offer hands a newly committed event to the worker.
+func (w *groupWorker) offer(ev *store.Event) {
+	select {
+	case w.incoming <- ev:
+	default:
+		w.overflow.Store(true)
+	}
 	w.notify()
 }
 
@@ -171,17 +191,27 @@ func (w *groupWorker) run() {
 		w.wg.Wait()
 		w.persist(true)
 	}()
-	w.cursor = w.group.DoneThrough
+	w.scanFrom = w.group.DoneThrough
+	w.horizon = w.group.DoneThrough
 	w.persisted = w.group.DoneThrough
 	w.persistedAt = time.Now()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		if w.newEvents.Swap(false) {
-			w.more = true
+		if w.overflow.Swap(false) && w.live {
+			w.live, w.scanFrom = false, w.horizon
+		}
+		if w.live && time.Since(w.lastScan) > rescanInterval && len(w.ready) == 0 {
+			// Move the horizon (and so the saved progress) forward now and then.
+			w.live, w.scanFrom = false, w.horizon
 		}
 		w.promoteDue(time.Now())
-		storeErr := w.fill()
+		storeErr := false
+		if w.live {
+			w.takeIncoming()
+		} else {
+			storeErr = w.scan()
+		}
 		w.dispatchReady()
 		w.persist(false)
 
@@ -189,11 +219,11 @@ func (w *groupWorker) run() {
 		if len(w.retries) > 0 {
 			wait = time.Until(w.retries[0].due)
 		}
-		if storeErr {
+		if storeErr || w.persisted < w.watermark() {
 			wait = min(wait, time.Second)
 		}
-		if w.persisted < w.watermark() {
-			wait = min(wait, time.Second)
+		if w.live {
+			wait = min(wait, time.Until(w.lastScan.Add(rescanInterval)))
 		}
 		timer.Reset(max(wait, time.Millisecond))
 		select {
@@ -209,34 +239,76 @@ func (w *groupWorker) run() {
 	}
 }
 
-// fill reads events past the cursor while agents have room for them. It
-// reports whether the store failed.
-func (w *groupWorker) fill() bool {
-	if !w.more {
-		return false
+// want is how many more events the ready list should hold.
+func (w *groupWorker) want() int {
+	return max(readyTarget, w.freeSlots()) - len(w.ready)
+}
+
+// take adds a fetched or handed-over event to the ready list unless the
+// worker already holds it.
+func (w *groupWorker) take(ev *store.Event) {
+	if _, held := w.outstanding[ev.Seq]; held {
+		return
 	}
-	limit := w.freeSlots() - len(w.ready)
+	w.outstanding[ev.Seq] = 0
+	item := readyItem{ev: ev, eventID: ev.ID, seq: ev.Seq, attempt: 1}
+	if len(ev.Body) > inlineBodyLimit {
+		item.ev = nil // reload at dispatch: keeps large bodies out of the queue
+	}
+	w.ready = append(w.ready, item)
+}
+
+// takeIncoming moves handed-over events to the ready list (live mode).
+func (w *groupWorker) takeIncoming() {
+	for n := w.want(); n > 0; n-- {
+		select {
+		case ev := <-w.incoming:
+			if ev.Seq > w.horizon {
+				w.take(ev)
+			}
+		default:
+			return
+		}
+	}
+}
+
+// scan reads one page of the backlog (backlog mode) and switches to live
+// mode when the page is short. It reports whether the store failed.
+func (w *groupWorker) scan() bool {
+	limit := w.want()
 	if limit <= 0 {
 		return false
 	}
-	evs, err := w.relay.store.Pending(w.ctx, w.group.ID, w.cursor, limit)
+	maxSeq, err := w.relay.store.MaxSeq(w.ctx)
+	var evs []store.Event
+	if err == nil {
+		evs, err = w.relay.store.Pending(w.ctx, w.group.ID, w.scanFrom, limit)
+	}
 	if err != nil {
 		if w.ctx.Err() == nil {
 			w.relay.log.Error("read pending events", "group", w.group.Name, "err", err)
 		}
 		return true
 	}
-	if len(evs) < limit {
-		w.more = false
-	}
 	for i := range evs {
-		ev := &evs[i]
-		w.cursor = max(w.cursor, ev.Seq)
-		if _, dup := w.outstanding[ev.Seq]; dup {
-			continue
+		w.scanFrom = max(w.scanFrom, evs[i].Seq)
+		w.take(&evs[i])
+	}
+	if len(evs) < limit {
+		w.live = true
+		w.horizon = max(w.horizon, maxSeq, w.scanFrom)
+		w.lastScan = time.Now()
+		// Handed-over events at or below the horizon were in the pages.
+		for drained := false; !drained; {
+			select {
+			case ev := <-w.incoming:
+				if ev.Seq > w.horizon {
+					w.take(ev)
+				}
+			default:
+				drained = true
+			}
 		}
-		w.outstanding[ev.Seq] = 0
-		w.ready = append(w.ready, readyItem{ev: ev, eventID: ev.ID, seq: ev.Seq, attempt: 1})
 	}
 	return false
 }
@@ -257,7 +329,6 @@ func (w *groupWorker) dispatchReady() {
 		go func() {
 			defer w.wg.Done()
 			res := w.attempt(a, item)
-			a.release()
 			select {
 			case w.results <- res:
 			case <-w.ctx.Done():
@@ -293,9 +364,12 @@ func (w *groupWorker) promoteDue(now time.Time) {
 	}
 }
 
-// watermark is the highest seq below which every event is done.
+// watermark is the highest seq at or below which every event is done.
 func (w *groupWorker) watermark() int64 {
-	low := w.cursor
+	low := w.horizon
+	if !w.live {
+		low = w.scanFrom
+	}
 	for seq := range w.outstanding {
 		low = min(low, seq-1)
 	}
@@ -317,9 +391,19 @@ func (w *groupWorker) persist(final bool) {
 	w.persisted, w.persistedAt = wm, time.Now()
 }
 
-// attempt delivers item to agent a once and records the attempt.
+// attempt delivers item to agent a once and records the attempt. It frees
+// a's slot as soon as the agent has answered, before the record is written.
 func (w *groupWorker) attempt(a *agentSession, item readyItem) deliveryResult {
 	r := w.relay
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			a.release()
+			w.notify()
+		}
+	}
+	defer release()
 	ev := item.ev
 	if ev == nil {
 		loaded, err := r.store.GetEvent(w.ctx, item.eventID)
@@ -347,6 +431,7 @@ func (w *groupWorker) attempt(a *agentSession, item readyItem) deliveryResult {
 	}
 	start := time.Now()
 	resp, body, err := a.deliver(w.ctx, req, ev.Body)
+	release()
 	d := store.Delivery{
 		ID: req.DeliveryID, EventID: ev.ID, EventSeq: ev.Seq, ChannelID: ev.ChannelID,
 		GroupID: w.group.ID, GroupName: w.group.Name, AgentID: a.id, Attempt: item.attempt,

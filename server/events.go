@@ -40,7 +40,7 @@ type eventJSON struct {
 func eventView(ev store.Event, withBody bool) eventJSON {
 	v := eventJSON{
 		ID: ev.ID, Channel: ev.ChannelID, Cursor: strconv.FormatInt(ev.Seq, 10), Method: ev.Method, Path: ev.Path,
-		Query: ev.RawQuery, Headers: ev.Headers, Size: len(ev.Body), RemoteAddr: ev.RemoteAddr,
+		Query: ev.RawQuery, Headers: ev.Headers, Size: ev.Size, RemoteAddr: ev.RemoteAddr,
 		ReceivedAt: ev.ReceivedAt, State: string(ev.State), RejectReason: ev.RejectReason,
 		LastStatus: ev.LastStatus, Attempts: ev.Attempts, Delivered: ev.DeliveredAny,
 	}

@@ -90,8 +90,10 @@ func (h *hub) answer(eventID string, out outcome) {
 func (h *hub) publish(ev *store.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, w := range h.channels[ev.ChannelID] {
-		w.notifyNew()
+	if ev.State == store.EventAccepted {
+		for _, w := range h.channels[ev.ChannelID] {
+			w.offer(ev)
+		}
 	}
 	for w := range h.watchers[ev.ChannelID] {
 		select {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,7 @@ type agentSession struct {
 	principal    principal
 	host         string
 	agentVersion string
+	baseURL      string // the relay's URL as the agent dialed it, for ingress URLs
 	since        time.Time
 	conn         *protocol.Conn
 	sess         *yamux.Session
@@ -82,6 +84,7 @@ func (r *Relay) tunnel(c *gin.Context) {
 		relay:     r,
 		principal: principalOf(c),
 		since:     time.Now().UTC(),
+		baseURL:   strings.TrimSuffix(r.ingressURL(c.Request, ""), "/h/"),
 		conn:      protocol.NewConn(ws, protocol.ConnConfig{}),
 	}
 	if !r.hub.track(a.serve) {
@@ -195,7 +198,7 @@ func (a *agentSession) resolve(subs []protocol.Subscription) ([]store.Group, []p
 			return nil, nil, &protocol.Error{Code: protocol.CodeInternal, Message: "the relay's store failed: " + err.Error()}
 		}
 		groups = append(groups, g)
-		infos = append(infos, protocol.ChannelInfo{Channel: ch.ID, Group: name, URL: r.ingressURL(nil, ch.ID)})
+		infos = append(infos, protocol.ChannelInfo{Channel: ch.ID, Group: name, URL: a.baseURL + "/h/" + ch.ID})
 	}
 	return groups, infos, nil
 }

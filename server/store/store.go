@@ -64,7 +64,8 @@ type Event struct {
 	Path         string // sub-path after /h/{channel}, always starting with "/"
 	RawQuery     string
 	Headers      []Header
-	Body         []byte // nil only when not loaded (ListEvents without WithBody); a loaded empty body is non-nil
+	Body         []byte
+	Size         int // body length in bytes, set also when Body is not loaded // nil only when not loaded (ListEvents without WithBody); a loaded empty body is non-nil
 	RemoteAddr   string
 	ReceivedAt   time.Time
 	State        EventState
@@ -76,8 +77,7 @@ type Event struct {
 	DeliveredAny bool
 }
 
-// BodySize is the length of the body in bytes.
-func (e *Event) BodySize() int { return len(e.Body) }
+
 
 // EventQuery selects events of one channel, newest first.
 type EventQuery struct {

@@ -104,8 +104,10 @@ const deleteChunk = 1000
 // their deliveries and done marks (ON DELETE CASCADE), a chunk per write,
 // and returns how many it deleted.
 func (s *Store) deleteEvents(ctx context.Context, cond string, args ...any) (int, error) {
+	// No ORDER BY: it would make SQLite scan the table in seq order instead
+	// of using the index that cond can use.
 	q := `DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE ` + cond +
-		` ORDER BY seq LIMIT ` + fmt.Sprint(deleteChunk) + `)`
+		` LIMIT ` + fmt.Sprint(deleteChunk) + `)`
 	total := 0
 	for {
 		var n int64

@@ -13,7 +13,7 @@ import (
 // eventColumns are the columns scanEvent reads; the body is appended when
 // wanted (it is the table's last column, see the migration).
 const eventColumns = `seq, id, channel_id, method, path, raw_query, remote_addr, received_at,
-	state, reject_reason, last_status, attempts, delivered_any, headers`
+	state, reject_reason, last_status, attempts, delivered_any, headers, length(body)`
 
 const insertEvent = `INSERT INTO events (id, channel_id, method, path, raw_query, remote_addr,
 	received_at, state, reject_reason, headers, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
@@ -49,7 +49,7 @@ func (s *Store) AppendEvent(ctx context.Context, e *store.Event) error {
 	if err != nil {
 		return wrapErr("append event "+e.ID, err)
 	}
-	e.Seq, e.ReceivedAt, e.State = seq, receivedAt, state
+	e.Seq, e.ReceivedAt, e.State, e.Size = seq, receivedAt, state, len(body)
 	return nil
 }
 
@@ -159,7 +159,7 @@ func scanEvent(r scanner, withBody bool) (store.Event, error) {
 		headers    string
 	)
 	dest := []any{&e.Seq, &e.ID, &e.ChannelID, &e.Method, &e.Path, &e.RawQuery, &e.RemoteAddr,
-		&receivedAt, &state, &e.RejectReason, &e.LastStatus, &e.Attempts, &e.DeliveredAny, &headers}
+		&receivedAt, &state, &e.RejectReason, &e.LastStatus, &e.Attempts, &e.DeliveredAny, &headers, &e.Size}
 	if withBody {
 		dest = append(dest, &e.Body)
 	}

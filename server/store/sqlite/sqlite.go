@@ -22,7 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"modernc.org/sqlite"
+	sqlitedriver "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/hookrelay/hookrelay/server/store"
@@ -137,7 +137,6 @@ func (s *Store) openDBs() error {
 	w.Set("_journal_mode", "WAL")
 	w.Set("_synchronous", s.opts.Synchronous)
 	w.Set("_foreign_keys", "1")
-	w.Set("_txlock", "immediate") // take the write lock at BEGIN: no deadlock-prone lock upgrade
 	// Keep the WAL file from staying huge after a burst.
 	w.Add("_pragma", "journal_size_limit(67108864)")
 	wdb, err := sql.Open("sqlite", s.dsn(w))
@@ -154,7 +153,6 @@ func (s *Store) openDBs() error {
 
 	r := url.Values{}
 	r.Set("_query_only", "1")
-	r.Set("_foreign_keys", "1")
 	rdb, err := sql.Open("sqlite", s.dsn(r))
 	if err != nil {
 		return errors.Join(err, wdb.Close())
@@ -236,7 +234,7 @@ func wrapErr(op string, err error) error {
 
 // sqliteCode is the extended result code of an SQLite error, or 0.
 func sqliteCode(err error) int {
-	var se *sqlite.Error
+	var se *sqlitedriver.Error
 	if errors.As(err, &se) {
 		return se.Code()
 	}

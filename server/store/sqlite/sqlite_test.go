@@ -435,3 +435,59 @@ func TestBatchRollsBackOnlyTheFailedJob(t *testing.T) {
 		t.Errorf("committed channels %q, want a and c", got)
 	}
 }
+
+// TestCloseDuringAppends closes the store under load: every append returns
+// either nil, and is then in the file, or ErrUnavailable; none hangs.
+func TestCloseDuringAppends(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "hookrelay.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateChannel(ctx, store.Channel{ID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		stored  []string
+		started = make(chan struct{}, 16)
+	)
+	for g := range 16 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				id := fmt.Sprintf("g%d-%d", g, i)
+				err := s.AppendEvent(ctx, &store.Event{ID: id, ChannelID: "c"})
+				if errors.Is(err, store.ErrUnavailable) {
+					return
+				}
+				if err != nil {
+					t.Errorf("append %s: %v", id, err)
+					return
+				}
+				mu.Lock()
+				stored = append(stored, id)
+				mu.Unlock()
+				if i == 0 {
+					started <- struct{}{}
+				}
+			}
+		})
+	}
+	for range 16 {
+		<-started // every goroutine has appended once, and keeps going
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("close: %v", err)
+	}
+	wg.Wait()
+
+	s = openTest(t, path, Options{})
+	for _, id := range stored {
+		if _, err := s.GetEvent(ctx, id); err != nil {
+			t.Errorf("event %s acknowledged before Close is missing: %v", id, err)
+		}
+	}
+}

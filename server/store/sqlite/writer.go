@@ -86,14 +86,6 @@ type errRow struct{ err error }
 
 func (r errRow) Scan(...any) error { return r.err }
 
-func (w *writeConn) query(query string, args ...any) (*sql.Rows, error) {
-	st, err := w.stmt(query)
-	if err != nil {
-		return nil, err
-	}
-	return st.Query(args...)
-}
-
 // write hands fn to the writer and waits for the commit of its batch. fn
 // runs inside a transaction and must only set results that the caller
 // reads after write returned nil. size is the payload in bytes.
@@ -103,6 +95,9 @@ func (w *writeConn) query(query string, args ...any) (*sql.Rows, error) {
 func (s *Store) write(ctx context.Context, size int, fn func(w *writeConn) error) error {
 	if s.closed.Load() {
 		return errClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err // select below would pick a ready writer at random
 	}
 	j := &job{size: size, fn: fn, done: make(chan error, 1)}
 	select {

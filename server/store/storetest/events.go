@@ -47,6 +47,9 @@ func testEventRoundTrip(t *testing.T, s store.Store) {
 	if e.Seq <= 0 {
 		t.Fatalf("AppendEvent set Seq = %d, want > 0", e.Seq)
 	}
+	if e.Size != len(body) {
+		t.Errorf("AppendEvent set Size = %d, want %d", e.Size, len(body))
+	}
 	want := *e
 	want.Headers = slices.Clone(e.Headers)
 	want.Body = slices.Clone(body)
@@ -68,6 +71,9 @@ func testEventRoundTrip(t *testing.T, s store.Store) {
 	must(t, "list without bodies", err)
 	if len(es) != 1 {
 		t.Fatalf("ListEvents returned %d events, want 1", len(es))
+	}
+	if es[0].Size != len(body) {
+		t.Errorf("ListEvents without bodies: Size = %d, want %d", es[0].Size, len(body))
 	}
 	if d := diffEvent(withoutBody(want), es[0]); d != "" {
 		t.Errorf("ListEvents without bodies: %s", d)
@@ -285,6 +291,12 @@ func testListPagination(t *testing.T, s store.Store) {
 	}
 	if !slices.Equal(paged, all) {
 		t.Errorf("paging with BeforeSeq gave %v, want %v", paged, all)
+	}
+
+	es, err = s.ListEvents(ctx, store.EventQuery{Limit: 1000})
+	must(t, "list every channel", err)
+	if len(es) != 120 {
+		t.Errorf("ListEvents without a channel returned %d events, want all 120", len(es))
 	}
 
 	es, err = s.ListEvents(ctx, store.EventQuery{ChannelID: "c", AfterSeq: all[5], Limit: 100})

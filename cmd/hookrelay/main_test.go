@@ -1,0 +1,241 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// buildBinary compiles cmd/hookrelay once per test run.
+var buildBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "hookrelay-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "hookrelay")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bin, err := buildBinary(); err == nil {
+		os.RemoveAll(filepath.Dir(bin))
+	}
+	os.Exit(code)
+}
+
+// proc is a running hookrelay process whose output is collected.
+type proc struct {
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	out   strings.Builder
+	lines chan string
+	done  chan struct{}
+}
+
+func start(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: exec.Command(bin, args...), lines: make(chan string, 1000), done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), env...)
+	pr, pw := io.Pipe()
+	p.cmd.Stdout, p.cmd.Stderr = pw, pw
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.out.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+			select {
+			case p.lines <- sc.Text():
+			default:
+			}
+		}
+	}()
+	go func() {
+		_ = p.cmd.Wait()
+		pw.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// waitLine waits for an output line containing s and returns it.
+func (p *proc) waitLine(t *testing.T, s string, d time.Duration) string {
+	t.Helper()
+	timeout := time.After(d)
+	for {
+		select {
+		case l := <-p.lines:
+			if strings.Contains(l, s) {
+				return l
+			}
+		case <-timeout:
+			t.Fatalf("no line with %q after %s; output:\n%s", s, d, p.output())
+		}
+	}
+}
+
+func run(t *testing.T, env []string, args ...string) (string, int) {
+	t.Helper()
+	bin, err := buildBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), code
+}
+
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestBinaryAsAUserWouldUseIt builds hookrelay and drives server, channel
+// create and connect over loopback, then sends a webhook.
+func TestBinaryAsAUserWouldUseIt(t *testing.T) {
+	t.Parallel()
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Seen-Path", r.URL.Path)
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, "app got %s", body)
+	}))
+	defer target.Close()
+
+	addr := freePort(t)
+	dataDir := t.TempDir()
+	server := start(t, nil, "server", "--listen", addr, "--data-dir", dataDir)
+	tokenLine := server.waitLine(t, "hr_", 30*time.Second)
+	token := strings.TrimSpace(tokenLine)
+	if !strings.HasPrefix(token, "hr_") {
+		t.Fatalf("first start did not print the token alone on a line: %q", tokenLine)
+	}
+	connectLine := server.waitLine(t, "hookrelay connect", 5*time.Second)
+	if !strings.Contains(connectLine, "--token "+token) {
+		t.Fatalf("connect line lacks the token: %q", connectLine)
+	}
+	saved, err := os.ReadFile(filepath.Join(dataDir, "admin-token"))
+	if err != nil || strings.TrimSpace(string(saved)) != token {
+		t.Fatalf("admin token not saved in the data dir: %q %v", saved, err)
+	}
+	server.waitLine(t, "listening", 5*time.Second)
+
+	env := []string{"HOOKRELAY_SERVER=http://" + addr, "HOOKRELAY_TOKEN=" + token}
+	out, code := run(t, env, "channel", "create", "--json")
+	if code != 0 {
+		t.Fatalf("channel create: exit %d: %s", code, out)
+	}
+	var ch struct{ ID, URL string }
+	if err := json.Unmarshal([]byte(out), &ch); err != nil || ch.ID == "" || ch.URL != "http://"+addr+"/h/"+ch.ID {
+		t.Fatalf("channel create --json printed %q (%v)", out, err)
+	}
+
+	agent := start(t, env, "connect", ch.ID, "--to", target.URL+"/hooks")
+	agent.waitLine(t, "connected", 15*time.Second)
+
+	resp, err := http.Post(ch.URL+"/github?x=1", "application/json", strings.NewReader(`{"a":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || string(body) != `app got {"a":1}` || resp.Header.Get("X-Seen-Path") != "/hooks/github" {
+		t.Fatalf("sender got %d %q path %q", resp.StatusCode, body, resp.Header.Get("X-Seen-Path"))
+	}
+	line := agent.waitLine(t, "/github", 5*time.Second)
+	if !strings.Contains(line, "POST") || !strings.Contains(line, "201") {
+		t.Fatalf("agent's delivery line: %q", line)
+	}
+
+	out, code = run(t, env, "channel", "list")
+	if code != 0 || !strings.Contains(out, ch.ID) {
+		t.Fatalf("channel list: exit %d: %s", code, out)
+	}
+	out, code = run(t, []string{"HOOKRELAY_SERVER=http://" + addr, "HOOKRELAY_TOKEN=wrong"}, "channel", "list")
+	if code == 0 || !strings.Contains(out, "401") {
+		t.Fatalf("wrong token: exit %d: %s", code, out)
+	}
+
+	// A second start on the same data dir keeps the token and prints no new one.
+	_ = server.cmd.Process.Signal(os.Interrupt)
+	<-server.done
+	again := start(t, nil, "server", "--listen", addr, "--data-dir", dataDir)
+	again.waitLine(t, "listening", 30*time.Second)
+	if strings.Contains(again.output(), "hr_") {
+		t.Fatalf("second start printed a token again:\n%s", again.output())
+	}
+}
+
+func TestCLIErrors(t *testing.T) {
+	t.Parallel()
+	out, code := run(t, []string{"HOOKRELAY_TOKEN="}, "channel", "list", "--server", "http://127.0.0.1:1")
+	if code == 0 || !strings.Contains(out, "no token") {
+		t.Fatalf("no token: exit %d: %s", code, out)
+	}
+	out, code = run(t, nil, "connect", "x", "--token", "t")
+	if code == 0 || !strings.Contains(out, "--to is required") {
+		t.Fatalf("connect without --to: exit %d: %s", code, out)
+	}
+	out, code = run(t, nil, "server", "--max-body", "lots")
+	if code == 0 || !strings.Contains(out, "max_body") {
+		t.Fatalf("bad max-body: exit %d: %s", code, out)
+	}
+	out, code = run(t, nil, "server", "--help")
+	for _, key := range []string{"listen", "public_url", "data_dir", "admin_token", "response_timeout", "max_body"} {
+		if code != 0 || !strings.Contains(out, key) {
+			t.Fatalf("server --help does not document %s:\n%s", key, out)
+		}
+	}
+}
