@@ -115,7 +115,7 @@ func BenchmarkLatencyOneSender(b *testing.B) {
 		relayMed += median(rl)
 	}
 	n := time.Duration(b.N)
-	b.ReportMetric(float64((directMed/n).Microseconds()), "direct-p50-µs")
-	b.ReportMetric(float64((relayMed/n).Microseconds()), "relay-p50-µs")
-	b.ReportMetric(float64((relayMed/n-directMed/n).Microseconds()), "added-p50-µs")
+	b.ReportMetric(float64((directMed / n).Microseconds()), "direct-p50-µs")
+	b.ReportMetric(float64((relayMed / n).Microseconds()), "relay-p50-µs")
+	b.ReportMetric(float64((relayMed/n - directMed/n).Microseconds()), "added-p50-µs")
 }

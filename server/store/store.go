@@ -77,8 +77,6 @@ type Event struct {
 	DeliveredAny bool
 }
 
-
-
 // EventQuery selects events of one channel, newest first.
 type EventQuery struct {
 	ChannelID string    // "" selects events of every channel
