@@ -38,6 +38,7 @@ type relayEnv struct {
 	Relay   *server.Relay
 	store   *sqlite.Store
 	cfg     server.Config
+	dbOpts  sqlite.Options
 	stop    context.CancelFunc
 	served  chan error
 	stopped bool
@@ -47,8 +48,13 @@ type relayOption func(*server.Config)
 
 // startRelay starts a relay; it is stopped at cleanup.
 func startRelay(t testing.TB, opts ...relayOption) *relayEnv {
+	return startRelayDB(t, sqlite.Options{}, opts...)
+}
+
+// startRelayDB starts a relay whose store has the given options.
+func startRelayDB(t testing.TB, dbOpts sqlite.Options, opts ...relayOption) *relayEnv {
 	t.Helper()
-	e := &relayEnv{t: t, dbPath: t.TempDir() + "/hookrelay.db"}
+	e := &relayEnv{t: t, dbPath: t.TempDir() + "/hookrelay.db", dbOpts: dbOpts}
 	e.cfg = server.Config{AdminToken: adminToken, ResponseTimeout: 10 * time.Second}
 	for _, o := range opts {
 		o(&e.cfg)
@@ -60,7 +66,7 @@ func startRelay(t testing.TB, opts ...relayOption) *relayEnv {
 
 func (e *relayEnv) start(addr string) {
 	e.t.Helper()
-	st, err := sqlite.Open(e.dbPath, sqlite.Options{})
+	st, err := sqlite.Open(e.dbPath, e.dbOpts)
 	if err != nil {
 		e.t.Fatalf("open store: %v", err)
 	}

@@ -323,3 +323,16 @@ func (h *hub) replay(channelID, group string, ev store.Event) []string {
 	}
 	return names
 }
+
+// sessionsOfToken counts the connected sessions of one token.
+func (h *hub) sessionsOfToken(tokenID string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, a := range h.agents {
+		if a.principal.TokenID == tokenID {
+			n++
+		}
+	}
+	return n
+}

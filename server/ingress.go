@@ -69,6 +69,14 @@ func (r *Relay) ingress(c *gin.Context) {
 		r.tooLarge(c)
 		return
 	}
+	// Slow senders are cut off: the body must arrive within the base read
+	// timeout plus one second per 64 KiB announced (or allowed).
+	expect := req.ContentLength
+	if expect < 0 {
+		expect = r.cfg.MaxBody
+	}
+	readDeadline := time.Now().Add(r.cfg.ReadTimeout + time.Duration(expect/(64<<10))*time.Second)
+	_ = http.NewResponseController(c.Writer).SetReadDeadline(readDeadline)
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, req.Body, r.cfg.MaxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError

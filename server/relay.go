@@ -71,6 +71,18 @@ type Config struct {
 	AllowAnonymous bool
 	// MaxChannelsPerTeam caps channels per team (0: no cap).
 	MaxChannelsPerTeam int
+	// MaxAgentsPerToken caps the tunnels one token may hold open at once
+	// (default 1000).
+	MaxAgentsPerToken int
+	// TrustedProxies lists the addresses or CIDRs of reverse proxies whose
+	// X-Forwarded-For is believed; from any other peer the socket address
+	// is the client's.
+	TrustedProxies []string
+	// TLS says the listener serves TLS, so public URLs are https.
+	TLS bool
+	// ReadTimeout is the base time a sender gets to send its body; larger
+	// bodies get more at 64 KiB/s (default 30s).
+	ReadTimeout time.Duration
 	// Version is reported to agents and in /healthz.
 	Version string
 	Logger  *slog.Logger
@@ -100,6 +112,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Retention <= 0 {
 		c.Retention = DefaultRetention
+	}
+	if c.MaxAgentsPerToken <= 0 {
+		c.MaxAgentsPerToken = 1000
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = 30 * time.Second
 	}
 	if c.PruneInterval <= 0 {
 		c.PruneInterval = time.Minute
@@ -144,7 +162,12 @@ func New(cfg Config) (*Relay, error) {
 	}
 	r.metrics = newMetrics()
 	r.hub = newHub(r)
-	r.engine = r.routes()
+	engine, err := r.routes()
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	r.engine = engine
 	r.wg.Add(1)
 	go r.retentionLoop()
 	return r, nil
@@ -200,7 +223,7 @@ func (r *Relay) ingressURL(req *http.Request, channelID string) string {
 	base := r.cfg.PublicURL
 	if base == "" && req != nil {
 		scheme := "http"
-		if req.TLS != nil {
+		if req.TLS != nil || r.cfg.TLS {
 			scheme = "https"
 		}
 		base = scheme + "://" + req.Host

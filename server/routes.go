@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 
@@ -8,12 +9,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-func (r *Relay) routes() *gin.Engine {
+func (r *Relay) routes() (*gin.Engine, error) {
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.Use(gin.Recovery())
 	// Client addresses come from the socket unless a trusted proxy is configured.
-	_ = e.SetTrustedProxies(nil)
+	if err := e.SetTrustedProxies(r.cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("trusted proxies: %w", err)
+	}
 	e.HandleMethodNotAllowed = false
 	e.RedirectTrailingSlash = false
 	e.RedirectFixedPath = false
@@ -51,7 +54,7 @@ func (r *Relay) routes() *gin.Engine {
 	e.NoRoute(func(c *gin.Context) {
 		abortJSON(c, http.StatusNotFound, "not_found", "no such route: "+c.Request.Method+" "+c.Request.URL.Path)
 	})
-	return e
+	return e, nil
 }
 
 // readyz answers 200 when the store can be written.

@@ -140,6 +140,10 @@ func (a *agentSession) serve() {
 	}
 	a.slots = make(chan struct{}, concurrency)
 
+	if n := r.hub.sessionsOfToken(a.principal.TokenID); n >= r.cfg.MaxAgentsPerToken {
+		a.sendError(protocol.CodeLimit, fmt.Sprintf("this token already has %d agents connected, the relay's max_agents_per_token; stop one or use another token", n))
+		return
+	}
 	groups, infos, perr := a.resolve(hello.Subscriptions)
 	if perr != nil {
 		a.sendControl(&protocol.ControlMessage{Type: protocol.TypeError, Error: perr})

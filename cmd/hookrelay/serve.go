@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base32"
 	"errors"
 	"fmt"
@@ -15,6 +16,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+	"golang.org/x/crypto/acme"
+	"golang.org/x/crypto/acme/autocert"
 
 	"github.com/hookrelay/hookrelay/server"
 	"github.com/hookrelay/hookrelay/server/store"
@@ -41,6 +45,15 @@ over the file):
   delivery_timeout        --delivery-timeout        2m
   max_attempts            --max-attempts            20
   log_level               --log-level               info
+  max_db_size             --max-db-size             0 (no cap; e.g. 10GiB)
+  rate_limit              --rate-limit              0 (webhooks/s per channel; 0: none)
+  max_agents_per_token    --max-agents-per-token    1000
+  max_channels_per_team   --max-channels-per-team   0 (no cap)
+  allow_anonymous         --allow-anonymous         false
+  trusted_proxies         --trusted-proxies         (none; e.g. 10.0.0.0/8,127.0.0.1)
+  tls_cert, tls_key       --tls-cert, --tls-key     (serve plain HTTP)
+  acme_domain             --acme-domain             (automatic certificates for this domain)
+  read_timeout            --read-timeout            30s (+1s per 64 KiB of body)
 
 Example config.yaml:
 
@@ -71,6 +84,16 @@ func newServerCmd() *cobra.Command {
 	f.Duration("delivery-timeout", server.DefaultDeliveryTimeout, "bound on one delivery attempt")
 	f.Int("max-attempts", server.DefaultMaxAttempts, "delivery attempts per event and group before giving up")
 	f.String("log-level", "info", "debug, info, warn or error")
+	f.String("max-db-size", "0", "cap on the database size (e.g. 10GiB); when full, ingress answers 503")
+	f.Float64("rate-limit", 0, "webhooks per second per channel (burst twice that); 0: no limit")
+	f.Int("max-agents-per-token", 1000, "tunnels one token may hold open at once")
+	f.Int("max-channels-per-team", 0, "channels per team (0: no cap)")
+	f.Bool("allow-anonymous", false, "let anyone create a channel (it comes with its read key)")
+	f.StringSlice("trusted-proxies", nil, "reverse proxies (IPs or CIDRs) whose X-Forwarded-For is believed")
+	f.String("tls-cert", "", "TLS certificate file (PEM)")
+	f.String("tls-key", "", "TLS key file (PEM)")
+	f.String("acme-domain", "", "get certificates automatically (ACME TLS-ALPN-01) for this domain; cache in data_dir/acme")
+	f.Duration("read-timeout", 30*time.Second, "base time a sender gets to send a body (+1s per 64 KiB)")
 	return cmd
 }
 
@@ -98,12 +121,29 @@ func runServer(cmd *cobra.Command, _ []string) error {
 		return fmt.Errorf("listen on %s: %w", listen, err)
 	}
 	defer ln.Close()
+	tlsConfig, err := tlsFrom(v, dataDir)
+	if err != nil {
+		return err
+	}
 	publicURL := v.GetString("public_url")
 	shownURL := publicURL
 	if shownURL == "" {
-		shownURL = "http://" + displayAddr(ln.Addr())
+		scheme := "http://"
+		if tlsConfig != nil {
+			scheme = "https://"
+		}
+		shownURL = scheme + displayAddr(ln.Addr())
 	}
-	st, err := sqlite.Open(filepath.Join(dataDir, "hookrelay.db"), sqlite.Options{})
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
+	maxDB := int64(0)
+	if s := v.GetString("max_db_size"); s != "" && s != "0" {
+		if maxDB, err = parseSize(s); err != nil {
+			return fmt.Errorf("max_db_size: %w", err)
+		}
+	}
+	st, err := sqlite.Open(filepath.Join(dataDir, "hookrelay.db"), sqlite.Options{MaxSize: maxDB})
 	if err != nil {
 		return err
 	}
@@ -131,6 +171,13 @@ func runServer(cmd *cobra.Command, _ []string) error {
 		MaxEventsPerChannel: v.GetInt("max_events_per_channel"),
 		DeliveryTimeout:     v.GetDuration("delivery_timeout"),
 		MaxAttempts:         v.GetInt("max_attempts"),
+		RateLimit:           v.GetFloat64("rate_limit"),
+		MaxAgentsPerToken:   v.GetInt("max_agents_per_token"),
+		MaxChannelsPerTeam:  v.GetInt("max_channels_per_team"),
+		AllowAnonymous:      v.GetBool("allow_anonymous"),
+		TrustedProxies:      v.GetStringSlice("trusted_proxies"),
+		TLS:                 tlsConfig != nil,
+		ReadTimeout:         v.GetDuration("read_timeout"),
 		Version:             version,
 		Logger:              logger,
 	})
@@ -206,4 +253,34 @@ Forward its webhooks to your app with:
 
 `, filepath.Join(dataDir, adminTokenFile), token, url, ch.ID, ch.ID, url, token)
 	return nil
+}
+
+// tlsFrom builds the TLS configuration from tls_cert/tls_key or
+// acme_domain, or returns nil for plain HTTP. Only HTTP/1.1 is offered:
+// the relay reads each request's raw header order, which HTTP/2 hides.
+func tlsFrom(v *viper.Viper, dataDir string) (*tls.Config, error) {
+	cert, key, domain := v.GetString("tls_cert"), v.GetString("tls_key"), v.GetString("acme_domain")
+	switch {
+	case domain != "" && (cert != "" || key != ""):
+		return nil, errors.New("use either --acme-domain or --tls-cert/--tls-key, not both")
+	case domain != "":
+		m := &autocert.Manager{
+			Prompt:     autocert.AcceptTOS,
+			HostPolicy: autocert.HostWhitelist(domain),
+			Cache:      autocert.DirCache(filepath.Join(dataDir, "acme")),
+		}
+		cfg := m.TLSConfig()
+		cfg.NextProtos = []string{"http/1.1", acme.ALPNProto}
+		return cfg, nil
+	case cert != "" || key != "":
+		if cert == "" || key == "" {
+			return nil, errors.New("--tls-cert and --tls-key go together")
+		}
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, fmt.Errorf("load TLS certificate: %w", err)
+		}
+		return &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}, nil
+	}
+	return nil, nil
 }

@@ -69,12 +69,12 @@ func parseFraming(block string) (framing, bool) {
 	)
 	for s.field() {
 		switch {
-		case strings.EqualFold(s.name, "Transfer-Encoding"):
+		case sameName(s.name, "Transfer-Encoding"):
 			if teCount == 0 {
 				te = s.value
 			}
 			teCount++
-		case strings.EqualFold(s.name, "Content-Length"):
+		case sameName(s.name, "Content-Length"):
 			// net/http accepts repeated Content-Length fields only when
 			// their values are equal.
 			if clCount == 0 {
@@ -83,9 +83,9 @@ func parseFraming(block string) (framing, bool) {
 				clConflict = true
 			}
 			clCount++
-		case strings.EqualFold(s.name, "Upgrade"):
+		case sameName(s.name, "Upgrade"):
 			fr.final = true
-		case strings.EqualFold(s.name, "Connection"):
+		case sameName(s.name, "Connection"):
 			if hasToken(s.value, "upgrade") {
 				fr.final = true
 			}
@@ -180,7 +180,10 @@ func (s *lineScanner) field() bool {
 		return false
 	}
 	s.name = name
-	s.value = strings.TrimLeft(value, " \t")
+	for len(value) > 0 && (value[0] == ' ' || value[0] == '\t') {
+		value = value[1:]
+	}
+	s.value = value
 	return true
 }
 
@@ -232,7 +235,13 @@ func parseChunkLine(line []byte, excess *int64) (size uint64, ok bool) {
 
 // trimOWS trims spaces and tabs at both ends, like net/textproto's trim.
 func trimOWS(s string) string {
-	return strings.Trim(s, " \t")
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 // hasToken reports whether the comma-separated list v holds token,
@@ -260,20 +269,47 @@ func isToken(s string) bool {
 	return true
 }
 
+// isTokenByte reports whether c is a tchar of RFC 9110, section 5.6.2.
 func isTokenByte(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
+	// A 128-bit set of the allowed bytes, as in net/textproto.
+	const mask = 0 |
+		(1<<10-1)<<'0' |
+		(1<<26-1)<<'a' |
+		(1<<26-1)<<'A' |
+		1<<'!' | 1<<'#' | 1<<'$' | 1<<'%' | 1<<'&' | 1<<'\'' | 1<<'*' |
+		1<<'+' | 1<<'-' | 1<<'.' | 1<<'^' | 1<<'_' | 1<<'`' | 1<<'|' | 1<<'~'
+	return ((uint64(1)<<c)&(mask&(1<<64-1)) |
+		(uint64(1)<<(c-64))&(mask>>64)) != 0
+}
+
+// appendCanonicalKey appends the canonical form of the token name to dst, as
+// textproto.CanonicalMIMEHeaderKey computes it, without allocating a string.
+func appendCanonicalKey(dst []byte, name string) []byte {
+	upper := true
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if upper && 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		} else if !upper && 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+		upper = c == '-'
 	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+	return dst
+}
+
+// sameName reports whether two field names are the same header, that is
+// equal without ASCII case.
+func sameName(a, b string) bool {
+	return len(a) == len(b) && strings.EqualFold(a, b)
 }
 
 // validValue reports whether s holds only bytes net/textproto allows in a
 // field value: visible ASCII, space, tab and obs-text.
 func validValue(s string) bool {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < ' ' && c != '\t' || c == 0x7f {
+		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
 			return false
 		}
 	}

@@ -97,9 +97,9 @@ func TestRecorderStream(t *testing.T) {
 			want:   []string{"POST /1 HTTP/1.1", "GET /2 HTTP/1.1"},
 		},
 		{
-			name:   "at most four stray bytes after a POST",
-			stream: "POST /1 HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx\r\n\r\n\r\n" + get2,
-			want:   []string{"POST /1 HTTP/1.1"},
+			name:    "at most four stray bytes after a POST",
+			stream:  "POST /1 HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx\r\n\r\n\r\n" + get2,
+			want:    []string{"POST /1 HTTP/1.1"},
 			stopped: true,
 		},
 		{

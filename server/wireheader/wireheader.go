@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
-	"slices"
 )
 
 // Header is one header line as sent: the name in its original case and the
@@ -124,39 +123,75 @@ func Headers(r *http.Request) (hs []Header, ok bool) {
 }
 
 // matches reports whether h is the block net/http parsed into r: same method
-// and request-URI, and r.Header equal to what net/http makes of h's fields.
+// and request-URI, and r.Header exactly what net/http makes of h's fields.
+//
+// Every counted field is mapped to one slot of r.Header, the n-th value of its
+// canonical name when n earlier fields have that name, and must equal it; and
+// r.Header must hold no value beyond those slots. That is r.Header's equality
+// with the expected header, without building it.
 func (h *requestHead) matches(r *http.Request) bool {
 	if h.method != r.Method || h.requestURI != r.RequestURI {
 		return false
 	}
-	want := make(http.Header, len(h.fields))
+	// What net/http's readRequest and readTransfer change: Transfer-Encoding
+	// is removed (chunked on HTTP/1.1 also removes Content-Length and
+	// Trailer), repeated equal Content-Length fields become one, a first
+	// Pragma of "no-cache" adds Cache-Control when there is none, and the
+	// server removes Host.
+	var chunked, pragmaNoCache, pragmaSeen, cacheControl bool
+	contentLengths := 0
 	for _, f := range h.fields {
-		k := textproto.CanonicalMIMEHeaderKey(f.Name)
-		want[k] = append(want[k], f.Value)
-	}
-	// What net/http's readRequest and readTransfer change:
-	if p := want["Pragma"]; len(p) > 0 && p[0] == "no-cache" {
-		if _, ok := want["Cache-Control"]; !ok {
-			want["Cache-Control"] = []string{"no-cache"}
+		switch {
+		case sameName(f.Name, "Content-Length"):
+			contentLengths++
+		case sameName(f.Name, "Transfer-Encoding"):
+			chunked = h.protoMinor >= 1
+		case sameName(f.Name, "Pragma") && !pragmaSeen:
+			pragmaSeen = true
+			pragmaNoCache = f.Value == "no-cache"
+		case sameName(f.Name, "Cache-Control"):
+			cacheControl = true
 		}
 	}
-	_, hasTE := want["Transfer-Encoding"]
-	delete(want, "Transfer-Encoding")
-	if chunked := hasTE && h.protoMinor >= 1; chunked {
-		delete(want, "Content-Length")
-		delete(want, "Trailer")
-	} else if cl := want["Content-Length"]; len(cl) > 1 {
-		want["Content-Length"] = []string{textproto.TrimString(cl[0])}
-	}
-	delete(want, "Host")
-
-	if len(want) != len(r.Header) {
-		return false
-	}
-	for k, vs := range want {
-		if !slices.Equal(vs, r.Header[k]) {
+	slots := 0
+	contentLength := false
+	var buf [64]byte
+	for i, f := range h.fields {
+		value := f.Value
+		switch {
+		case sameName(f.Name, "Host"), sameName(f.Name, "Transfer-Encoding"):
+			continue
+		case sameName(f.Name, "Trailer") && chunked:
+			continue
+		case sameName(f.Name, "Content-Length"):
+			if chunked || contentLength {
+				continue
+			}
+			contentLength = true
+			if contentLengths > 1 {
+				value = textproto.TrimString(value)
+			}
+		}
+		n := 0
+		for _, g := range h.fields[:i] {
+			if sameName(g.Name, f.Name) {
+				n++
+			}
+		}
+		vs := r.Header[string(appendCanonicalKey(buf[:0], f.Name))]
+		if n >= len(vs) || vs[n] != value {
 			return false
 		}
+		slots++
 	}
-	return true
+	if pragmaNoCache && !cacheControl {
+		if cc := r.Header["Cache-Control"]; len(cc) != 1 || cc[0] != "no-cache" {
+			return false
+		}
+		slots++
+	}
+	for _, vs := range r.Header {
+		slots -= len(vs)
+	}
+	return slots == 0
 }

@@ -51,6 +51,11 @@ type Options struct {
 	// MaxBatch is the most writes committed in one transaction. Default 256;
 	// 1 commits every write in its own transaction.
 	MaxBatch int
+	// MaxSize caps the database file in bytes (SQLite's max_page_count,
+	// with 4 KiB pages); 0: no cap. A full database fails writes with
+	// ErrUnavailable, as a full disk does, and works again once retention
+	// or a deletion frees pages.
+	MaxSize int64
 }
 
 // Store is a store.Store on an SQLite file. Create it with Open; it is safe
@@ -139,6 +144,9 @@ func (s *Store) openDBs() error {
 	w.Set("_foreign_keys", "1")
 	// Keep the WAL file from staying huge after a burst.
 	w.Add("_pragma", "journal_size_limit(67108864)")
+	if s.opts.MaxSize > 0 {
+		w.Add("_pragma", fmt.Sprintf("max_page_count(%d)", max(1, s.opts.MaxSize/4096)))
+	}
 	wdb, err := sql.Open("sqlite", s.dsn(w))
 	if err != nil {
 		return err
