@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -54,10 +55,10 @@ func TestNewValidates(t *testing.T) {
 func TestTunnelURL(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
-		"http://relay:8080":          "ws://relay:8080/tunnel",
-		"https://relay.example/":     "wss://relay.example/tunnel",
+		"http://relay:8080":           "ws://relay:8080/tunnel",
+		"https://relay.example/":      "wss://relay.example/tunnel",
 		"https://relay.example/r?x=1": "wss://relay.example/r/tunnel",
-		"ws://relay":                 "ws://relay/tunnel",
+		"ws://relay":                  "ws://relay/tunnel",
 	} {
 		if got, err := tunnelURL(in); err != nil || got != want {
 			t.Errorf("tunnelURL(%q) = %q, %v; want %q", in, got, err, want)
@@ -216,6 +217,7 @@ type blockingTarget struct {
 func newBlockingTarget(t *testing.T) *blockingTarget {
 	bt := &blockingTarget{arrived: make(chan string, 256), release: make(chan struct{})}
 	bt.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
 		n := bt.active.Add(1)
 		defer bt.active.Add(-1)
 		for {

@@ -234,3 +234,91 @@ func (c *API) Replay(ctx context.Context, id, group string) ([]string, error) {
 	err := c.Do(ctx, http.MethodPost, "/api/v1/events/"+url.PathEscape(id)+"/replay", in, &out)
 	return out.Groups, err
 }
+
+// Team is a team as the API returns it.
+type Team struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// CreateTeam creates a team (relay admin only).
+func (c *API) CreateTeam(ctx context.Context, name string) (Team, error) {
+	var t Team
+	err := c.Do(ctx, http.MethodPost, "/api/v1/teams", map[string]string{"name": name}, &t)
+	return t, err
+}
+
+// ListTeams lists the teams the token may see.
+func (c *API) ListTeams(ctx context.Context) ([]Team, error) {
+	var out struct {
+		Teams []Team `json:"teams"`
+	}
+	err := c.Do(ctx, http.MethodGet, "/api/v1/teams", nil, &out)
+	return out.Teams, err
+}
+
+// Token is an API token as the API returns it; Token (the secret) is set
+// only in the answer to CreateToken.
+type Token struct {
+	ID         string     `json:"id"`
+	Token      string     `json:"token,omitempty"`
+	TeamID     string     `json:"team_id"`
+	Role       string     `json:"role"`
+	Name       string     `json:"name,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
+	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+	Revoked    bool       `json:"revoked"`
+}
+
+// CreateToken is the body of POST /api/v1/tokens.
+type CreateToken struct {
+	Team    string `json:"team"`
+	Role    string `json:"role,omitempty"`
+	Name    string `json:"name,omitempty"`
+	Expires string `json:"expires,omitempty"`
+}
+
+// CreateToken creates a token; its secret is in the answer only.
+func (c *API) CreateToken(ctx context.Context, in CreateToken) (Token, error) {
+	var t Token
+	err := c.Do(ctx, http.MethodPost, "/api/v1/tokens", in, &t)
+	return t, err
+}
+
+// ListTokens lists tokens (of one team when team is set).
+func (c *API) ListTokens(ctx context.Context, team string) ([]Token, error) {
+	var out struct {
+		Tokens []Token `json:"tokens"`
+	}
+	path := "/api/v1/tokens"
+	if team != "" {
+		path += "?team=" + url.QueryEscape(team)
+	}
+	err := c.Do(ctx, http.MethodGet, path, nil, &out)
+	return out.Tokens, err
+}
+
+// RevokeToken revokes a token; the relay closes its tunnels.
+func (c *API) RevokeToken(ctx context.Context, id string) error {
+	return c.Do(ctx, http.MethodDelete, "/api/v1/tokens/"+url.PathEscape(id), nil, nil)
+}
+
+// UpdateChannel is the body of PATCH /api/v1/channels/:id; nil fields are
+// left as they are.
+type UpdateChannel struct {
+	Async      *bool     `json:"async,omitempty"`
+	Verify     *string   `json:"verify,omitempty"`
+	Secret     *string   `json:"secret,omitempty"`
+	Header     *string   `json:"header,omitempty"`
+	AllowCIDRs *[]string `json:"allow_cidrs,omitempty"`
+	RateLimit  *float64  `json:"rate_limit,omitempty"`
+}
+
+// UpdateChannel changes a channel's settings.
+func (c *API) UpdateChannel(ctx context.Context, id string, in UpdateChannel) (Channel, error) {
+	var ch Channel
+	err := c.Do(ctx, http.MethodPatch, "/api/v1/channels/"+url.PathEscape(id), in, &ch)
+	return ch, err
+}

@@ -472,10 +472,16 @@ func TestTargetFailures(t *testing.T) {
 	})
 	t.Run("timeout", func(t *testing.T) {
 		t.Parallel()
+		testDone := make(chan struct{})
 		target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			<-r.Context().Done() // the agent gives up first
+			io.Copy(io.Discard, r.Body) // then the server notices the agent hanging up
+			select {
+			case <-r.Context().Done(): // the agent gives up first
+			case <-testDone:
+			}
 		}))
 		t.Cleanup(target.Close)
+		t.Cleanup(func() { close(testDone) })
 		relay := newFakeRelay(t, nil)
 		cfg := testConfig(t, relay, target.URL)
 		cfg.RequestTimeout = 200 * time.Millisecond

@@ -54,6 +54,7 @@ type groupWorker struct {
 	outstanding map[int64]int // seq → attempts made, for events not done
 	persisted   int64         // DoneThrough as last written
 	persistedAt time.Time
+	touchedAt   time.Time // when LastSeenAt was last written
 }
 
 type readyItem struct {
@@ -195,6 +196,7 @@ func (w *groupWorker) run() {
 	w.horizon = w.group.DoneThrough
 	w.persisted = w.group.DoneThrough
 	w.persistedAt = time.Now()
+	w.touchedAt = time.Now() // EnsureGroup set LastSeenAt at the handshake
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -225,6 +227,7 @@ func (w *groupWorker) run() {
 		if w.live {
 			wait = min(wait, time.Until(w.lastScan.Add(rescanInterval)))
 		}
+		wait = min(wait, time.Until(w.touchedAt.Add(time.Minute+time.Second)))
 		timer.Reset(max(wait, time.Millisecond))
 		select {
 		case <-w.ctx.Done():
@@ -376,8 +379,15 @@ func (w *groupWorker) watermark() int64 {
 	return low
 }
 
-// persist writes the watermark at most once a second, or now when final.
+// persist writes the watermark at most once a second, or now when final,
+// and marks the group as seen once a minute so retention keeps it.
 func (w *groupWorker) persist(final bool) {
+	if time.Since(w.touchedAt) > time.Minute {
+		w.touchedAt = time.Now()
+		if err := w.relay.store.TouchGroup(w.ctx, w.group.ID, w.touchedAt); err != nil && w.ctx.Err() == nil {
+			w.relay.log.Warn("mark group seen", "group", w.group.Name, "err", err)
+		}
+	}
 	wm := w.watermark()
 	if wm <= w.persisted || (!final && time.Since(w.persistedAt) < time.Second) {
 		return

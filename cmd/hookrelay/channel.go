@@ -152,6 +152,6 @@ func newChannelCmd() *cobra.Command {
 		},
 	}
 	addClientFlags(del)
-	cmd.AddCommand(create, list, del)
+	cmd.AddCommand(create, list, del, newChannelUpdateCmd())
 	return cmd
 }

@@ -1,0 +1,398 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hookrelay/hookrelay/client"
+	"github.com/hookrelay/hookrelay/protocol"
+	"github.com/hookrelay/hookrelay/server"
+)
+
+// teamSetup makes two teams with admin, member and agent tokens and a
+// channel each (created by their members), plus a read key of team A's.
+type teamSetup struct {
+	tokens           map[string]string // role name → secret
+	chanA, chanB     string
+	readKeyA         string
+	tokenIDs         map[string]string
+	teamAID, teamBID string
+}
+
+func setupTeams(t *testing.T, relay *relayEnv) *teamSetup {
+	t.Helper()
+	ctx := t.Context()
+	admin := relay.api()
+	s := &teamSetup{tokens: map[string]string{"admin": adminToken}, tokenIDs: map[string]string{}}
+	for _, team := range []string{"A", "B"} {
+		tm, err := admin.CreateTeam(ctx, "team-"+team)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if team == "A" {
+			s.teamAID = tm.ID
+		} else {
+			s.teamBID = tm.ID
+		}
+		for _, role := range []string{"admin", "member", "agent"} {
+			tok, err := admin.CreateToken(ctx, client.CreateToken{Team: tm.Name, Role: role})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(tok.Token, "hr_") || len(tok.Token) < 40 {
+				t.Fatalf("token secret %q is not a 256-bit value", tok.Token)
+			}
+			s.tokens[team+"-"+role] = tok.Token
+			s.tokenIDs[team+"-"+role] = tok.ID
+		}
+		ch, err := client.NewAPI(relay.URL, s.tokens[team+"-member"]).CreateChannel(ctx, client.CreateChannel{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if team == "A" {
+			s.chanA, s.readKeyA = ch.ID, ch.ReadKey
+		} else {
+			s.chanB = ch.ID
+		}
+	}
+	// One event on each channel.
+	for _, ch := range []string{s.chanA, s.chanB} {
+		post(t, relay.ingress(ch), "text/plain", []byte("hello"))
+	}
+	s.tokens["readkey-A"] = s.readKeyA
+	return s
+}
+
+func TestAccessByRoleAndTeam(t *testing.T) {
+	t.Parallel()
+	relay := startRelay(t)
+	s := setupTeams(t, relay)
+	evA, err := relay.api().ListEvents(t.Context(), s.chanA, nil)
+	if err != nil || len(evA.Events) != 1 {
+		t.Fatal(err)
+	}
+	evB, _ := relay.api().ListEvents(t.Context(), s.chanB, nil)
+	eventA, eventB := evA.Events[0].ID, evB.Events[0].ID
+
+	type route struct {
+		name, method, path, body string
+	}
+	readA := []route{
+		{"get channel", "GET", "/api/v1/channels/" + s.chanA, ""},
+		{"list events", "GET", "/api/v1/channels/" + s.chanA + "/events", ""},
+		{"agents", "GET", "/api/v1/channels/" + s.chanA + "/agents", ""},
+		{"get event", "GET", "/api/v1/events/" + eventA, ""},
+		{"event body", "GET", "/api/v1/events/" + eventA + "/body", ""},
+		{"deliveries", "GET", "/api/v1/events/" + eventA + "/deliveries", ""},
+	}
+	readB := []route{
+		{"get channel", "GET", "/api/v1/channels/" + s.chanB, ""},
+		{"list events", "GET", "/api/v1/channels/" + s.chanB + "/events", ""},
+		{"agents", "GET", "/api/v1/channels/" + s.chanB + "/agents", ""},
+		{"get event", "GET", "/api/v1/events/" + eventB, ""},
+		{"event body", "GET", "/api/v1/events/" + eventB + "/body", ""},
+		{"deliveries", "GET", "/api/v1/events/" + eventB + "/deliveries", ""},
+		{"replay", "POST", "/api/v1/events/" + eventB + "/replay", ""},
+		{"update", "PATCH", "/api/v1/channels/" + s.chanB, `{"async":true}`},
+		{"delete", "DELETE", "/api/v1/channels/" + s.chanB + "x", ""},
+	}
+	call := func(token string, r route) int {
+		req, _ := http.NewRequest(r.method, relay.URL+r.path, strings.NewReader(r.body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// Own team (and the read key) read team A's channel; team B gets 404.
+	for _, who := range []string{"admin", "A-admin", "A-member", "A-agent", "readkey-A"} {
+		for _, r := range readA {
+			if got := call(s.tokens[who], r); got != http.StatusOK {
+				t.Errorf("%s %s on team A's channel: %d, want 200", who, r.name, got)
+			}
+		}
+	}
+	for _, who := range []string{"A-admin", "A-member", "A-agent", "readkey-A"} {
+		for _, r := range readB {
+			if got := call(s.tokens[who], r); got != http.StatusNotFound {
+				t.Errorf("%s %s on team B's channel: %d, want 404", who, r.name, got)
+			}
+		}
+	}
+	for _, r := range append(readA, readB...) {
+		if got := call("", r); got != http.StatusUnauthorized {
+			t.Errorf("no token %s: %d, want 401", r.name, got)
+		}
+		if got := call("hr_not_a_token", r); got != http.StatusUnauthorized {
+			t.Errorf("bad token %s: %d, want 401", r.name, got)
+		}
+	}
+	// Changing a channel: admin and member yes; agent and read key no.
+	patch := route{"update", "PATCH", "/api/v1/channels/" + s.chanA, `{"async":false}`}
+	for who, want := range map[string]int{"admin": 200, "A-admin": 200, "A-member": 200, "A-agent": 403, "readkey-A": 403} {
+		if got := call(s.tokens[who], patch); got != want {
+			t.Errorf("%s update: %d, want %d", who, got, want)
+		}
+	}
+	// Channel lists show only one's own.
+	for who, want := range map[string][]string{"A-member": {s.chanA}, "B-agent": {s.chanB}, "readkey-A": {s.chanA}} {
+		chans, err := client.NewAPI(relay.URL, s.tokens[who]).ListChannels(t.Context())
+		if err != nil || len(chans) != len(want) || chans[0].ID != want[0] {
+			t.Errorf("%s sees channels %+v (%v), want %v", who, chans, err, want)
+		}
+	}
+	// Teams and tokens: only admins manage them.
+	teamsCall := route{"create team", "POST", "/api/v1/teams", `{"name":"intruders"}`}
+	for who, want := range map[string]int{"A-admin": 403, "A-member": 403, "admin": 201} {
+		if got := call(s.tokens[who], teamsCall); got != want {
+			t.Errorf("%s create team: %d, want %d", who, got, want)
+		}
+	}
+	tokCall := route{"token for B", "POST", "/api/v1/tokens", `{"team":"team-B","role":"admin"}`}
+	for who, want := range map[string]int{"A-admin": 404, "A-member": 404, "B-admin": 201} {
+		if got := call(s.tokens[who], tokCall); got != want {
+			t.Errorf("%s create token for team B: %d, want %d", who, got, want)
+		}
+	}
+	// Agents: a team-B agent cannot subscribe to team A's channel.
+	a, err := client.New(client.Config{ServerURL: relay.URL, Token: s.tokens["B-agent"], Target: "http://127.0.0.1:1",
+		Subscriptions: []protocol.Subscription{{Channel: s.chanA}}, Out: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := a.Run(ctx); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("team B agent on team A's channel: %v", err)
+	}
+}
+
+func TestRevokedTokenClosesTunnel(t *testing.T) {
+	t.Parallel()
+	relay := startRelay(t)
+	s := setupTeams(t, relay)
+	target := hashTarget(t)
+	ae := relay.startAgent(t, s.chanA, target.URL, func(c *client.Config) { c.Token = s.tokens["A-agent"] })
+	if err := relay.api().RevokeToken(t.Context(), s.tokenIDs["A-agent"]); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-ae.done:
+		if err == nil || !strings.Contains(err.Error(), "401") && !strings.Contains(err.Error(), "revoked") {
+			t.Fatalf("agent ended with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the revoked token's agent is still running")
+	}
+	ae.once.Do(func() {})
+	waitFor(t, 5*time.Second, "the revoked agent unlisted", func() bool { return relay.agentCount(t, s.chanA) == 0 })
+}
+
+func TestLimitsAnswerClearlyAndStoreNothing(t *testing.T) {
+	t.Parallel()
+	relay := startRelay(t, func(c *server.Config) { c.MaxBody = 1 << 10 })
+	ch := relay.channel(t, client.CreateChannel{})
+	limited := relay.channel(t, client.CreateChannel{})
+	rate := 1.0
+	if _, err := relay.api().UpdateChannel(t.Context(), limited, client.UpdateChannel{RateLimit: &rate}); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := post(t, relay.ingress(ch), "text/plain", make([]byte, 2<<10))
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("large body: %d %s", resp.StatusCode, body)
+	}
+	many := map[string]string{}
+	for i := range 300 {
+		many[fmt.Sprint("X-H-", i)] = "v"
+	}
+	resp, body = do(t, http.MethodPost, relay.ingress(ch), many, []byte("x"))
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("300 headers: %d %s", resp.StatusCode, body)
+	}
+	huge := map[string]string{"X-Big": strings.Repeat("a", 2<<20)}
+	resp, _ = do(t, http.MethodPost, relay.ingress(ch), huge, []byte("x"))
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("2 MiB header: %d", resp.StatusCode)
+	}
+	codes := map[int]int{}
+	var retryAfter string
+	for range 6 {
+		resp, _ := post(t, relay.ingress(limited), "text/plain", []byte("x"))
+		codes[resp.StatusCode]++
+		if resp.StatusCode == http.StatusTooManyRequests {
+			retryAfter = resp.Header.Get("Retry-After")
+		}
+	}
+	if codes[http.StatusTooManyRequests] == 0 || retryAfter == "" {
+		t.Errorf("rate limit: codes %v, Retry-After %q", codes, retryAfter)
+	}
+	page, _ := relay.api().ListEvents(t.Context(), ch, nil)
+	if len(page.Events) != 0 {
+		t.Errorf("refused requests were stored: %d events", len(page.Events))
+	}
+	page, _ = relay.api().ListEvents(t.Context(), limited, nil)
+	if len(page.Events) != codes[http.StatusAccepted] {
+		t.Errorf("rate-limited channel stored %d events, accepted %d", len(page.Events), codes[http.StatusAccepted])
+	}
+}
+
+// rawPost sends a request over TCP with extra header lines.
+func rawPost(t *testing.T, addr, path string, headers ...string) int {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\n%sContent-Length: 1\r\nConnection: close\r\n\r\nx", path, addr,
+		strings.Join(append(headers, ""), "\r\n"))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestForwardedForFromUntrustedPeersIsIgnored(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		trusted []string
+		want    string
+	}{
+		{"untrusted", nil, "127.0.0.1"},
+		{"trusted proxy", []string{"127.0.0.1"}, "203.0.113.9"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			relay := startRelay(t, func(c *server.Config) { c.TrustedProxies = tc.trusted })
+			ch := relay.channel(t, client.CreateChannel{})
+			if got := rawPost(t, relay.addr, "/h/"+ch+"/", "X-Forwarded-For: 203.0.113.9"); got != http.StatusAccepted {
+				t.Fatalf("status %d", got)
+			}
+			page, err := relay.api().ListEvents(t.Context(), ch, nil)
+			if err != nil || len(page.Events) != 1 || page.Events[0].RemoteAddr != tc.want {
+				t.Fatalf("recorded %+v (%v), want remote %s", page.Events, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestSenderVerificationAndSourceRanges(t *testing.T) {
+	t.Parallel()
+	bc, target := newBodyCounter(t)
+	relay := startRelay(t)
+	ch := relay.channel(t, client.CreateChannel{})
+	verify, secret := "github", "s3cret"
+	if _, err := relay.api().UpdateChannel(t.Context(), ch, client.UpdateChannel{Verify: &verify, Secret: &secret}); err != nil {
+		t.Fatal(err)
+	}
+	relay.startAgent(t, ch, target.URL)
+	sign := func(body string) string {
+		m := hmac.New(sha256.New, []byte(secret))
+		m.Write([]byte(body))
+		return "sha256=" + hex.EncodeToString(m.Sum(nil))
+	}
+	resp, body := do(t, http.MethodPost, relay.ingress(ch), map[string]string{"X-Hub-Signature-256": sign("good")}, []byte("good"))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("valid signature: %d %s", resp.StatusCode, body)
+	}
+	resp, body = do(t, http.MethodPost, relay.ingress(ch), map[string]string{"X-Hub-Signature-256": sign("good")}, []byte("tampered"))
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), "does not match") {
+		t.Fatalf("tampered body: %d %s", resp.StatusCode, body)
+	}
+	page, err := relay.api().ListEvents(t.Context(), ch, url.Values{"include": {"body"}})
+	if err != nil || len(page.Events) != 2 || page.Events[0].State != "rejected" || !strings.Contains(page.Events[0].RejectReason, "github") {
+		t.Fatalf("rejected event not kept with its reason: %+v %v", page.Events, err)
+	}
+	if _, err := relay.api().Replay(t.Context(), page.Events[0].ID, ""); !client.IsStatus(err, http.StatusConflict) {
+		t.Errorf("replaying a rejected event: %v", err)
+	}
+	if bc.count("tampered") != 0 {
+		t.Fatal("a rejected webhook reached the target")
+	}
+	// Source ranges: loopback senders are outside 10.0.0.0/8.
+	cidrs := []string{"10.0.0.0/8"}
+	none := "none"
+	if _, err := relay.api().UpdateChannel(t.Context(), ch, client.UpdateChannel{Verify: &none, AllowCIDRs: &cidrs}); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = post(t, relay.ingress(ch), "text/plain", []byte("from loopback"))
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("source outside the ranges: %d %s", resp.StatusCode, body)
+	}
+	cidrs = []string{"127.0.0.0/8"}
+	if _, err := relay.api().UpdateChannel(t.Context(), ch, client.UpdateChannel{AllowCIDRs: &cidrs}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := post(t, relay.ingress(ch), "text/plain", []byte("allowed")); resp.StatusCode != http.StatusOK {
+		t.Fatalf("source inside the ranges: %d", resp.StatusCode)
+	}
+	bad := "nonsense"
+	if _, err := relay.api().UpdateChannel(t.Context(), ch, client.UpdateChannel{Verify: &bad}); !client.IsStatus(err, http.StatusBadRequest) {
+		t.Errorf("unknown scheme accepted: %v", err)
+	}
+}
+
+func TestPathsCannotEscapeTheTarget(t *testing.T) {
+	t.Parallel()
+	hosts := make(chan string, 10)
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hosts <- r.Host + " " + r.URL.EscapedPath()
+	}))
+	t.Cleanup(target.Close)
+	relay := startRelay(t)
+	ch := relay.channel(t, client.CreateChannel{})
+	relay.startAgent(t, ch, target.URL+"/hooks")
+	host := strings.TrimPrefix(target.URL, "http://")
+	for _, p := range []string{"//evil.example/x", "/../../etc/passwd", "/http://evil.example/x", "/%2e%2e/%2e%2e/x"} {
+		if got := rawPost(t, relay.addr, "/h/"+ch+p); got != http.StatusOK {
+			t.Errorf("%s: status %d", p, got)
+			continue
+		}
+		seen := <-hosts
+		if !strings.HasPrefix(seen, host+" /hooks") {
+			t.Errorf("%s reached %q, want host %s under /hooks", p, seen, host)
+		}
+	}
+}
+
+func TestAnonymousChannelsOnlyWhenAllowed(t *testing.T) {
+	t.Parallel()
+	closed := startRelay(t)
+	if _, err := client.NewAPI(closed.URL, "").CreateChannel(t.Context(), client.CreateChannel{}); !client.IsStatus(err, http.StatusUnauthorized) {
+		t.Fatalf("anonymous create on a closed relay: %v", err)
+	}
+	open := startRelay(t, func(c *server.Config) { c.AllowAnonymous = true })
+	ch, err := client.NewAPI(open.URL, "").CreateChannel(t.Context(), client.CreateChannel{})
+	if err != nil || ch.ReadKey == "" {
+		t.Fatalf("anonymous create on an open relay: %+v %v", ch, err)
+	}
+	post(t, open.ingress(ch.ID), "text/plain", []byte("hi"))
+	page, err := client.NewAPI(open.URL, ch.ReadKey).ListEvents(t.Context(), ch.ID, nil)
+	if err != nil || len(page.Events) != 1 {
+		t.Fatalf("read key reading its channel: %+v %v", page, err)
+	}
+	// The ingress URL alone never grants reading.
+	if _, err := client.NewAPI(open.URL, "").ListEvents(t.Context(), ch.ID, nil); !client.IsStatus(err, http.StatusUnauthorized) {
+		t.Fatalf("reading without the key: %v", err)
+	}
+}
