@@ -3,7 +3,12 @@
 // frames exchanged on its streams: the control stream (Hello, Welcome,
 // Error, ...) and one delivery stream per delivery (DeliveryRequest, the
 // body, DeliveryResponse, the response body). SPEC.md in this directory is
-// the written contract; keep it true.
+// the written contract; keep it true (spec_test.go checks its numbers).
+//
+// Every decoder checks a frame's length prefix against its limit before
+// reading the body, and the decoded value against the rules of SPEC.md
+// before returning it; every encoder runs the same checks before writing,
+// so a peer never receives what it would refuse.
 //
 // The package imports no other hookrelay package, so the agent and the relay
 // can only meet here.

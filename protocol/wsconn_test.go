@@ -22,8 +22,9 @@ import (
 // instead of hanging when it does not.
 const waitLimit = 10 * time.Second
 
-// fastLiveness makes a silent peer show within a fraction of a second.
-var fastLiveness = protocol.ConnConfig{PingInterval: 20 * time.Millisecond, PongTimeout: 60 * time.Millisecond}
+// fastLiveness makes a silent peer show within a fraction of a second, with
+// room for a loaded machine running the race detector.
+var fastLiveness = protocol.ConnConfig{PingInterval: 50 * time.Millisecond, PongTimeout: 250 * time.Millisecond}
 
 // wsPair returns the two ends of one WebSocket: the agent's (client) and the
 // relay's (server), dialled over loopback to an httptest server the way an
@@ -281,7 +282,7 @@ func TestConnLivePeerStaysUp(t *testing.T) {
 	t.Parallel()
 	client, server := connPair(t, fastLiveness, fastLiveness)
 	clientRead, serverRead := goRead(client, 10), goRead(server, 10)
-	idle := time.NewTimer(10 * (fastLiveness.PingInterval + fastLiveness.PongTimeout))
+	idle := time.NewTimer(4 * (fastLiveness.PingInterval + fastLiveness.PongTimeout))
 	defer idle.Stop()
 	select {
 	case r := <-clientRead:
@@ -305,7 +306,7 @@ func TestConnPausedReaderIsNotDeadPeer(t *testing.T) {
 	t.Parallel()
 	client, server := connPair(t, fastLiveness, fastLiveness)
 	serverRead := goRead(server, 10) // the relay end answers pings
-	pause := time.NewTimer(5 * (fastLiveness.PingInterval + fastLiveness.PongTimeout))
+	pause := time.NewTimer(3 * (fastLiveness.PingInterval + fastLiveness.PongTimeout))
 	defer pause.Stop()
 	select {
 	case r := <-serverRead:

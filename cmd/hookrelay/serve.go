@@ -175,7 +175,7 @@ func runServer(cmd *cobra.Command, _ []string) error {
 		MaxAgentsPerToken:   v.GetInt("max_agents_per_token"),
 		MaxChannelsPerTeam:  v.GetInt("max_channels_per_team"),
 		AllowAnonymous:      v.GetBool("allow_anonymous"),
-		TrustedProxies:      v.GetStringSlice("trusted_proxies"),
+		TrustedProxies:      splitList(v.GetStringSlice("trusted_proxies")),
 		TLS:                 tlsConfig != nil,
 		ReadTimeout:         v.GetDuration("read_timeout"),
 		Version:             version,
@@ -283,4 +283,16 @@ func tlsFrom(v *viper.Viper, dataDir string) (*tls.Config, error) {
 		return &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}, nil
 	}
 	return nil, nil
+}
+
+// splitList splits comma- or space-separated values (an environment
+// variable carries a list as one string).
+func splitList(in []string) []string {
+	var out []string
+	for _, s := range in {
+		for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
