@@ -22,6 +22,10 @@ var ErrUnauthorized = errors.New("the token was rejected; check --token or HOOKR
 // once still sees growing delays.
 const stableSession = 10 * time.Second
 
+// maxDrainJitter bounds the delay of a reconnect the relay asked for
+// (drain, draining): enough to spread agents over the relay's other nodes.
+const maxDrainJitter = 250 * time.Millisecond
+
 // Status is the agent's connection status.
 type Status int
 
@@ -101,7 +105,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg:       cfg,
 		tunnelURL: wsURL,
 		log:       cfg.Logger,
-		fwd:       newForwarder(target, cfg.PreserveHost, cfg.RequestTimeout, cfg.Concurrency),
+		fwd:       newForwarder(target, cfg.PreserveHost, cfg.RequestTimeout, cfg.Concurrency, cfg.TargetTLS),
 		out:       newPrinter(cfg.Out, cfg.JSON, len(cfg.Subscriptions) > 1, cfg.Logger),
 		sem:       make(chan struct{}, cfg.Concurrency),
 		state:     State{Status: StatusConnecting},
@@ -162,7 +166,7 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) loop(ctx context.Context, retiring *sync.WaitGroup) error {
 	a.setState(State{Status: StatusConnecting})
 	a.out.connecting(a.cfg.ServerURL)
-	attempt := 0 // failed attempts in a row
+	attempt := 0 // failed attempts or short sessions in a row
 	for {
 		t, err := a.connect(ctx)
 		if ctx.Err() != nil {
@@ -176,7 +180,7 @@ func (a *Agent) loop(ctx context.Context, retiring *sync.WaitGroup) error {
 				return err
 			}
 			attempt++
-			if !a.backoff(ctx, attempt, err) {
+			if !a.backoff(ctx, attempt, err, isRetryNow(err)) {
 				return nil
 			}
 			continue
@@ -199,23 +203,30 @@ func (a *Agent) loop(ctx context.Context, retiring *sync.WaitGroup) error {
 			// The old session finishes its deliveries while a new one starts.
 			retiring.Go(func() { t.shutdown(ctx, a.cfg.RequestTimeout+streamMargin, a.cfg.ShutdownGrace) })
 			a.out.draining(end.err)
-			a.setState(State{Status: StatusReconnecting, Attempt: attempt + 1, RetryAt: time.Now(), Err: end.err})
-			continue
+		} else {
+			t.close()
 		}
-		t.close()
 		if end.fatal {
 			return end.err
 		}
 		attempt++
-		if !a.backoff(ctx, attempt, end.err) {
+		if !a.backoff(ctx, attempt, end.err, end.drain || isRetryNow(end.err)) {
 			return nil
 		}
 	}
 }
 
 // backoff waits before retry number attempt; false when ctx ended first.
-func (a *Agent) backoff(ctx context.Context, attempt int, reason error) bool {
-	wait := backoffDelay(a.cfg.InitialBackoff, a.cfg.MaxBackoff, attempt)
+// soon asks for a reconnect at once, with a little jitter, as after a
+// drain; it is honoured for the first retry in a row only, so a relay that
+// keeps draining still sees growing delays.
+func (a *Agent) backoff(ctx context.Context, attempt int, reason error, soon bool) bool {
+	var wait time.Duration
+	if soon && attempt == 1 {
+		wait = backoffDelay(min(a.cfg.InitialBackoff, maxDrainJitter), maxDrainJitter, 1)
+	} else {
+		wait = backoffDelay(a.cfg.InitialBackoff, a.cfg.MaxBackoff, attempt)
+	}
 	a.setState(State{Status: StatusReconnecting, Attempt: attempt, RetryAt: time.Now().Add(wait), Err: reason})
 	a.out.reconnecting(wait, attempt, reason)
 	timer := time.NewTimer(wait)
@@ -253,8 +264,21 @@ func isFatal(err error) bool {
 	return errors.As(err, &f)
 }
 
+// retryNow marks an error after which the agent reconnects at once: the
+// relay is draining and another node may take the session.
+type retryNow struct{ err error }
+
+func (e retryNow) Error() string { return e.err.Error() }
+func (e retryNow) Unwrap() error { return e.err }
+
+func isRetryNow(err error) bool {
+	var r retryNow
+	return errors.As(err, &r)
+}
+
 // relayError turns an Error message from the relay into an error for the
-// user, fatal when the code says retrying cannot help.
+// user, fatal when the code says retrying cannot help (SPEC.md, 5.4). An
+// unknown code counts as internal: retried with backoff.
 func relayError(e *protocol.Error) error {
 	switch e.Code {
 	case protocol.CodeUnauthorized, protocol.CodeRevoked:
@@ -263,21 +287,24 @@ func relayError(e *protocol.Error) error {
 		return fatalError{fmt.Errorf("relay refused the subscription: %w; check the channel name", e)}
 	case protocol.CodeVersionMismatch:
 		return fatalError{fmt.Errorf("relay refused the session: %w", e)}
+	case protocol.CodeDraining:
+		return retryNow{fmt.Errorf("relay is draining: %w", e)}
 	}
 	return fmt.Errorf("relay error: %w", e)
 }
 
 // httpError explains an HTTP answer to the tunnel dial that was not an
-// upgrade; body is the relay's JSON error when it sent one.
+// upgrade (SPEC.md, section 1); body is the relay's JSON error when it sent
+// one. 400, 401 and 403 stop the agent; other statuses are retried.
 func httpError(resp *http.Response, body []byte) error {
 	msg := relayMessage(body)
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
 		return fatalError{fmt.Errorf("relay answered 401: %w", ErrUnauthorized)}
-	case resp.StatusCode == http.StatusForbidden:
-		return fatalError{fmt.Errorf("relay answered 403: %s", msg)}
+	case resp.StatusCode == http.StatusBadRequest, resp.StatusCode == http.StatusForbidden:
+		return fatalError{fmt.Errorf("relay answered %d: %s", resp.StatusCode, msg)}
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		return fmt.Errorf("relay answered %d (redirect to %s): point --relay at the final URL",
+		return fmt.Errorf("relay answered %d (redirect to %s): point the agent at the final URL",
 			resp.StatusCode, resp.Header.Get("Location"))
 	}
 	return fmt.Errorf("relay answered %d: %s", resp.StatusCode, msg)

@@ -399,3 +399,110 @@ func TestRunTwice(t *testing.T) {
 		t.Error("second Run returned nil")
 	}
 }
+
+// TestHTTPRefusals: SPEC.md section 1. 400 and 403 stop the agent with the
+// relay's message; 429 and 5xx are retried.
+func TestHTTPRefusals(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		status int
+		fatal  bool
+	}{
+		{http.StatusBadRequest, true},
+		{http.StatusForbidden, true},
+		{http.StatusTooManyRequests, false},
+		{http.StatusServiceUnavailable, false},
+	} {
+		t.Run(fmt.Sprint(tt.status), func(t *testing.T) {
+			t.Parallel()
+			relay := newFakeRelay(t, nil)
+			relay.status = func() int { return tt.status }
+			agent := startAgent(t, testConfig(t, relay, "http://127.0.0.1:1/"))
+			if tt.fatal {
+				err := agent.wait(t)
+				if want := fmt.Sprintf("relay answered %d: refused with %d (test)", tt.status, tt.status); err == nil || err.Error() != want {
+					t.Errorf("Run = %v, want %q", err, want)
+				}
+				return
+			}
+			waitFor(t, "three attempts", func() bool { return relay.hellos.Load() >= 3 })
+			if st := agent.State(); st.Status != StatusReconnecting || !strings.Contains(fmt.Sprint(st.Err), "refused with") {
+				t.Errorf("state %+v", st)
+			}
+			if err := agent.stop(t); err != nil {
+				t.Errorf("Run = %v", err)
+			}
+		})
+	}
+}
+
+// TestDrainingRefusal: a relay that answers hello with draining is retried
+// at once, whatever the backoff.
+func TestDrainingRefusal(t *testing.T) {
+	t.Parallel()
+	var refused atomic.Bool
+	relay := newFakeRelay(t, func(*protocol.Hello) *protocol.Error {
+		if refused.CompareAndSwap(false, true) {
+			return &protocol.Error{Code: protocol.CodeDraining, Message: "shutting down"}
+		}
+		return nil
+	})
+	cfg := testConfig(t, relay, "http://127.0.0.1:1/")
+	cfg.InitialBackoff, cfg.MaxBackoff = time.Hour, time.Hour
+	agent := startAgent(t, cfg)
+	agent.waitConnected(t)
+	if n := relay.hellos.Load(); n != 2 {
+		t.Errorf("%d hellos, want 2", n)
+	}
+}
+
+// TestUnknownControlMessage: a control message of a type this agent does
+// not know is skipped; the session goes on.
+func TestUnknownControlMessage(t *testing.T) {
+	t.Parallel()
+	target, _ := recordingTarget(t)
+	relay := newFakeRelay(t, nil)
+	agent := startAgent(t, testConfig(t, relay, target.URL))
+	agent.waitConnected(t)
+	rs := relay.next(t)
+	if err := protocol.WriteFrame(rs.ctrl, map[string]any{"type": "from_the_future", "x": 1}, protocol.MaxControlFrame); err != nil {
+		t.Fatal(err)
+	}
+	if err := protocol.WriteControl(rs.ctrl, &protocol.ControlMessage{Type: protocol.TypeSubscribed,
+		Subscribed: []protocol.ChannelInfo{{Channel: "ch9", Group: "g", URL: "u"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := rs.mustDeliver(t, newRequest("evt-after", "POST", "/"), nil); resp.Status != 200 {
+		t.Errorf("response %+v", resp)
+	}
+	if n := relay.hellos.Load(); n != 1 || agent.State().Status != StatusConnected {
+		t.Errorf("%d hellos, state %v: the agent reconnected", n, agent.State().Status)
+	}
+}
+
+// TestRelayErrorEndsSession: an error on the control stream after the
+// welcome ends the session; a fatal code stops the agent.
+func TestRelayErrorEndsSession(t *testing.T) {
+	t.Parallel()
+	relay := newFakeRelay(t, nil)
+	cfg := testConfig(t, relay, "http://127.0.0.1:1/")
+	out := cfg.Out.(*syncBuffer)
+	agent := startAgent(t, cfg)
+	agent.waitConnected(t)
+	rs := relay.next(t)
+	if err := protocol.WriteControl(rs.ctrl, &protocol.ControlMessage{Type: protocol.TypeError,
+		Error: &protocol.Error{Code: protocol.CodeInternal, Message: "store failed"}}); err != nil {
+		t.Fatal(err)
+	}
+	rs = relay.next(t) // reconnected
+	if err := protocol.WriteControl(rs.ctrl, &protocol.ControlMessage{Type: protocol.TypeError,
+		Error: &protocol.Error{Code: protocol.CodeRevoked, Message: "token revoked"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.wait(t); !errors.Is(err, ErrUnauthorized) {
+		t.Errorf("Run = %v, want ErrUnauthorized", err)
+	}
+	if !strings.Contains(out.String(), "relay error: internal: store failed") {
+		t.Errorf("output:\n%s", out)
+	}
+}

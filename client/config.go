@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ const (
 	defaultInitialBackoff = 500 * time.Millisecond
 	defaultShutdownGrace  = 5 * time.Second
 	handshakeTimeout      = 15 * time.Second
+	maxHostLength         = 255 // Hello.Host, SPEC.md 5.2
 )
 
 // Config configures an Agent. Zero values take the defaults noted.
@@ -43,6 +45,8 @@ type Config struct {
 	Target string
 	// PreserveHost keeps the sender's Host header instead of the target's.
 	PreserveHost bool
+	// TargetTLS is used for an https target (default: the system's roots).
+	TargetTLS *tls.Config
 	// Concurrency bounds the deliveries forwarded at once (default 32). It
 	// is sent to the relay in Hello.Concurrency.
 	Concurrency int
@@ -122,7 +126,11 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Host == "" {
-		cfg.Host, _ = os.Hostname() // best effort: the relay only shows it
+		cfg.Host, _ = os.Hostname() // best effort: "" lets the relay do without
+		cfg.Host = cfg.Host[:min(len(cfg.Host), maxHostLength)]
+	}
+	if len(cfg.Host) > maxHostLength {
+		return cfg, fmt.Errorf("client: host name longer than %d bytes", maxHostLength)
 	}
 	if cfg.Dialer == nil {
 		d := *websocket.DefaultDialer

@@ -55,7 +55,7 @@ func (t *tunnel) deliver(st *yamux.Stream) {
 	}
 
 	start := time.Now()
-	resp, ferr := a.fwd.forward(t.deliverCtx, req, src)
+	resp, ferr := a.fwd.forward(t.deliverCtx, req, src, t.maxResponse())
 	// The target may answer without reading the whole body; read the rest
 	// so the relay's writes end and the stream stays in step.
 	drainErr := body.finish()
@@ -83,6 +83,14 @@ func (t *tunnel) deliver(st *yamux.Stream) {
 	}
 	t.answer(st, out, respBody)
 	a.out.delivery(req, out, savedTo)
+}
+
+// maxResponse is the largest response body the relay takes back.
+func (t *tunnel) maxResponse() int64 {
+	if limit := t.welcome.Limits.MaxBody; limit > 0 {
+		return limit
+	}
+	return maxResponseBody
 }
 
 // refuse answers a stream with agent_stopping after reading its request, so

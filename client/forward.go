@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +20,8 @@ import (
 	"github.com/hookrelay/hookrelay/protocol"
 )
 
-// maxResponseBody bounds the target's response body the agent sends back.
+// maxResponseBody bounds the target's response body the agent sends back
+// when the relay announced no limit (welcome.limits.max_body).
 const maxResponseBody = 32 << 20
 
 // Headers the agent adds to every forwarded request.
@@ -68,161 +70,145 @@ type forwarder struct {
 	target       *url.URL
 	preserveHost bool
 	timeout      time.Duration
-	client       *http.Client
-	transport    *http.Transport
+	client       *h1Client
 }
 
-func newForwarder(target *url.URL, preserveHost bool, timeout time.Duration, conns int) *forwarder {
-	// HTTP/1.1 only: HTTP/2 would send header names in lower case.
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	tr := &http.Transport{
-		Proxy:                  nil, // the target is local; never send it through a proxy
-		DialContext:            (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:           conns,
-		MaxIdleConnsPerHost:    conns,
-		IdleConnTimeout:        90 * time.Second,
-		TLSHandshakeTimeout:    10 * time.Second,
-		DisableCompression:     true, // no Accept-Encoding the sender did not send, no decoding
-		MaxResponseHeaderBytes: 1 << 20,
-		Protocols:              &protocols,
-	}
+func newForwarder(target *url.URL, preserveHost bool, timeout time.Duration, conns int, tlsConfig *tls.Config) *forwarder {
 	return &forwarder{
 		target:       target,
 		preserveHost: preserveHost,
 		timeout:      timeout,
-		transport:    tr,
-		client: &http.Client{
-			Transport: tr,
-			// The app's redirect goes back to the sender as it is.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		client:       newH1Client(target, tlsConfig, conns),
 	}
 }
 
-func (f *forwarder) closeIdle() { f.transport.CloseIdleConnections() }
+func (f *forwarder) closeIdle() { f.client.closeIdle() }
 
-// forward sends one event to the target and reads the whole response. body
-// yields exactly in.BodyLength bytes. Failures are *TargetError.
-func (f *forwarder) forward(ctx context.Context, in *protocol.DeliveryRequest, body io.Reader) (*Response, error) {
+// forward sends one event to the target and reads the whole response, of at
+// most maxBody bytes. body yields exactly in.BodyLength bytes. Failures are
+// *TargetError. The app's redirects are answers like any other: never
+// followed.
+func (f *forwarder) forward(ctx context.Context, in *protocol.DeliveryRequest, body io.Reader, maxBody int64) (*Response, error) {
 	reqCtx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	req, err := f.newRequest(reqCtx, in, body)
-	if err != nil {
-		return nil, &TargetError{Code: protocol.ErrCodeBadDelivery, Msg: err.Error(), Err: err}
-	}
+	req := f.newRequest(in, body)
 	start := time.Now()
-	resp, err := f.client.Do(req)
+	resp, err := f.client.roundTrip(reqCtx, req, maxBody)
 	if err != nil {
-		return nil, f.classify(ctx, reqCtx, err)
+		if te, ok := errors.AsType[*TargetError](err); ok {
+			return nil, te
+		}
+		return nil, f.classify(ctx, reqCtx, fmt.Errorf("%s %s://%s%s: %w", in.Method, f.target.Scheme, f.target.Host, req.target, err))
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody+1))
-	if err != nil {
-		return nil, f.classify(ctx, reqCtx, fmt.Errorf("read the response: %w", err))
-	}
-	if len(data) > maxResponseBody {
-		return nil, &TargetError{Code: protocol.ErrCodeTooLarge,
-			Msg: fmt.Sprintf("the target's response body is over %d MiB", maxResponseBody>>20)}
-	}
-	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: data, Duration: time.Since(start)}, nil
+	resp.Duration = time.Since(start)
+	return resp, nil
+}
+
+func tooLarge(limit int64) *TargetError {
+	return &TargetError{Code: protocol.ErrCodeTooLarge,
+		Msg: fmt.Sprintf("the target's response body is over the relay's limit of %d bytes", limit)}
 }
 
 // newRequest builds the request to the target for an event.
-func (f *forwarder) newRequest(ctx context.Context, in *protocol.DeliveryRequest, body io.Reader) (*http.Request, error) {
-	u, err := joinURL(f.target, in.Path, in.RawQuery)
-	if err != nil {
-		return nil, err
+func (f *forwarder) newRequest(in *protocol.DeliveryRequest, body io.Reader) *h1Request {
+	host := f.target.Host
+	if f.preserveHost {
+		if sent, ok := firstHeader(in.Headers, "Host"); ok {
+			host = sent
+		}
 	}
-	req, err := http.NewRequestWithContext(ctx, in.Method, f.target.String(), nil)
-	if err != nil {
-		return nil, fmt.Errorf("method %q: %w", in.Method, err)
+	return &h1Request{
+		method:        in.Method,
+		target:        requestTarget(f.target, in.Path, in.RawQuery),
+		header:        outgoingHeader(in, host),
+		body:          body,
+		contentLength: in.BodyLength,
 	}
-	req.URL = u
-	req.Host = u.Host
-	var senderHost string
-	req.Header, senderHost = outgoingHeader(in.Headers, in.EventID, in.Attempt)
-	if f.preserveHost && senderHost != "" {
-		req.Host = senderHost
-	}
-	req.ContentLength = in.BodyLength
-	switch rc, ok := body.(io.ReadCloser); {
-	case in.BodyLength == 0:
-		req.Body = http.NoBody // a non-nil body of length 0 would be sent chunked
-	case ok:
-		req.Body = rc
-	default:
-		req.Body = io.NopCloser(body)
-	}
-	return req, nil
 }
 
-// outgoingHeader copies the event's headers for the target: names as sent,
-// repeats in order, without hop-by-hop headers, Content-Length (set from the
-// body) and Host (returned). It adds the event id and attempt headers.
-func outgoingHeader(in []protocol.Header, eventID string, attempt int) (h http.Header, host string) {
+// outgoingHeader lists the header lines for the target: the event's, in
+// their order with their names' case and their repeats, except hop-by-hop
+// headers and the hookrelay headers a sender may have forged. Host takes the
+// place of the sender's Host with the value host; Content-Length, from the
+// body's length, takes the place of the sender's or follows the sender's
+// headers; Hookrelay-Event-Id and Hookrelay-Delivery-Attempt come last.
+func outgoingHeader(in *protocol.DeliveryRequest, host string) []protocol.Header {
 	drop := make(map[string]bool)
-	for _, hd := range in {
+	for _, hd := range in.Headers {
 		if strings.EqualFold(hd.Name, "Connection") {
 			for name := range strings.SplitSeq(hd.Value, ",") {
 				drop[strings.ToLower(strings.TrimSpace(name))] = true
 			}
 		}
 	}
-	h = make(http.Header, len(in)+3)
-	// A nil User-Agent keeps Go from adding its own; a sender's exact
-	// "User-Agent" replaces it below, and other spellings are written as
-	// ordinary headers.
-	h["User-Agent"] = nil
-	hostSeen := false
-	for _, hd := range in {
+	contentLength := protocol.Header{Name: "Content-Length", Value: strconv.FormatInt(in.BodyLength, 10)}
+	// Like Go's client: a length of 0 is said for methods that carry a body.
+	needLength := in.BodyLength > 0 || in.Method == http.MethodPost || in.Method == http.MethodPut || in.Method == http.MethodPatch
+	out := make([]protocol.Header, 0, len(in.Headers)+4)
+	hostDone, lengthDone := false, false
+	for _, hd := range in.Headers {
 		name := strings.ToLower(hd.Name)
 		switch {
 		case name == "host":
-			if !hostSeen {
-				host, hostSeen = hd.Value, true
+			if !hostDone {
+				out = append(out, protocol.Header{Name: hd.Name, Value: host})
+				hostDone = true
 			}
-			continue
-		case hopByHop[name], drop[name], name == "content-length",
-			name == "hookrelay-event-id", name == "hookrelay-delivery-attempt":
-			continue
+		case name == "content-length":
+			if !lengthDone {
+				out = append(out, protocol.Header{Name: hd.Name, Value: contentLength.Value})
+				lengthDone = true
+			}
+		case hopByHop[name], drop[name], name == "hookrelay-event-id", name == "hookrelay-delivery-attempt":
 		case !validHeaderName(hd.Name) || !validHeaderValue(hd.Value):
-			continue // Go's transport would refuse the whole request
+			// Validate refuses these; a saved file edited by hand may hold them.
+		default:
+			out = append(out, hd)
 		}
-		h[hd.Name] = append(h[hd.Name], hd.Value)
 	}
-	h[HeaderEventID] = []string{eventID}
-	h[HeaderAttempt] = []string{strconv.Itoa(attempt)}
-	return h, host
+	if !hostDone {
+		out = append([]protocol.Header{{Name: "Host", Value: host}}, out...)
+	}
+	if !lengthDone && needLength {
+		out = append(out, contentLength)
+	}
+	return append(out,
+		protocol.Header{Name: HeaderEventID, Value: in.EventID},
+		protocol.Header{Name: HeaderAttempt, Value: strconv.Itoa(in.Attempt)})
 }
 
-// joinURL builds the URL of an event at the target: the target's scheme and
-// host, the target's path joined with the cleaned sub-path, and the target's
-// query followed by the event's. Nothing in the sub-path can change the host
-// or climb above the target's path; percent-encoded bytes are kept as sent.
-func joinURL(target *url.URL, subPath, rawQuery string) (*url.URL, error) {
+func firstHeader(headers []protocol.Header, name string) (string, bool) {
+	for _, h := range headers {
+		if strings.EqualFold(h.Name, name) {
+			return h.Value, true
+		}
+	}
+	return "", false
+}
+
+// requestTarget builds the request target for an event at the target: the
+// target's path joined with the cleaned sub-path, then the target's query
+// followed by the event's. It is always a path (origin form): nothing in
+// the sub-path can name another host or climb above the target's path, and
+// percent-encoded bytes are kept as sent.
+func requestTarget(target *url.URL, subPath, rawQuery string) string {
 	sub := cleanSubPath(subPath)
-	escaped := target.EscapedPath()
+	p := target.EscapedPath()
 	if sub != "/" {
-		escaped = strings.TrimSuffix(escaped, "/") + sub
-	} else if escaped == "" {
-		escaped = "/"
+		p = strings.TrimSuffix(p, "/") + sub
+	} else if p == "" {
+		p = "/"
 	}
-	unescaped, err := url.PathUnescape(escaped)
-	if err != nil {
-		return nil, fmt.Errorf("path %q: %w", subPath, err)
-	}
-	u := &url.URL{Scheme: target.Scheme, Host: target.Host, Path: unescaped, RawPath: escaped}
 	rawQuery = escapeControls(rawQuery)
 	switch {
 	case target.RawQuery != "" && rawQuery != "":
-		u.RawQuery = target.RawQuery + "&" + rawQuery
+		return p + "?" + target.RawQuery + "&" + rawQuery
 	case rawQuery != "":
-		u.RawQuery = rawQuery
-	default:
-		u.RawQuery = target.RawQuery
+		return p + "?" + rawQuery
+	case target.RawQuery != "":
+		return p + "?" + target.RawQuery
 	}
-	return u, nil
+	return p
 }
 
 // cleanSubPath resolves dot segments (also percent-encoded ones) and empty
@@ -244,15 +230,16 @@ func cleanSubPath(p string) string {
 	return cleaned
 }
 
-// escapeControls percent-encodes bytes a request line cannot carry (space,
-// controls, non-ASCII); a query received by a relay has none.
+// escapeControls percent-encodes the bytes a request line cannot carry:
+// space and controls. A query that passed DeliveryRequest.Validate has none;
+// other bytes, non-ASCII ones too, are kept as sent.
 func escapeControls(s string) string {
-	if !strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+	if strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) < 0 {
 		return s
 	}
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c >= 0x7f {
+		if c := s[i]; c <= ' ' || c == 0x7f {
 			fmt.Fprintf(&b, "%%%02X", c)
 		} else {
 			b.WriteByte(c)

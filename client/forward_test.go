@@ -20,7 +20,7 @@ import (
 	"github.com/hookrelay/hookrelay/protocol"
 )
 
-func TestJoinURL(t *testing.T) {
+func TestRequestTarget(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		target, path, query string
@@ -48,32 +48,28 @@ func TestJoinURL(t *testing.T) {
 		{"http://127.0.0.1:3000/webhooks", "/%2F%2Fevil.example/x", "", "/webhooks/%2F%2Fevil.example/x"},
 		{"http://127.0.0.1:3000/webhooks", "/caf%C3%A9/%20x", "", "/webhooks/caf%C3%A9/%20x"},
 		{"http://127.0.0.1:3000/hooks%2Fv1", "/x", "", "/hooks%2Fv1/x"},
+		{"http://127.0.0.1:3000/webhooks", "/x%2Fy/{a}|^`\\<\">", "", "/webhooks/x%2Fy/{a}|^`\\<\">"},
+		{"http://127.0.0.1:3000/webhooks", "/a;b=c/@:!$&'()*+,", "", "/webhooks/a;b=c/@:!$&'()*+,"},
 		// Queries: the target's first, then the event's.
 		{"http://127.0.0.1:3000/webhooks", "/", "a=1&b=%2F", "/webhooks?a=1&b=%2F"},
 		{"http://127.0.0.1:3000/webhooks?key=k", "/", "a=1", "/webhooks?key=k&a=1"},
 		{"http://127.0.0.1:3000/webhooks?key=k", "/x", "", "/webhooks/x?key=k"},
 		{"http://127.0.0.1:3000/webhooks", "/", "a b", "/webhooks?a%20b"},
+		{"http://127.0.0.1:3000/webhooks", "/", "q=caf\xc3\xa9&r=#x", "/webhooks?q=caf\xc3\xa9&r=#x"},
 	}
 	for _, tt := range tests {
 		target, err := parseTarget(tt.target)
 		if err != nil {
 			t.Fatal(err)
 		}
-		u, err := joinURL(target, tt.path, tt.query)
-		if err != nil {
-			t.Errorf("joinURL(%q, %q, %q): %v", tt.target, tt.path, tt.query, err)
-			continue
+		got := requestTarget(target, tt.path, tt.query)
+		if got != tt.want {
+			t.Errorf("requestTarget(%q, %q, %q) = %q, want %q", tt.target, tt.path, tt.query, got, tt.want)
 		}
-		if got := u.RequestURI(); got != tt.want {
-			t.Errorf("joinURL(%q, %q, %q) request URI = %q, want %q", tt.target, tt.path, tt.query, got, tt.want)
-		}
-		if u.Host != "127.0.0.1:3000" || u.Scheme != "http" {
-			t.Errorf("joinURL(%q, %q): goes to %s://%s", tt.target, tt.path, u.Scheme, u.Host)
-		}
-		// What the transport would dial: the URL must parse back to the same host.
-		back, err := url.Parse(u.String())
-		if err != nil || back.Host != "127.0.0.1:3000" {
-			t.Errorf("joinURL(%q, %q) = %q: reparsed host %v, %v", tt.target, tt.path, u, back, err)
+		// Read as a server reads it, the request target names no host.
+		u, err := url.ParseRequestURI(got)
+		if err != nil || u.Host != "" || u.Scheme != "" || strings.HasPrefix(got, "//") {
+			t.Errorf("requestTarget(%q, %q) = %q parses as %#v, %v", tt.target, tt.path, got, u, err)
 		}
 	}
 }
@@ -161,38 +157,57 @@ func TestHeadersAtTarget(t *testing.T) {
 		t.Errorf("request line %q", got.line)
 	}
 	want := []string{
-		"Host: " + strings.TrimPrefix(target.url(), "http://"),
-		fmt.Sprintf("Content-Length: %d", len(body)),
 		"Content-Type: application/json",
 		"X-GitHub-Event: push",
 		"x-lower-case: v",
 		"X-Repeat: 1",
 		"Accept: */*",
 		"X-Repeat: 2",
+		fmt.Sprintf("content-length: %d", len(body)), // where the sender's was
+		"Host: " + strings.TrimPrefix(target.url(), "http://"),
 		"X-Repeat: 3",
 		"X-Hub-Signature-256: sha256=abc",
 		"X-Empty: ",
 		"Hookrelay-Event-Id: evt-h",
 		"Hookrelay-Delivery-Attempt: 3",
 	}
-	if !slices.Equal(sorted(got.headers), sorted(want)) {
-		t.Errorf("header lines at the target:\n got %q\nwant %q (any order)", got.headers, want)
-	}
-	var repeats []string
-	for _, h := range got.headers {
-		if strings.HasPrefix(h, "X-Repeat:") {
-			repeats = append(repeats, h)
-		}
-	}
-	if !slices.Equal(repeats, []string{"X-Repeat: 1", "X-Repeat: 2", "X-Repeat: 3"}) {
-		t.Errorf("repeated header order %q", repeats)
+	if !slices.Equal(got.headers, want) {
+		t.Errorf("header lines at the target:\n got %q\nwant %q", got.headers, want)
 	}
 	if string(got.body) != string(body) {
 		t.Errorf("body %q, want %q", got.body, body)
 	}
 }
 
-func sorted(s []string) []string { return slices.Sorted(slices.Values(s)) }
+// TestHeadersAdded: without Host or Content-Length from the sender, the
+// agent puts Host first and Content-Length after the sender's headers, and
+// says no length for a GET without a body.
+func TestHeadersAdded(t *testing.T) {
+	t.Parallel()
+	relay := newFakeRelay(t, nil)
+	target := newRawTarget(t)
+	agent := startAgent(t, testConfig(t, relay, target.url()))
+	agent.waitConnected(t)
+	rs := relay.next(t)
+	host := "Host: " + strings.TrimPrefix(target.url(), "http://")
+	for _, tt := range []struct {
+		method string
+		body   string
+		want   []string
+	}{
+		{"POST", "abc", []string{host, "Transfer-Ok: yes", "Content-Length: 3", "Hookrelay-Event-Id: e", "Hookrelay-Delivery-Attempt: 1"}},
+		{"POST", "", []string{host, "Transfer-Ok: yes", "Content-Length: 0", "Hookrelay-Event-Id: e", "Hookrelay-Delivery-Attempt: 1"}},
+		{"GET", "", []string{host, "Transfer-Ok: yes", "Hookrelay-Event-Id: e", "Hookrelay-Delivery-Attempt: 1"}},
+	} {
+		req := newRequest("e", tt.method, "/",
+			protocol.Header{Name: "Transfer-Encoding", Value: "chunked"},
+			protocol.Header{Name: "Transfer-Ok", Value: "yes"})
+		rs.mustDeliver(t, req, []byte(tt.body))
+		if got := target.next(t); !slices.Equal(got.headers, tt.want) || string(got.body) != tt.body {
+			t.Errorf("%s %q: target got %q %q, want %q", tt.method, tt.body, got.headers, got.body, tt.want)
+		}
+	}
+}
 
 func TestHostRule(t *testing.T) {
 	t.Parallel()
@@ -288,7 +303,7 @@ func TestBadRequestFrame(t *testing.T) {
 		t.Fatal(err)
 	}
 	io.WriteString(st, "hello")
-	resp, _, err := readResponse(st)
+	resp, _, err := readDeliveryResponse(st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -494,21 +509,34 @@ func TestTargetFailures(t *testing.T) {
 	})
 	t.Run("response too large", func(t *testing.T) {
 		t.Parallel()
+		const limit = 1 << 20 // the relay's welcome.limits.max_body
 		target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			chunk := make([]byte, 1<<20)
-			for range maxResponseBody>>20 + 1 {
-				if _, err := w.Write(chunk); err != nil {
-					return
-				}
+			size := limit
+			if r.URL.Path == "/over" {
+				size++
 			}
+			if r.URL.Query().Has("chunked") {
+				w.(http.Flusher).Flush() // no Content-Length: the agent must count
+			}
+			w.Write(make([]byte, size))
 		}))
 		t.Cleanup(target.Close)
 		relay := newFakeRelay(t, nil)
+		relay.maxBody = limit
 		agent := startAgent(t, testConfig(t, relay, target.URL))
 		agent.waitConnected(t)
-		resp, _ := relay.next(t).mustDeliver(t, newRequest("evt-big", "GET", "/"), nil)
-		if resp.ErrorCode != protocol.ErrCodeTooLarge || resp.BodyLength != 0 {
-			t.Errorf("response %+v, want %s", resp, protocol.ErrCodeTooLarge)
+		rs := relay.next(t)
+		for _, query := range []string{"", "chunked"} {
+			req := newRequest("evt-limit", "GET", "/limit")
+			req.RawQuery = query
+			if resp, body := rs.mustDeliver(t, req, nil); resp.Status != 200 || len(body) != limit {
+				t.Errorf("%s: a body at the limit: %+v, %d bytes", query, resp, len(body))
+			}
+			req = newRequest("evt-over", "GET", "/over")
+			req.RawQuery = query
+			if resp, _ := rs.mustDeliver(t, req, nil); resp.ErrorCode != protocol.ErrCodeTooLarge || resp.BodyLength != 0 {
+				t.Errorf("%s: response %+v, want %s", query, resp, protocol.ErrCodeTooLarge)
+			}
 		}
 	})
 }

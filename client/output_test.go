@@ -124,6 +124,7 @@ func TestTextStateLines(t *testing.T) {
 	agent.waitConnected(t)
 	relay.next(t).sess.Close()
 	relay.next(t)
+	waitFor(t, "the second connected line", func() bool { return strings.Count(out.String(), "connected to ") == 2 })
 	if err := agent.stop(t); err != nil {
 		t.Fatal(err)
 	}

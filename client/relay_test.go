@@ -35,6 +35,9 @@ type fakeRelay struct {
 	srv    *httptest.Server
 	token  string
 	refuse func(*protocol.Hello) *protocol.Error // nil answer: welcome
+	// status, when set and not 0, is the HTTP status of a refused upgrade.
+	status  func() int
+	maxBody int64 // welcome.limits.max_body
 
 	hellos   atomic.Int32
 	auths    chan string // the Authorization header of each upgrade
@@ -57,6 +60,7 @@ func newFakeRelay(t *testing.T, refuse func(*protocol.Hello) *protocol.Error) *f
 		t:        t,
 		token:    "secret-token",
 		refuse:   refuse,
+		maxBody:  25 << 20,
 		auths:    make(chan string, 64),
 		sessions: make(chan *relaySession, 64),
 	}
@@ -81,6 +85,15 @@ func (r *fakeRelay) serveTunnel(w http.ResponseWriter, req *http.Request) {
 	select {
 	case r.auths <- req.Header.Get("Authorization"):
 	default:
+	}
+	if r.status != nil {
+		if code := r.status(); code != 0 {
+			r.hellos.Add(1) // counts attempts too
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(code)
+			fmt.Fprintf(w, `{"error":"refused with %d","code":"test"}`, code)
+			return
+		}
 	}
 	if req.Header.Get("Authorization") != "Bearer "+r.token {
 		w.Header().Set("Content-Type", "application/json")
@@ -130,7 +143,7 @@ func (r *fakeRelay) serveTunnel(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	welcome := &protocol.Welcome{SessionID: fmt.Sprintf("sess-%d", r.hellos.Load()),
-		Limits: protocol.Limits{MaxBody: 25 << 20, MaxConcurrency: m.Hello.Concurrency}}
+		Limits: protocol.Limits{MaxBody: r.maxBody, MaxConcurrency: m.Hello.Concurrency}}
 	for _, s := range m.Hello.Subscriptions {
 		group := s.Group
 		if group == "" {
@@ -173,10 +186,10 @@ func (rs *relaySession) deliver(req *protocol.DeliveryRequest, body []byte) (*pr
 	if err := protocol.WriteRequest(st, req, bytes.NewReader(body)); err != nil {
 		return nil, nil, fmt.Errorf("write request: %w", err)
 	}
-	return readResponse(st)
+	return readDeliveryResponse(st)
 }
 
-func readResponse(st io.Reader) (*protocol.DeliveryResponse, []byte, error) {
+func readDeliveryResponse(st io.Reader) (*protocol.DeliveryResponse, []byte, error) {
 	resp, err := protocol.ReadResponse(st)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read response: %w", err)

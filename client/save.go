@@ -2,7 +2,9 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -94,16 +96,19 @@ func (e *SavedEvent) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-// request turns the saved event back into a delivery request.
+// request turns the saved event back into a delivery request, to go through
+// the same checks and forwarding code as a live one.
 func (e *SavedEvent) request(attempt int) *protocol.DeliveryRequest {
 	headers := make([]protocol.Header, len(e.Headers))
 	for i, h := range e.Headers {
 		headers[i] = protocol.Header{Name: h.Name, Value: h.Value}
 	}
 	return &protocol.DeliveryRequest{
-		EventID:    e.EventID,
+		EventID: e.EventID,
+		// The target never sees these two; they only satisfy Validate.
+		DeliveryID: "replay",
+		Channel:    cmp.Or(e.Channel, "replay"),
 		Attempt:    attempt,
-		Channel:    e.Channel,
 		Method:     e.Method,
 		Path:       e.Path,
 		RawQuery:   e.RawQuery,
@@ -202,6 +207,8 @@ type ReplayOptions struct {
 	// Attempt is sent in Hookrelay-Delivery-Attempt (default: the saved
 	// attempt plus one).
 	Attempt int
+	// TLSConfig is used for an https target (default: the system's roots).
+	TLSConfig *tls.Config
 }
 
 // Replay sends a saved event to target again, byte for byte, following the
@@ -225,7 +232,7 @@ func Replay(ctx context.Context, saved *SavedEvent, target string, opts ReplayOp
 	if err := req.Validate(); err != nil {
 		return nil, fmt.Errorf("client: saved event %s: %w", saved.EventID, err)
 	}
-	f := newForwarder(u, opts.PreserveHost, opts.Timeout, 1)
+	f := newForwarder(u, opts.PreserveHost, opts.Timeout, 1, opts.TLSConfig)
 	defer f.closeIdle()
-	return f.forward(ctx, req, bytes.NewReader(saved.Body))
+	return f.forward(ctx, req, bytes.NewReader(saved.Body), maxResponseBody)
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -173,10 +172,10 @@ func TestReadSavedRejects(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	for name, content := range map[string]string{
-		"not-json.json":  "{",
-		"encoding.json":  `{"event_id":"e","method":"POST","path":"/","headers":[],"body":"x","body_encoding":"rot13"}`,
-		"base64.json":    `{"event_id":"e","method":"POST","path":"/","headers":[],"body":"!!","body_encoding":"base64"}`,
-		"bad-path.json":  `{"event_id":"e","method":"POST","path":"x","headers":[],"body":"","body_encoding":"utf8"}`,
+		"not-json.json":   "{",
+		"encoding.json":   `{"event_id":"e","method":"POST","path":"/","headers":[],"body":"x","body_encoding":"rot13"}`,
+		"base64.json":     `{"event_id":"e","method":"POST","path":"/","headers":[],"body":"!!","body_encoding":"base64"}`,
+		"bad-path.json":   `{"event_id":"e","method":"POST","path":"x","headers":[],"body":"","body_encoding":"utf8"}`,
 		"bad-header.json": `{"event_id":"e","method":"POST","path":"/","headers":[{"name":"a b","value":"1"}],"body":""}`,
 	} {
 		p := filepath.Join(dir, name)
@@ -185,8 +184,6 @@ func TestReadSavedRejects(t *testing.T) {
 		}
 		if _, err := ReadSaved(p); err == nil {
 			t.Errorf("ReadSaved accepted %s", name)
-		} else if !strings.Contains(err.Error(), name) && name != "not-json.json" {
-			t.Logf("%s: %v", name, err)
 		}
 	}
 }

@@ -72,8 +72,8 @@ func (a *Agent) connect(ctx context.Context) (*tunnel, error) {
 	}
 	if got := ws.Subprotocol(); got != protocol.Subprotocol {
 		ws.Close()
-		return nil, fmt.Errorf("relay at %s did not accept WebSocket subprotocol %s (got %q): is it a hookrelay relay?",
-			a.tunnelURL, protocol.Subprotocol, got)
+		return nil, fatalError{fmt.Errorf("relay at %s did not accept WebSocket subprotocol %s (got %q): is it a hookrelay relay?",
+			a.tunnelURL, protocol.Subprotocol, got)}
 	}
 	conn := protocol.NewConn(ws, protocol.ConnConfig{})
 	sess, err := protocol.Client(conn, logWriter{a.log})
@@ -162,14 +162,17 @@ func (t *tunnel) serve(ctx context.Context) sessionEnd {
 }
 
 // readControl reads control messages until the stream ends or one ends the
-// session. Unknown message types are skipped, as newer relays may send them.
+// session. Messages of unknown types are skipped, as newer relays may send
+// them (SPEC.md, 5.6).
 func (t *tunnel) readControl() sessionEnd {
 	for {
-		var m protocol.ControlMessage
-		err := protocol.ReadFrame(t.ctrl, &m, protocol.MaxControlFrame)
+		m, err := protocol.ReadControl(t.ctrl)
 		switch {
+		case errors.Is(err, protocol.ErrUnknownType):
+			t.a.log.Debug("ignoring control message", "err", err)
+			continue
 		case errors.Is(err, io.EOF):
-			return sessionEnd{err: errors.New("the relay closed the connection")}
+			return sessionEnd{err: errors.New("the connection to the relay ended")}
 		case err != nil:
 			return sessionEnd{err: fmt.Errorf("control stream: %w", err)}
 		}
@@ -177,13 +180,10 @@ func (t *tunnel) readControl() sessionEnd {
 		case protocol.TypeDrain:
 			reason := m.Drain
 			if reason == "" {
-				reason = "relay is going away"
+				reason = "the relay is going away"
 			}
 			return sessionEnd{err: errors.New(reason), drain: true}
 		case protocol.TypeError:
-			if m.Error == nil {
-				return sessionEnd{err: errors.New("control stream: error message without error")}
-			}
 			err := relayError(m.Error)
 			t.a.out.relayError(err)
 			return sessionEnd{err: err, fatal: isFatal(err)}

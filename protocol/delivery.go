@@ -68,7 +68,10 @@ type rawValue struct {
 }
 
 // requestFrame is a DeliveryRequest as it travels: its fields plus the exact
-// bytes of strings that are not valid UTF-8.
+// bytes of strings that are not valid UTF-8. encoding/json flattens the
+// embedded pointer, so the frame is one flat object; this breaks if
+// DeliveryRequest ever gets a MarshalJSON or UnmarshalJSON method, which the
+// frame would inherit.
 type requestFrame struct {
 	*DeliveryRequest
 	QueryBytes []byte     `json:"raw_query_bytes,omitempty"`

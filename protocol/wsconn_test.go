@@ -2,6 +2,7 @@ package protocol_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -26,31 +27,44 @@ const waitLimit = 10 * time.Second
 // room for a loaded machine running the race detector.
 var fastLiveness = protocol.ConnConfig{PingInterval: 50 * time.Millisecond, PongTimeout: 250 * time.Millisecond}
 
-// wsPair returns the two ends of one WebSocket: the agent's (client) and the
-// relay's (server), dialled over loopback to an httptest server the way an
-// agent dials /tunnel, with the hookrelay subprotocol negotiated.
-func wsPair(t testing.TB) (client, server *websocket.Conn) {
+// tunnelServer starts an httptest server that answers /tunnel the way the
+// relay does: a bad token gets a JSON 401 before the upgrade, a good one an
+// upgrade with the hookrelay subprotocol. It returns the ws:// URL and the
+// server ends of the accepted WebSockets.
+func tunnelServer(t testing.TB) (url string, accepted <-chan *websocket.Conn) {
 	t.Helper()
 	upgrader := websocket.Upgrader{Subprotocols: []string{protocol.Subprotocol}}
-	accepted := make(chan *websocket.Conn, 1)
+	ch := make(chan *websocket.Conn, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/tunnel" || r.Header.Get("Authorization") != "Bearer test-token" {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = io.WriteString(w, `{"error":"the token was rejected","code":"unauthorized"}`)
+			_, _ = io.WriteString(w, `{"error":"the token was rejected; check --token","code":"unauthorized"}`)
 			return
 		}
 		ws, err := upgrader.Upgrade(w, r, nil)
 		if err != nil {
 			return // the upgrader answered
 		}
-		accepted <- ws
+		ch <- ws
 	}))
 	t.Cleanup(srv.Close)
+	return "ws" + strings.TrimPrefix(srv.URL, "http") + "/tunnel", ch
+}
 
+// dialTunnel dials url as an agent does.
+func dialTunnel(url, token string) (*websocket.Conn, *http.Response, error) {
 	dialer := websocket.Dialer{Subprotocols: []string{protocol.Subprotocol}, HandshakeTimeout: waitLimit}
-	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/tunnel"
-	client, resp, err := dialer.Dial(url, http.Header{"Authorization": {"Bearer test-token"}})
+	return dialer.Dial(url, http.Header{"Authorization": {"Bearer " + token}})
+}
+
+// wsPair returns the two ends of one WebSocket: the agent's (client) and the
+// relay's (server), dialled over loopback the way an agent dials /tunnel,
+// with the hookrelay subprotocol negotiated.
+func wsPair(t testing.TB) (client, server *websocket.Conn) {
+	t.Helper()
+	url, accepted := tunnelServer(t)
+	client, resp, err := dialTunnel(url, "test-token")
 	if err != nil {
 		t.Fatalf("dial %s: %v", url, err)
 	}
@@ -110,22 +124,23 @@ func waitRead(t *testing.T, ch <-chan readResult) readResult {
 	}
 }
 
+// TestHandshakeRejectsBadToken shows what an agent sees for an error before
+// the upgrade: the status and the JSON {"error","code"} body.
 func TestHandshakeRejectsBadToken(t *testing.T) {
 	t.Parallel()
-	// The shape of an error before the upgrade, as wsPair's server gives it.
-	wsPair(t) // a good token works
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusUnauthorized)
-		_, _ = io.WriteString(w, `{"error":"the token was rejected","code":"unauthorized"}`)
-	}))
-	defer srv.Close()
-	dialer := websocket.Dialer{Subprotocols: []string{protocol.Subprotocol}, HandshakeTimeout: waitLimit}
-	_, resp, err := dialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/tunnel", http.Header{"Authorization": {"Bearer wrong"}})
-	if !errors.Is(err, websocket.ErrBadHandshake) || resp == nil || resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("dial with a bad token: %v, %v", err, resp)
+	url, _ := tunnelServer(t)
+	_, resp, err := dialTunnel(url, "wrong")
+	if !errors.Is(err, websocket.ErrBadHandshake) || resp == nil {
+		t.Fatalf("dial with a bad token: %v", err)
 	}
-	resp.Body.Close()
+	defer resp.Body.Close()
+	var body struct{ Error, Code string }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("error body: %v", err)
+	}
+	if resp.StatusCode != http.StatusUnauthorized || body.Code != protocol.CodeUnauthorized || body.Error == "" {
+		t.Errorf("got %d %+v, want 401 with code %q and a message", resp.StatusCode, body, protocol.CodeUnauthorized)
+	}
 }
 
 func TestConnRoundTripAcrossMessages(t *testing.T) {

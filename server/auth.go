@@ -68,6 +68,12 @@ func (r *Relay) authenticate(req *http.Request) (principal, error) {
 	if token == "" {
 		return principal{}, errNoToken
 	}
+	return r.authenticateToken(req, token)
+}
+
+// authenticateToken resolves a token or read key (from a header or the
+// inspector's session) to a principal.
+func (r *Relay) authenticateToken(req *http.Request, token string) (principal, error) {
 	if strings.HasPrefix(token, readKeyPrefix) {
 		return r.authenticateReadKey(req, token)
 	}

@@ -449,6 +449,9 @@ func (w *groupWorker) attempt(a *agentSession, item readyItem) deliveryResult {
 	}
 	res := deliveryResult{item: item}
 	switch {
+	case errors.Is(err, errUndeliverable):
+		d.Error = err.Error()
+		d.Done = true
 	case err != nil:
 		d.Error = err.Error()
 		res.gone = true
@@ -473,6 +476,8 @@ func (w *groupWorker) attempt(a *agentSession, item readyItem) deliveryResult {
 	defer cancel()
 	if err := r.store.RecordDelivery(ctx, d); err != nil {
 		r.log.Error("record delivery", "event", ev.ID, "err", err)
+	} else {
+		r.hub.publishDelivery(d) // the inspector's live streams
 	}
 	return res
 }

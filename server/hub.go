@@ -88,6 +88,7 @@ func (h *hub) answer(eventID string, out outcome) {
 
 // publish tells the channel's live groups that a new event is committed.
 func (h *hub) publish(ev *store.Event) {
+	h.publishLive(ev)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if ev.State == store.EventAccepted {
@@ -251,6 +252,7 @@ func (h *hub) closeSessions(match func(a *agentSession) bool, code, msg string) 
 
 // drain tells every agent to reconnect (elsewhere) because this relay stops.
 func (h *hub) drain(reason string) {
+	h.endStreams()
 	h.mu.Lock()
 	agents := make([]*agentSession, 0, len(h.agents))
 	for _, a := range h.agents {
@@ -258,6 +260,7 @@ func (h *hub) drain(reason string) {
 	}
 	h.mu.Unlock()
 	for _, a := range agents {
+		a.draining.Store(true)
 		a.sendControl(&protocol.ControlMessage{Type: protocol.TypeDrain, Drain: reason})
 	}
 }
@@ -285,7 +288,11 @@ func (h *hub) agentCount() int {
 }
 
 // watcher is told when a channel gets a new event (long-poll, live views).
-type watcher struct{ ch chan struct{} }
+// A live stream's watcher also gets typed messages in live (stream.go).
+type watcher struct {
+	ch   chan struct{}
+	live *liveQueue // nil for long-poll
+}
 
 func (h *hub) watch(channelID string) *watcher {
 	w := &watcher{ch: make(chan struct{}, 1)}

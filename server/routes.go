@@ -28,8 +28,14 @@ func (r *Relay) routes() (*gin.Engine, error) {
 
 	e.GET("/tunnel", r.requireAuth, r.tunnel)
 
-	e.POST("/api/v1/channels", r.optionalAuth, r.createChannel)
-	api := e.Group("/api/v1", r.requireAuth)
+	// The inspector's session cookie stands in for the Authorization
+	// header on the API (inspector.go).
+	ui, err := newInspector(r)
+	if err != nil {
+		return nil, err
+	}
+	e.POST("/api/v1/channels", ui.withSession(r.optionalAuth), r.createChannel)
+	api := e.Group("/api/v1", ui.withSession(r.requireAuth))
 	api.GET("/channels", r.listChannels)
 	api.GET("/channels/:id", r.getChannel)
 	api.PATCH("/channels/:id", r.updateChannel)
@@ -45,6 +51,7 @@ func (r *Relay) routes() (*gin.Engine, error) {
 	api.POST("/tokens", r.createToken)
 	api.GET("/tokens", r.listTokens)
 	api.DELETE("/tokens/:id", r.revokeToken)
+	ui.register(e, api)
 
 	e.GET("/healthz", func(c *gin.Context) {
 		c.JSON(http.StatusOK, gin.H{"status": "ok", "version": r.cfg.Version})

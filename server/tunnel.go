@@ -35,6 +35,7 @@ type agentSession struct {
 	sess         *yamux.Session
 	slots        chan struct{} // one token per delivery in flight
 	inflight     atomic.Int32
+	draining     atomic.Bool // told to reconnect elsewhere: no new deliveries
 
 	ctrlMu  sync.Mutex // one writer of the control stream
 	control *yamux.Stream
@@ -191,7 +192,7 @@ func (a *agentSession) resolve(subs []protocol.Subscription) ([]store.Group, []p
 		}
 		name := s.Group
 		if name == "" {
-			name = "default:" + a.principal.TokenID + ":" + a.host
+			name = protocol.DefaultGroup(a.principal.TokenID, a.host)
 		}
 		from := store.FromResume
 		if s.From == "now" {
@@ -211,6 +212,9 @@ func (a *agentSession) resolve(subs []protocol.Subscription) ([]store.Group, []p
 func (a *agentSession) controlLoop() {
 	for {
 		msg, err := protocol.ReadControl(a.control)
+		if errors.Is(err, protocol.ErrUnknownType) {
+			continue // a newer agent's message this relay does not know: ignored, as SPEC.md says
+		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !a.sess.IsClosed() {
 				a.sendError(protocol.CodeBadRequest, "bad control message: "+err.Error())
@@ -230,6 +234,7 @@ func (a *agentSession) controlLoop() {
 			a.relay.hub.leave(a, msg.Unsubscribe)
 		default:
 			a.sendError(protocol.CodeBadRequest, "unexpected control message "+msg.Type)
+			return
 		}
 	}
 }
@@ -260,6 +265,9 @@ func (a *agentSession) close() {
 
 // tryAcquire takes a delivery slot if one is free.
 func (a *agentSession) tryAcquire() bool {
+	if a.draining.Load() {
+		return false
+	}
 	select {
 	case a.slots <- struct{}{}:
 		a.inflight.Add(1)
@@ -277,10 +285,17 @@ func (a *agentSession) release() {
 // errAgentGone marks failures of the tunnel rather than of the target.
 var errAgentGone = errors.New("agent disconnected during the delivery")
 
+// errUndeliverable marks an event the protocol cannot carry; retrying
+// cannot help.
+var errUndeliverable = errors.New("event cannot be delivered")
+
 // deliver runs one delivery on a new stream and returns the agent's answer.
 // An error means the agent never answered (it went away or broke the
 // protocol); target failures come back as a response with Error set.
 func (a *agentSession) deliver(ctx context.Context, req *protocol.DeliveryRequest, body []byte) (*protocol.DeliveryResponse, []byte, error) {
+	if err := req.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", errUndeliverable, err)
+	}
 	stream, err := a.sess.OpenStream()
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: open stream: %v", errAgentGone, err)

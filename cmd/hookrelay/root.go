@@ -25,7 +25,7 @@ and returns your app's response to the sender.
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServerCmd(), newConnectCmd(), newChannelCmd(), newEventsCmd(),
-		newCaptureCmd(), newReplayCmd(), newTeamCmd(), newTokenCmd(), newVersionCmd())
+		newCaptureCmd(), newReplayCmd(), newTeamCmd(), newTokenCmd(), newLoadCmd(), newVersionCmd())
 	return root
 }
 

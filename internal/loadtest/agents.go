@@ -30,6 +30,11 @@ type AgentsConfig struct {
 	// Channel the agents subscribe to. Empty: a channel is created for the
 	// run (with a one-hour TTL) and deleted at its end.
 	Channel string
+	// Group, when set, puts every agent in this one group (agents sharing
+	// the load, one dispatcher for all). Empty: each agent is in a group of
+	// its own (the relay's default group for its host name), as N
+	// developers each running "hookrelay connect" would be.
+	Group string
 	// Count is the number of agents (default 1000).
 	Count int
 	// DialConcurrency bounds the handshakes in progress at once (default 64).
@@ -38,6 +43,10 @@ type AgentsConfig struct {
 	// before the relay's metrics are read again (default 3s): time for the
 	// handshakes' garbage to be collected and stacks to shrink.
 	Settle time.Duration
+	// WaitGC, after Settle, waits (up to 150s) for the relay's next garbage
+	// collection before each reading, so that the heap figures hold live
+	// memory only. An idle Go process collects at least every two minutes.
+	WaitGC bool
 	// Hold keeps the agents connected this much longer after the
 	// measurement, for looking at the relay by hand (default 0).
 	Hold time.Duration
@@ -80,6 +89,7 @@ func (c AgentsConfig) withDefaults() (AgentsConfig, error) {
 type AgentsResult struct {
 	Server  string
 	Channel string
+	Group   string
 	Count   int
 	// ConnectTime is from the first dial until the relay listed every agent.
 	ConnectTime time.Duration
@@ -97,8 +107,12 @@ func (r *AgentsResult) PerAgent(name string) float64 {
 // WriteReport prints the metrics before, with the agents, after, and per agent.
 func (r *AgentsResult) WriteReport(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d idle agents on %s (channel %s), connected and listed in %s\n",
-		r.Count, r.Server, r.Channel, r.ConnectTime.Round(time.Millisecond))
+	groups := "a group each"
+	if r.Group != "" {
+		groups = "all in group " + r.Group
+	}
+	fmt.Fprintf(&b, "%d idle agents on %s (channel %s, %s), connected and listed in %s\n",
+		r.Count, r.Server, r.Channel, groups, r.ConnectTime.Round(time.Millisecond))
 	fmt.Fprintf(&b, "  %-32s %12s %12s %12s %14s\n", "metric", "before", "with agents", "after", "per agent")
 	row := func(name string, format func(float64) string) {
 		cell := func(m Metrics) string {
@@ -145,7 +159,7 @@ func Agents(ctx context.Context, cfg AgentsConfig) (*AgentsResult, error) {
 	api := &apiClient{base: strings.TrimRight(cfg.Server, "/"), token: cfg.Token,
 		hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}}
 	defer api.hc.CloseIdleConnections()
-	res := &AgentsResult{Server: cfg.Server, Channel: cfg.Channel, Count: cfg.Count}
+	res := &AgentsResult{Server: cfg.Server, Channel: cfg.Channel, Group: cfg.Group, Count: cfg.Count}
 	if res.Channel == "" {
 		id, err := api.createChannel(ctx)
 		if err != nil {
@@ -161,6 +175,10 @@ func Agents(ctx context.Context, cfg AgentsConfig) (*AgentsResult, error) {
 			}
 		}()
 	}
+	// Also checks that the channel exists and the token may read it.
+	if _, err := api.agentCount(ctx, res.Channel, ""); err != nil {
+		return nil, err
+	}
 	if res.Before, err = ReadMetrics(ctx, api.hc, cfg.Server, cfg.Token); err != nil {
 		return nil, err
 	}
@@ -172,7 +190,8 @@ func Agents(ctx context.Context, cfg AgentsConfig) (*AgentsResult, error) {
 	start := time.Now()
 	connectCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	agents, err := dialAll(connectCtx, cfg, res.Channel, hostPrefix)
+	sub := protocol.Subscription{Channel: res.Channel, Group: cfg.Group, From: protocol.FromNow}
+	agents, err := dialAll(connectCtx, cfg, sub, hostPrefix)
 	defer func() { closeAll(agents) }() // on the error paths; nil once closed below
 	if err != nil {
 		return nil, err
@@ -183,10 +202,7 @@ func Agents(ctx context.Context, cfg AgentsConfig) (*AgentsResult, error) {
 	res.ConnectTime = time.Since(start)
 	fmt.Fprintf(cfg.Progress, "the relay lists all %d agents after %s; idle for %s before measuring\n",
 		cfg.Count, res.ConnectTime.Round(time.Millisecond), cfg.Settle)
-	if err := wait(ctx, cfg.Settle); err != nil {
-		return nil, err
-	}
-	if res.With, err = ReadMetrics(ctx, api.hc, cfg.Server, cfg.Token); err != nil {
+	if res.With, err = settled(ctx, cfg, api); err != nil {
 		return nil, err
 	}
 	if cfg.Hold > 0 {
@@ -204,13 +220,48 @@ func Agents(ctx context.Context, cfg AgentsConfig) (*AgentsResult, error) {
 	if err := api.waitAgents(leaveCtx, res.Channel, hostPrefix, 0); err != nil {
 		return nil, err
 	}
-	if err := wait(ctx, cfg.Settle); err != nil {
-		return nil, err
-	}
-	if res.After, err = ReadMetrics(ctx, api.hc, cfg.Server, cfg.Token); err != nil {
+	if res.After, err = settled(ctx, cfg, api); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// gcCount is the relay's number of completed GC cycles.
+const gcCount = "go_gc_duration_seconds_count"
+
+// settled waits cfg.Settle and, with cfg.WaitGC, for the relay's next
+// garbage collection, then reads the relay's metrics.
+func settled(ctx context.Context, cfg AgentsConfig, api *apiClient) (Metrics, error) {
+	m, err := ReadMetrics(ctx, api.hc, cfg.Server, cfg.Token)
+	if err != nil {
+		return nil, err
+	}
+	if err := wait(ctx, cfg.Settle); err != nil {
+		return nil, err
+	}
+	if !cfg.WaitGC {
+		return ReadMetrics(ctx, api.hc, cfg.Server, cfg.Token)
+	}
+	if _, ok := m[gcCount]; !ok {
+		return nil, fmt.Errorf("the relay's /metrics has no %s to wait for a collection", gcCount)
+	}
+	fmt.Fprintf(cfg.Progress, "waiting for the relay's next garbage collection (at most 150s)\n")
+	deadline := time.Now().Add(150 * time.Second)
+	for {
+		now, err := ReadMetrics(ctx, api.hc, cfg.Server, cfg.Token)
+		if err != nil {
+			return nil, err
+		}
+		if now[gcCount] > m[gcCount] {
+			return now, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the relay ran no garbage collection in 150s")
+		}
+		if err := wait(ctx, time.Second); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // wait waits for d or until ctx ends. It paces a measurement; nothing
@@ -229,7 +280,7 @@ func wait(ctx context.Context, d time.Duration) error {
 // dialAll connects cfg.Count agents, at most cfg.DialConcurrency at a
 // time. On error it returns the agents connected so far with the first
 // error.
-func dialAll(ctx context.Context, cfg AgentsConfig, channel, hostPrefix string) ([]*idleAgent, error) {
+func dialAll(ctx context.Context, cfg AgentsConfig, sub protocol.Subscription, hostPrefix string) ([]*idleAgent, error) {
 	u, _ := wsURL(cfg.Server) // checked by withDefaults
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -246,7 +297,7 @@ dial:
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			a, err := dialAgent(ctx, u, cfg.Token, channel, fmt.Sprintf("%s%d", hostPrefix, i))
+			a, err := dialAgent(ctx, u, cfg.Token, sub, fmt.Sprintf("%s%d", hostPrefix, i))
 			if err != nil {
 				select {
 				case errs <- fmt.Errorf("agent %d of %d: %w", i+1, cfg.Count, err):
@@ -300,10 +351,8 @@ type idleAgent struct {
 	accepted chan struct{} // closed when the accept loop has ended
 }
 
-// dialAgent opens a tunnel to the relay and subscribes to channel with a
-// group of its own (the relay's default group for this host name), from
-// now on, so that no queued event is sent to it.
-func dialAgent(ctx context.Context, tunnelURL, token, channel, host string) (*idleAgent, error) {
+// dialAgent opens a tunnel to the relay and sends hello with sub and host.
+func dialAgent(ctx context.Context, tunnelURL, token string, sub protocol.Subscription, host string) (*idleAgent, error) {
 	d := websocket.Dialer{
 		HandshakeTimeout: 15 * time.Second,
 		Subprotocols:     []string{protocol.Subprotocol},
@@ -336,7 +385,7 @@ func dialAgent(ctx context.Context, tunnelURL, token, channel, host string) (*id
 		return nil, fmt.Errorf("start session: %w", err)
 	}
 	a := &idleAgent{conn: conn, sess: sess, accepted: make(chan struct{})}
-	if err := a.hello(ctx, channel, host); err != nil {
+	if err := a.hello(ctx, sub, host); err != nil {
 		sess.Close()
 		conn.Close()
 		return nil, err
@@ -346,7 +395,7 @@ func dialAgent(ctx context.Context, tunnelURL, token, channel, host string) (*id
 }
 
 // hello runs the handshake on a new control stream.
-func (a *idleAgent) hello(ctx context.Context, channel, host string) error {
+func (a *idleAgent) hello(ctx context.Context, sub protocol.Subscription, host string) error {
 	ctrl, err := a.sess.OpenStream()
 	if err != nil {
 		return fmt.Errorf("open control stream: %w", err)
@@ -359,7 +408,7 @@ func (a *idleAgent) hello(ctx context.Context, channel, host string) error {
 		AgentVersion:  "load",
 		Host:          host,
 		Concurrency:   32, // what "hookrelay connect" asks for
-		Subscriptions: []protocol.Subscription{{Channel: channel, From: protocol.FromNow}},
+		Subscriptions: []protocol.Subscription{sub},
 	}})
 	if err != nil {
 		return fmt.Errorf("send hello: %w", err)

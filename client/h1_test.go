@@ -1,0 +1,238 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hookrelay/hookrelay/protocol"
+)
+
+// countConns counts the connections an httptest server accepts.
+func countConns(srv *httptest.Server) *atomic.Int32 {
+	var n atomic.Int32
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			n.Add(1)
+		}
+	}
+	return &n
+}
+
+func TestKeepAliveAndClosedIdleConnection(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "ok")
+	}))
+	conns := countConns(srv)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	relay := newFakeRelay(t, nil)
+	agent := startAgent(t, testConfig(t, relay, srv.URL))
+	agent.waitConnected(t)
+	rs := relay.next(t)
+	for i := range 3 {
+		if resp, body := rs.mustDeliver(t, newRequest("evt-ka", "POST", "/"), []byte("x")); resp.Status != 200 || string(body) != "ok" {
+			t.Fatalf("delivery %d: %+v %q", i, resp, body)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections for 3 sequential deliveries, want 1 (keep-alive)", n)
+	}
+	// The app drops its idle connections: the pool notices, and the next
+	// delivery dials.
+	srv.CloseClientConnections()
+	pool := agent.fwd.client
+	waitFor(t, "the pool to notice the closed connection", func() bool {
+		pool.mu.Lock()
+		defer pool.mu.Unlock()
+		return len(pool.idle) == 1 && pool.idle[0].broken.Load()
+	})
+	if resp, _ := rs.mustDeliver(t, newRequest("evt-ka2", "POST", "/"), []byte("y")); resp.Status != 200 {
+		t.Fatalf("delivery after the app closed its connections: %+v", resp)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d connections, want 2", n)
+	}
+}
+
+// flakyTarget answers the first request of its first connection and then
+// reads the next request on it and hangs up without an answer, as an app
+// closing an idle connection at the wrong moment does. Other connections
+// are answered.
+type flakyTarget struct {
+	ln    net.Listener
+	wg    sync.WaitGroup
+	conns atomic.Int32
+}
+
+func newFlakyTarget(t *testing.T) *flakyTarget {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft := &flakyTarget{ln: ln}
+	ft.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			first := ft.conns.Add(1) == 1
+			ft.wg.Go(func() { ft.serve(c, first) })
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		ft.wg.Wait()
+	})
+	return ft
+}
+
+func (ft *flakyTarget) serve(c net.Conn, first bool) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(testTimeout))
+	br := bufio.NewReader(c)
+	for i := 0; ; i++ {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, req.Body)
+		if first && i == 1 {
+			return // hang up instead of answering
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	}
+}
+
+func TestRetryOnConnectionClosedBeforeAnswer(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name    string
+		method  string
+		body    string
+		saveDir bool
+		retried bool // else the delivery fails with target_error
+	}{
+		{"no body", "GET", "", false, true},
+		{"body from memory", "POST", "payload", true, true},
+		{"body streamed from the relay", "POST", "payload", false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			target := newFlakyTarget(t)
+			relay := newFakeRelay(t, nil)
+			cfg := testConfig(t, relay, "http://"+target.ln.Addr().String())
+			if tt.saveDir {
+				cfg.SaveDir = t.TempDir()
+			}
+			agent := startAgent(t, cfg)
+			agent.waitConnected(t)
+			rs := relay.next(t)
+			if resp, _ := rs.mustDeliver(t, newRequest("evt-1", tt.method, "/"), []byte(tt.body)); resp.Status != 200 {
+				t.Fatalf("first delivery: %+v", resp)
+			}
+			resp, _ := rs.mustDeliver(t, newRequest("evt-2", tt.method, "/"), []byte(tt.body))
+			if tt.retried && resp.Status != 200 {
+				t.Errorf("second delivery: %+v, want 200 after a retry on a new connection", resp)
+			}
+			if !tt.retried && resp.ErrorCode != protocol.ErrCodeTarget {
+				t.Errorf("second delivery: %+v, want %s (a streamed body is not sent twice)", resp, protocol.ErrCodeTarget)
+			}
+		})
+	}
+}
+
+func TestHTTPSTarget(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Proto", r.Proto)
+		w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+
+	relay := newFakeRelay(t, nil)
+	cfg := testConfig(t, relay, srv.URL)
+	cfg.TargetTLS = &tls.Config{RootCAs: roots}
+	agent := startAgent(t, cfg)
+	agent.waitConnected(t)
+	rs := relay.next(t)
+	resp, body := rs.mustDeliver(t, newRequest("evt-tls", "POST", "/"), []byte("secret"))
+	if resp.Status != 200 || string(body) != "secret" {
+		t.Errorf("response %+v %q", resp, body)
+	}
+	for _, h := range resp.Headers {
+		if h.Name == "X-Proto" && h.Value != "HTTP/1.1" {
+			t.Errorf("target spoke %s, want HTTP/1.1", h.Value)
+		}
+	}
+
+	// Without the test's root the certificate is refused: a target error.
+	_, err := Replay(context.Background(), &SavedEvent{EventID: "e", Method: "GET", Path: "/"}, srv.URL, ReplayOptions{})
+	var te *TargetError
+	if !errors.As(err, &te) || te.Code != protocol.ErrCodeTarget || !strings.Contains(te.Msg, "certificate") {
+		t.Errorf("Replay with an unknown certificate: %v", err)
+	}
+}
+
+func TestInterimResponsesAndFraming(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body) // sends 100 Continue for Expect: 100-continue
+		switch r.URL.Path {
+		case "/hints":
+			w.Header().Set("Link", "</style.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.Write(body)
+		case "/head":
+			w.Header().Set("Content-Length", "5")
+		case "/until-close":
+			w.Header().Set("Connection", "close")
+			w.(http.Flusher).Flush() // no Content-Length: the body runs to the end of the connection
+			io.WriteString(w, "streamed")
+		default:
+			w.Write(body)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	relay := newFakeRelay(t, nil)
+	agent := startAgent(t, testConfig(t, relay, srv.URL))
+	agent.waitConnected(t)
+	rs := relay.next(t)
+
+	resp, body := rs.mustDeliver(t, newRequest("e1", "POST", "/echo", protocol.Header{Name: "Expect", Value: "100-continue"}), []byte("continued"))
+	if resp.Status != 200 || string(body) != "continued" {
+		t.Errorf("Expect: 100-continue: %+v %q", resp, body)
+	}
+	resp, body = rs.mustDeliver(t, newRequest("e2", "POST", "/hints"), []byte("hinted"))
+	if resp.Status != 200 || string(body) != "hinted" {
+		t.Errorf("after 103 Early Hints: %+v %q", resp, body)
+	}
+	resp, body = rs.mustDeliver(t, newRequest("e3", "HEAD", "/head"), nil)
+	if resp.Status != 200 || len(body) != 0 {
+		t.Errorf("HEAD: %+v %q", resp, body)
+	}
+	if v, ok := firstHeader(resp.Headers, "Content-Length"); !ok || v != "5" {
+		t.Errorf("HEAD: Content-Length %q %v, want the app's 5", v, ok)
+	}
+	resp, body = rs.mustDeliver(t, newRequest("e4", "GET", "/until-close"), nil)
+	if resp.Status != 200 || string(body) != "streamed" {
+		t.Errorf("body until close: %+v %q", resp, body)
+	}
+}
