@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -138,8 +139,8 @@ func (r *fakeRelay) serveTunnel(w http.ResponseWriter, req *http.Request) {
 	if r.refuse != nil {
 		if e := r.refuse(m.Hello); e != nil {
 			_ = protocol.WriteControl(ctrl, &protocol.ControlMessage{Type: protocol.TypeError, Error: e})
-			ctrl.Close()
-			return // the agent closes the session
+			sess.Close() // as SPEC.md 5.1 says: an error ends the session
+			return
 		}
 	}
 	welcome := &protocol.Welcome{SessionID: fmt.Sprintf("sess-%d", r.hellos.Load()),
@@ -159,6 +160,14 @@ func (r *fakeRelay) serveTunnel(w http.ResponseWriter, req *http.Request) {
 	select {
 	case r.sessions <- rs:
 	default: // no test waits for that many sessions
+	}
+	// Like the relay, end the session when the agent closes its control
+	// stream. Tests write control messages of their own meanwhile.
+	for {
+		if _, err := protocol.ReadControl(ctrl); err != nil && !errors.Is(err, protocol.ErrUnknownType) {
+			sess.Close()
+			return
+		}
 	}
 }
 

@@ -23,6 +23,10 @@ import (
 // holds slots or the relay misbehaves.
 const maxQueuedStreams = 256
 
+// goodbyeTimeout bounds the wait for the relay to end a session after the
+// agent closed its control stream.
+const goodbyeTimeout = time.Second
+
 // tunnel is one session with the relay: the WebSocket, the yamux session on
 // it, the control stream and the deliveries it carries.
 type tunnel struct {
@@ -307,14 +311,33 @@ wait:
 	t.close()
 }
 
-// close ends the deliveries' requests, closes the session and waits for the
-// tunnel's goroutines.
+// close ends the deliveries' requests, says goodbye, closes the session
+// and waits for the tunnel's goroutines.
 func (t *tunnel) close() {
 	t.closeOnce.Do(func() {
 		t.cancelDeliver()
+		t.goodbye()
 		t.sess.Close()
 	})
 	t.wg.Wait()
+}
+
+// goodbye closes the control stream and waits a little for the relay to
+// end the session, as it does when its control stream ends: the relay has
+// then let go of this agent (its group, its slots) before Run returns, and
+// a new agent of the same group is not mistaken for this one.
+func (t *tunnel) goodbye() {
+	if t.ctrl == nil || t.sess.IsClosed() {
+		return
+	}
+	_ = t.ctrl.Close()
+	timer := time.NewTimer(goodbyeTimeout)
+	defer timer.Stop()
+	select {
+	case <-t.sess.CloseChan():
+	case <-timer.C:
+		t.a.log.Debug("the relay did not end the session after goodbye")
+	}
 }
 
 // relayMessage extracts the message of a JSON error body

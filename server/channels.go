@@ -242,6 +242,7 @@ func (r *Relay) updateChannel(c *gin.Context) {
 		r.storeFailed(c, err)
 		return
 	}
+	r.channels.forget(ch.ID)
 	c.JSON(http.StatusOK, r.channelView(c, ch))
 }
 
@@ -261,6 +262,7 @@ func (r *Relay) deleteChannel(c *gin.Context) {
 		return
 	}
 	r.limiters.forget(ch.ID)
+	r.channels.forget(ch.ID)
 	r.hub.closeSessions(func(a *agentSession) bool { return a.subscribes(ch.ID) },
 		"channel_deleted", fmt.Sprintf("channel %q was deleted", ch.ID))
 	c.Status(http.StatusNoContent)

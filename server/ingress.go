@@ -48,7 +48,7 @@ func (r *Relay) ingress(c *gin.Context) {
 	req := c.Request
 	ctx := req.Context()
 	channelID := c.Param("channel")
-	ch, err := r.store.GetChannel(ctx, channelID)
+	ch, err := r.channels.get(ctx, r.store, channelID)
 	if err == nil && !ch.ExpiresAt.IsZero() && time.Now().After(ch.ExpiresAt) {
 		err = store.ErrNotFound
 	}
@@ -128,6 +128,11 @@ func (r *Relay) ingress(c *gin.Context) {
 		defer r.hub.removeWaiter(ev.ID)
 	}
 	if err := r.store.AppendEvent(ctx, ev); err != nil {
+		if errors.Is(err, store.ErrNotFound) { // deleted a moment ago
+			r.channels.forget(channelID)
+			abortJSON(c, http.StatusNotFound, "channel_not_found", fmt.Sprintf("channel %q does not exist", channelID))
+			return
+		}
 		r.storeFailed(c, err)
 		return
 	}

@@ -142,6 +142,7 @@ type Relay struct {
 	hub            *hub
 	metrics        *metrics
 	limiters       limiters
+	channels       channelCache
 	engine         *gin.Engine
 
 	ctx    context.Context // ended by Close
