@@ -353,7 +353,9 @@ func TestShutdownGraceEnds(t *testing.T) {
 	if err := agent.stop(t); err != nil { // returns although the target never answers
 		t.Errorf("Run = %v", err)
 	}
-	if d := <-result; d.err == nil && d.resp.ErrorCode != protocol.ErrCodeAgentStopping {
+	// The session may end before the answer is written; if it is, the
+	// request was started, so it is no agent_stopping.
+	if d := <-result; d.err == nil && d.resp.ErrorCode != protocol.ErrCodeTarget {
 		t.Errorf("stuck delivery answered %+v", d.resp)
 	}
 }
@@ -489,16 +491,15 @@ func TestRelayErrorEndsSession(t *testing.T) {
 	out := cfg.Out.(*syncBuffer)
 	agent := startAgent(t, cfg)
 	agent.waitConnected(t)
+	// The agent may read an error and end the session before yamux returns
+	// from writing it, which then reports the session's end: the outcome
+	// below says whether the message arrived.
 	rs := relay.next(t)
-	if err := protocol.WriteControl(rs.ctrl, &protocol.ControlMessage{Type: protocol.TypeError,
-		Error: &protocol.Error{Code: protocol.CodeInternal, Message: "store failed"}}); err != nil {
-		t.Fatal(err)
-	}
+	_ = protocol.WriteControl(rs.ctrl, &protocol.ControlMessage{Type: protocol.TypeError,
+		Error: &protocol.Error{Code: protocol.CodeInternal, Message: "store failed"}})
 	rs = relay.next(t) // reconnected
-	if err := protocol.WriteControl(rs.ctrl, &protocol.ControlMessage{Type: protocol.TypeError,
-		Error: &protocol.Error{Code: protocol.CodeRevoked, Message: "token revoked"}}); err != nil {
-		t.Fatal(err)
-	}
+	_ = protocol.WriteControl(rs.ctrl, &protocol.ControlMessage{Type: protocol.TypeError,
+		Error: &protocol.Error{Code: protocol.CodeRevoked, Message: "token revoked"}})
 	if err := agent.wait(t); !errors.Is(err, ErrUnauthorized) {
 		t.Errorf("Run = %v, want ErrUnauthorized", err)
 	}

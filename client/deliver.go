@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -62,14 +60,14 @@ func (t *tunnel) deliver(st *yamux.Stream) {
 	var out *protocol.DeliveryResponse
 	var respBody []byte
 	switch {
-	case body.readErr() != nil || drainErr != nil:
-		err := errors.Join(body.readErr(), drainErr)
+	case body.err != nil || drainErr != nil:
+		err := errors.Join(body.err, drainErr)
 		a.log.Warn("read the body from the relay", "event", req.EventID, "err", err)
 		out = errorResponse(protocol.ErrCodeBadDelivery, "read the body from the relay: "+err.Error(), time.Since(start))
 	case ferr != nil:
 		var te *TargetError
 		if !errors.As(ferr, &te) {
-			te = &TargetError{Code: protocol.ErrCodeTarget, Err: ferr}
+			te = &TargetError{Code: protocol.ErrCodeTarget, Msg: ferr.Error(), Err: ferr}
 		}
 		out = errorResponse(te.Code, te.Error(), time.Since(start))
 	default:
@@ -139,29 +137,22 @@ func (t *tunnel) answer(st *yamux.Stream, resp *protocol.DeliveryResponse, body 
 }
 
 func errorResponse(code, msg string, d time.Duration) *protocol.DeliveryResponse {
+	if msg == "" {
+		msg = code // the protocol wants both
+	}
 	return &protocol.DeliveryResponse{Error: msg, ErrorCode: code, Duration: d}
 }
 
-// errBodyClosed is what the transport reads after it closed the body.
-var errBodyClosed = errors.New("client: request body closed")
-
-// streamBody is a request body read from a delivery stream. The HTTP
-// transport may still read it after RoundTrip returns, so reads hold a lock
-// and finish takes the body away from the transport before it reads the
-// remainder itself.
+// streamBody is a request body read from a delivery stream. It keeps the
+// first error reading the stream: the relay's failure, not the target's.
+// forward returns only once it stopped reading the body, so finish may then
+// read the rest.
 type streamBody struct {
-	closed atomic.Bool
-	mu     sync.Mutex       // guards r and err
-	r      io.LimitedReader // the body bytes not read yet
-	err    error            // the first error reading the stream
+	r   io.LimitedReader // the body bytes not read yet
+	err error            // the first error reading the stream
 }
 
 func (b *streamBody) Read(p []byte) (int, error) {
-	if b.closed.Load() {
-		return 0, errBodyClosed
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	n, err := b.r.Read(p)
 	if err == io.EOF && b.r.N > 0 {
 		err = io.ErrUnexpectedEOF
@@ -172,17 +163,8 @@ func (b *streamBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Close marks the body closed without waiting for a read in progress.
-func (b *streamBody) Close() error {
-	b.closed.Store(true)
-	return nil
-}
-
-// finish closes the body and reads what is left of it from the stream.
+// finish reads what is left of the body from the stream.
 func (b *streamBody) finish() error {
-	b.closed.Store(true)
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.err != nil || b.r.N == 0 {
 		return nil
 	}
@@ -193,10 +175,4 @@ func (b *streamBody) finish() error {
 		return io.ErrUnexpectedEOF
 	}
 	return nil
-}
-
-func (b *streamBody) readErr() error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.err
 }

@@ -14,7 +14,9 @@
 // Forwarding rules (forward.go) are shared by live deliveries and Replay:
 // the request goes to the target's scheme and host only, the event's sub-path
 // is cleaned and joined under the target's path, the body is sent unchanged,
-// headers keep their names, values and repeats (Go's HTTP/1.1 writer puts
-// different names in sorted order), hop-by-hop headers are dropped, and
-// Hookrelay-Event-Id and Hookrelay-Delivery-Attempt are added.
+// the header lines keep their order, names, values and repeats, hop-by-hop
+// headers are dropped, Host becomes the target's (unless PreserveHost), and
+// Hookrelay-Event-Id and Hookrelay-Delivery-Attempt are added. Redirects are
+// never followed. The request head is written by a small HTTP/1.1 client
+// (h1.go), since net/http's writes header names in sorted order.
 package client

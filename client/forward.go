@@ -260,7 +260,9 @@ func (f *forwarder) classify(parent, reqCtx context.Context, err error) *TargetE
 		}
 		return &TargetError{Code: protocol.ErrCodeConnectionRefused, Msg: msg, Err: err}
 	case parent.Err() != nil:
-		return &TargetError{Code: protocol.ErrCodeAgentStopping, Msg: "the agent stopped before the target answered", Err: err}
+		// Not agent_stopping, which says the request was never started
+		// (SPEC.md 6.2): the app may have received this one.
+		return &TargetError{Code: protocol.ErrCodeTarget, Msg: "the agent stopped before the target answered", Err: err}
 	case errors.Is(reqCtx.Err(), context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return &TargetError{Code: protocol.ErrCodeTimeout,
 			Msg: fmt.Sprintf("timeout: the target did not answer within %s", f.timeout), Err: err}

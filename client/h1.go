@@ -175,18 +175,16 @@ func (c *h1Client) exchange(ctx context.Context, pc *h1Conn, req *h1Request, max
 		stopWriter()
 		return nil, tooLarge(maxBody)
 	}
+	// The writer has usually ended. If not, the app answered before it read
+	// the whole body: stop the writer. A nil error then says the request
+	// went out whole after all, and the connection can carry another.
 	var werr error
 	select {
 	case werr = <-written:
 	default:
-		// The app answered without reading the whole body; this connection
-		// cannot carry another request.
 		werr = stopWriter()
-		if werr == nil {
-			werr = errors.New("request body not sent")
-		}
 	}
-	reusable = werr == nil && !resp.Close
+	reusable = werr == nil && !resp.Close && resp.StatusCode != http.StatusSwitchingProtocols
 	if reusable {
 		_ = pc.conn.SetDeadline(time.Time{})
 	}
@@ -218,6 +216,9 @@ func writeRequest(bw *bufio.Writer, req *h1Request) error {
 // readResponse reads the final response's head, skipping 1xx responses.
 func readResponse(br *bufio.Reader, method string) (*http.Response, error) {
 	if _, err := br.Peek(1); err != nil {
+		if isTimeout(err) { // the app may be at work: never send it twice
+			return nil, fmt.Errorf("read response: %w", err)
+		}
 		return nil, errNoAnswer{err}
 	}
 	for range maxInterim {

@@ -133,12 +133,10 @@ func (p *printer) relayError(err error) {
 	p.state(StateLine{State: "relay_error", Error: errText(err)}, "%v", err)
 }
 
+// stopped ends the output. The text line leaves out the error, which Run
+// returns to its caller to show.
 func (p *printer) stopped(err error) {
-	if err != nil {
-		p.state(StateLine{State: "stopped", Error: errText(err)}, "stopped: %v", err)
-		return
-	}
-	p.state(StateLine{State: "stopped"}, "stopped")
+	p.state(StateLine{State: "stopped", Error: errText(err)}, "stopped")
 }
 
 // delivery prints the line of one delivery.

@@ -131,21 +131,22 @@ func (t *tunnel) handshake(ctx context.Context) error {
 		Concurrency:   cfg.Concurrency,
 		Subscriptions: cfg.Subscriptions,
 	}}
-	if err := protocol.WriteControl(ctrl, hello); err != nil {
-		return fmt.Errorf("send hello: %w", err)
-	}
-	m, err := protocol.ReadControl(ctrl)
-	if err != nil {
-		return fmt.Errorf("read welcome: %w", err)
-	}
-	switch m.Type {
-	case protocol.TypeWelcome:
-		t.welcome = m.Welcome
-	case protocol.TypeError:
+	writeErr := protocol.WriteControl(ctrl, hello)
+	// Read the answer even when the write failed: a relay that refuses the
+	// hello closes the session at once, and yamux may report that to the
+	// write although the relay's error is waiting on the stream.
+	m, readErr := protocol.ReadControl(ctrl)
+	switch {
+	case readErr == nil && m.Type == protocol.TypeError:
 		return relayError(m.Error)
-	default:
+	case writeErr != nil:
+		return fmt.Errorf("send hello: %w", writeErr)
+	case readErr != nil:
+		return fmt.Errorf("read welcome: %w", readErr)
+	case m.Type != protocol.TypeWelcome:
 		return fmt.Errorf("relay answered hello with %q instead of welcome", m.Type)
 	}
+	t.welcome = m.Welcome
 	_ = ctrl.SetDeadline(time.Time{})
 	return nil
 }

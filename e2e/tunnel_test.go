@@ -128,6 +128,18 @@ func TestHeaderOrderCaseAndRepeatsSurvive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	// Another route first on the same keep-alive connection: the relay must
+	// still match the next request's recorded headers to it.
+	br := bufio.NewReader(conn)
+	if _, err := io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	hresp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, hresp.Body)
+	hresp.Body.Close()
 	body := `{"ok":true}`
 	raw := "POST /h/" + ch + "/events HTTP/1.1\r\n" +
 		"Host: hooks.example.com\r\n" +
@@ -143,7 +155,7 @@ func TestHeaderOrderCaseAndRepeatsSurvive(t *testing.T) {
 	if _, err := io.WriteString(conn, raw); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

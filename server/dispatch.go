@@ -39,7 +39,7 @@ type groupWorker struct {
 	incoming chan *store.Event   // new events handed over by publish
 	overflow atomic.Bool         // publish found incoming full: rescan the store
 	results  chan deliveryResult // finished attempts
-	replays  chan store.Event    // events to deliver again (replay)
+	replays  chan *store.Event   // events to deliver again (replay); pointers keep an idle worker small
 	ctx      context.Context     // ended by stop
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // delivery goroutines
@@ -79,7 +79,7 @@ func newGroupWorker(r *Relay, g store.Group) *groupWorker {
 		wake:        make(chan struct{}, 1),
 		incoming:    make(chan *store.Event, incomingQueue),
 		results:     make(chan deliveryResult, 64),
-		replays:     make(chan store.Event, 64),
+		replays:     make(chan *store.Event, 64),
 		ctx:         ctx,
 		cancel:      cancel,
 		outstanding: make(map[int64]int),
@@ -179,7 +179,7 @@ func (w *groupWorker) stop() { w.cancel() }
 // replay queues an event to be delivered to this group again.
 func (w *groupWorker) replay(ev store.Event) bool {
 	select {
-	case w.replays <- ev:
+	case w.replays <- &ev:
 		w.notify()
 		return true
 	default:
@@ -236,7 +236,7 @@ func (w *groupWorker) run() {
 		case res := <-w.results:
 			w.handle(res)
 		case ev := <-w.replays:
-			w.ready = append(w.ready, readyItem{ev: &ev, eventID: ev.ID, seq: ev.Seq, attempt: ev.Attempts + 1, replay: true})
+			w.ready = append(w.ready, readyItem{ev: ev, eventID: ev.ID, seq: ev.Seq, attempt: ev.Attempts + 1, replay: true})
 		case <-timer.C:
 		}
 	}

@@ -94,7 +94,7 @@ func (r *Relay) ingress(c *gin.Context) {
 		Method:     req.Method,
 		Path:       subPath(req, channelID),
 		RawQuery:   req.URL.RawQuery,
-		Headers:    requestHeaders(req),
+		Headers:    requestHeaders(c),
 		Body:       body,
 		RemoteAddr: c.ClientIP(),
 		ReceivedAt: time.Now().UTC(),
@@ -225,11 +225,26 @@ func subPath(req *http.Request, channelID string) string {
 	return p
 }
 
+// recordWireHeaders is the first middleware: it takes every request's
+// recorded header list off the connection's queue (wireheader matches
+// requests by position, so every request must take its own, whatever the
+// route) and keeps it for ingress.
+func recordWireHeaders(c *gin.Context) {
+	if raw, ok := wireheader.Headers(c.Request); ok {
+		c.Set(wireHeadersKey, raw)
+	}
+	c.Next()
+}
+
+const wireHeadersKey = "hookrelay.wireheaders"
+
 // requestHeaders returns the request's headers in wire order with their
 // original case when the listener recorded them, else from the parsed map
 // (names sorted, Host first).
-func requestHeaders(req *http.Request) []store.Header {
-	if raw, ok := wireheader.Headers(req); ok {
+func requestHeaders(c *gin.Context) []store.Header {
+	req := c.Request
+	if v, ok := c.Get(wireHeadersKey); ok {
+		raw := v.([]wireheader.Header)
 		out := make([]store.Header, len(raw))
 		for i, h := range raw {
 			out[i] = store.Header{Name: h.Name, Value: h.Value}

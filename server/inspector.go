@@ -285,6 +285,7 @@ func (in *inspector) login(c *gin.Context) {
 		abortJSON(c, http.StatusForbidden, "cross_origin", "sign in from the relay's own page")
 		return
 	}
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, 64<<10)
 	var token string
 	if form {
 		token = c.PostForm("token")
@@ -292,7 +293,7 @@ func (in *inspector) login(c *gin.Context) {
 		var body struct {
 			Token string `json:"token"`
 		}
-		if err := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, 64<<10)).Decode(&body); err != nil {
+		if err := json.NewDecoder(c.Request.Body).Decode(&body); err != nil {
 			abortJSON(c, http.StatusBadRequest, "bad_request", `body must be JSON like {"token":"hr_..."} or a form with a token field`)
 			return
 		}
@@ -483,7 +484,7 @@ func eventName(headers []store.Header, body []byte) string {
 	switch {
 	case mt == "application/x-www-form-urlencoded":
 		name = slackFormName(body)
-	case strings.Contains(mt, "json") || len(body) > 0 && body[0] == '{':
+	case strings.Contains(mt, "json") || (len(body) > 0 && body[0] == '{'):
 		name = jsonEventName(body)
 	}
 	if name == "" {

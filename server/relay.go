@@ -32,7 +32,7 @@ const (
 	DefaultRetention       = 168 * time.Hour
 	DefaultMaxConcurrency  = 64
 	maxStoredResponse      = 64 << 10 // response bodies kept in the store per delivery
-	maxHeaderBytes         = 1 << 20
+	maxHeaderBytes         = 64 << 10 // per request; larger header blocks get 431
 )
 
 // Config configures a Relay. Store is required; everything else has a

@@ -12,7 +12,7 @@ import (
 func (r *Relay) routes() (*gin.Engine, error) {
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
-	e.Use(gin.Recovery())
+	e.Use(gin.Recovery(), recordWireHeaders)
 	// Client addresses come from the socket unless a trusted proxy is configured.
 	if err := e.SetTrustedProxies(r.cfg.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("trusted proxies: %w", err)

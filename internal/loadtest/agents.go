@@ -491,7 +491,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, in, out any) er
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return fmt.Errorf("cannot reach the relay (is it running at %s?): %w", c.base, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))

@@ -21,8 +21,8 @@
 // request (method, request-URI, and every header name with its values compared
 // with r.Header). Any disagreement means the recorder lost track of the stream:
 // Headers then answers ok=false and the connection's recorder is marked
-// unusable, so every later request on it falls back to r.Header too. Wrong data
-// is never returned.
+// unusable, so every later request on it falls back to r.Header too. Headers
+// never returns a block that disagrees with the request.
 //
 // # Wiring
 //
@@ -45,8 +45,11 @@
 // whose handler never calls Headers (another route, a redirect answered by a
 // router, "OPTIONS *" answered by net/http itself) leaves its block at the head
 // of the queue and the next call on that connection finds a mismatch and falls
-// back from then on. Calling it from a middleware that runs for every route,
-// or serving other routes from a different listener, avoids this.
+// back from then on. (Only a skipped request with exactly the same method,
+// request-URI and header values would pass that check, and lend its order and
+// case.) Calling Headers from the first middleware, which runs for every route
+// before anything can answer early, or serving other routes from a different
+// listener, avoids this.
 //
 // # TLS
 //
@@ -70,10 +73,10 @@
 // Only HTTP/1.x is recorded. Recording stops for good on a connection (its
 // later requests fall back to r.Header) when a header block exceeds
 // maxHeaderBytes, when the stream is something net/http would reject, after a
-// protocol switch (Connection: Upgrade or an Upgrade header, CONNECT, the
-// HTTP/2 preface), or when more blocks are waiting than the queue's byte
-// budget allows. Headers folded over several lines (obs-fold) are answered
+// request that may switch protocols (Connection: Upgrade or an Upgrade header,
+// CONNECT, the HTTP/2 preface; also when the handler declines the switch), or
+// when more blocks are waiting than the queue's byte budget allows. Headers folded over several lines (obs-fold) are answered
 // with ok=false for that request only. Trailers of chunked bodies are skipped,
 // not recorded. Memory per connection is bounded by about twice maxHeaderBytes
-// plus 36 KiB, and is usually a few hundred bytes.
+// plus 36 KiB; in practice it is the size of one or two header blocks.
 package wireheader

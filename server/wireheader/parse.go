@@ -150,9 +150,16 @@ type lineScanner struct {
 
 // line returns the next line without its line ending.
 func (s *lineScanner) line() string {
-	line, rest, _ := strings.Cut(s.rest, "\n")
-	s.rest = rest
-	return strings.TrimSuffix(line, "\r")
+	var line string
+	if i := strings.IndexByte(s.rest, '\n'); i >= 0 {
+		line, s.rest = s.rest[:i], s.rest[i+1:]
+	} else {
+		line, s.rest = s.rest, ""
+	}
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line
 }
 
 // field advances to the next header field. It returns false at the end of
@@ -162,28 +169,32 @@ func (s *lineScanner) field() bool {
 	if line == "" {
 		return false
 	}
-	if line[0] == ' ' || line[0] == '\t' || strings.IndexByte(line, ':') < 0 {
+	colon := strings.IndexByte(line, ':')
+	if line[0] == ' ' || line[0] == '\t' || colon < 0 {
 		// A continuation with no field before it, or no colon:
 		// net/textproto rejects both.
 		s.bad = true
 		return false
 	}
-	kv := trimOWS(line)
-	for len(s.rest) > 0 && (s.rest[0] == ' ' || s.rest[0] == '\t') {
-		// obs-fold: textproto joins the lines with a single space.
-		kv += " " + trimOWS(s.line())
+	name, value := line[:colon], trimOWS(line[colon+1:])
+	if len(s.rest) > 0 && (s.rest[0] == ' ' || s.rest[0] == '\t') {
+		// obs-fold: net/textproto trims each line and joins them with
+		// one space, then trims the value's start only.
+		kv := trimOWS(line)
+		for len(s.rest) > 0 && (s.rest[0] == ' ' || s.rest[0] == '\t') {
+			kv += " " + trimOWS(s.line())
+		}
+		value = kv[colon+1:]
+		for len(value) > 0 && (value[0] == ' ' || value[0] == '\t') {
+			value = value[1:]
+		}
 		s.folded = true
 	}
-	name, value, _ := strings.Cut(kv, ":")
 	if !isToken(name) || !validValue(value) {
 		s.bad = true
 		return false
 	}
-	s.name = name
-	for len(value) > 0 && (value[0] == ' ' || value[0] == '\t') {
-		value = value[1:]
-	}
-	s.value = value
+	s.name, s.value = name, value
 	return true
 }
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"slices"
 )
 
 // Header is one header line as sent: the name in its original case and the
@@ -20,7 +21,8 @@ type Header struct{ Name, Value string }
 // maxHeaderBytes bounds one recorded header block (request line and header
 // lines); pass the server's MaxHeaderBytes. Zero or less means
 // http.DefaultMaxHeaderBytes. A larger block stops recording on that
-// connection; its requests are still served and fall back to r.Header.
+// connection; its requests are still served (net/http itself allows 4096
+// bytes of slack over its MaxHeaderBytes) and fall back to r.Header.
 //
 // inner must yield plaintext connections: for HTTPS wrap tls.NewListener's
 // result (see the package documentation for what that changes).
@@ -84,6 +86,7 @@ type recorderKey struct{}
 // ConnContext must be set as http.Server.ConnContext: it stores the
 // connection's recorder in the context every request on it inherits. For a
 // connection not accepted by a NewListener listener it returns ctx unchanged.
+// To combine it with another ConnContext hook, call it from that hook.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	wc, ok := c.(*conn)
 	if !ok {
@@ -115,8 +118,9 @@ func Headers(r *http.Request) (hs []Header, ok bool) {
 		return nil, false
 	}
 	if head.folded {
-		// textproto joined the folded lines; which separator the sender
-		// used is lost, so this one request falls back.
+		// A folded field has no single line to forward (RFC 9112 section
+		// 5.2 lets a recipient unfold it); this one request falls back to
+		// r.Header, which holds the unfolded value.
 		return nil, false
 	}
 	return head.fields, true
@@ -125,10 +129,10 @@ func Headers(r *http.Request) (hs []Header, ok bool) {
 // matches reports whether h is the block net/http parsed into r: same method
 // and request-URI, and r.Header exactly what net/http makes of h's fields.
 //
-// Every counted field is mapped to one slot of r.Header, the n-th value of its
-// canonical name when n earlier fields have that name, and must equal it; and
-// r.Header must hold no value beyond those slots. That is r.Header's equality
-// with the expected header, without building it.
+// It compares without building the expected header: the n-th of the fields
+// sharing a name must equal the n-th value of that canonical name in r.Header,
+// which must hold as many values as there are such fields, and r.Header must
+// have no other names.
 func (h *requestHead) matches(r *http.Request) bool {
 	if h.method != r.Method || h.requestURI != r.RequestURI {
 		return false
@@ -153,45 +157,49 @@ func (h *requestHead) matches(r *http.Request) bool {
 			cacheControl = true
 		}
 	}
-	slots := 0
-	contentLength := false
+	names := 0 // distinct names expected in r.Header
 	var buf [64]byte
 	for i, f := range h.fields {
 		value := f.Value
+		var n, total int // f is the n-th of total fields with its name
 		switch {
 		case sameName(f.Name, "Host"), sameName(f.Name, "Transfer-Encoding"):
 			continue
 		case sameName(f.Name, "Trailer") && chunked:
 			continue
 		case sameName(f.Name, "Content-Length"):
-			if chunked || contentLength {
-				continue
+			if chunked || slices.ContainsFunc(h.fields[:i], isContentLength) {
+				continue // removed, or deduplicated to the first
 			}
-			contentLength = true
 			if contentLengths > 1 {
 				value = textproto.TrimString(value)
 			}
-		}
-		n := 0
-		for _, g := range h.fields[:i] {
-			if sameName(g.Name, f.Name) {
-				n++
+			total = 1
+		default:
+			for j, g := range h.fields {
+				if sameName(g.Name, f.Name) {
+					if j < i {
+						n++
+					}
+					total++
+				}
 			}
 		}
 		vs := r.Header[string(appendCanonicalKey(buf[:0], f.Name))]
-		if n >= len(vs) || vs[n] != value {
+		if len(vs) != total || vs[n] != value {
 			return false
 		}
-		slots++
+		if n == 0 {
+			names++
+		}
 	}
 	if pragmaNoCache && !cacheControl {
 		if cc := r.Header["Cache-Control"]; len(cc) != 1 || cc[0] != "no-cache" {
 			return false
 		}
-		slots++
+		names++
 	}
-	for _, vs := range r.Header {
-		slots -= len(vs)
-	}
-	return slots == 0
+	return names == len(r.Header)
 }
+
+func isContentLength(f Header) bool { return sameName(f.Name, "Content-Length") }

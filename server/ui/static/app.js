@@ -119,6 +119,11 @@ function crumbs(items) {
       : el('span', { 'aria-current': i === items.length - 1 ? 'page' : null }, it.text))));
 }
 
+/** groupLabel shortens the default groups' names ("default:TOKEN:HOST"). */
+function groupLabel(name) {
+  return name.startsWith('default:') ? `default (${name.slice(name.lastIndexOf(':') + 1)})` : name;
+}
+
 function fmtTime(iso, withDate = false) {
   const d = new Date(iso);
   const time = d.toLocaleTimeString(undefined, { hour12: false });
@@ -569,6 +574,12 @@ class ChannelPage {
   }
 
   renderMore() {
+    // Observing again reports whether the end of the list is in view now:
+    // a short page on a tall screen loads the next one at once.
+    if (this.observer) {
+      this.observer.unobserve(this.more);
+      this.observer.observe(this.more);
+    }
     if (!this.rows.size) {
       this.more.replaceChildren(this.filtered() ? 'No event matches these filters.' : 'No events yet. Send a webhook to the ingress URL above; it shows up here at once.');
     } else if (this.nextCursor) {
@@ -879,7 +890,7 @@ class ChannelPage {
         const busy = a.in_flight > 0;
         const label = `${a.host || 'unknown host'}, group ${a.group}, version ${a.version || '?'}, connected since ${fmtTime(a.since, true)}, ${busy ? `busy with ${a.in_flight}` : 'idle'}`;
         return el('li', { class: busy ? 'agent busy' : 'agent', 'aria-label': label, title: label },
-          el('strong', {}, a.host || '?'), ` · ${a.group} · ${a.version || '?'} · ${ago(a.since)} · `,
+          el('strong', {}, a.host || '?'), ` · ${groupLabel(a.group)} · ${a.version || '?'} · ${ago(a.since)} · `,
           el('span', { class: 'state' }, busy ? `busy (${a.in_flight})` : 'idle'));
       }));
     }
@@ -894,7 +905,7 @@ class ChannelPage {
     if (!this.groupSelect) return;
     const keep = this.groupSelect.value;
     this.groupSelect.replaceChildren(el('option', { value: '' }, 'all connected groups'),
-      this.groups.map((g) => el('option', { value: g }, g)));
+      this.groups.map((g) => el('option', { value: g }, groupLabel(g))));
     if (this.groups.includes(keep)) this.groupSelect.value = keep;
   }
 
@@ -934,7 +945,8 @@ class ChannelPage {
     this.detail.replaceChildren(el('article', { class: 'event', 'aria-labelledby': 'event-title' },
       el('header', {},
         el('a', { class: 'back', href: `#/c/${enc(this.id)}` }, '← Events'),
-        el('h2', { id: 'event-title' }, el('span', { class: `method m-${ev.method}` }, ev.method), el('code', {}, target)),
+        el('h2', { id: 'event-title', 'aria-label': `Request line: ${ev.method} ${target} HTTP/1.1` },
+          el('span', { class: `method m-${ev.method}` }, ev.method), el('code', { class: 'reqline' }, `${target} HTTP/1.1`)),
         el('p', { class: 'meta' },
           timeEl(ev.received_at, true),
           el('span', {}, `from ${ev.remote_addr}`),
@@ -948,9 +960,6 @@ class ChannelPage {
           el('button', { class: 'btn', type: 'button', id: 'copy-curl', 'aria-keyshortcuts': 'c', onclick: () => this.copyCurl() }, 'Copy as curl'),
           ev.size ? el('a', { class: 'btn', href: `/api/v1/events/${enc(ev.id)}/body`, download: `${ev.id}.body` }, 'Download body') : null),
         this.curlBox),
-      el('section', { 'aria-labelledby': 'request-title' },
-        el('h3', { id: 'request-title' }, 'Request'),
-        el('pre', { class: 'code reqline' }, `${ev.method} ${target} HTTP/1.1`)),
       el('section', { 'aria-labelledby': 'headers-title' },
         el('h3', { id: 'headers-title' }, `Headers (${ev.headers.length})`),
         kvTable(ev.headers.map((h) => [h.name, h.value]), 'Request headers', 'headers')),
@@ -1108,7 +1117,7 @@ function deliveryItem(d) {
       el('strong', {}, `Attempt ${d.attempt}`),
       status,
       el('span', {}, formatDuration(d.duration_ms)),
-      el('span', { class: 'muted' }, `group ${d.group}`),
+      el('span', { class: 'muted', title: d.group }, `group ${groupLabel(d.group)}`),
       el('span', { class: 'muted mono' }, `agent ${d.agent}`),
       timeEl(d.started_at, true)),
     d.error ? el('p', { class: 'error' }, d.error) : null,
