@@ -396,3 +396,26 @@ func TestAnonymousChannelsOnlyWhenAllowed(t *testing.T) {
 		t.Fatalf("reading without the key: %v", err)
 	}
 }
+
+func TestSubPathTravelsAsSent(t *testing.T) {
+	t.Parallel()
+	paths := make(chan string, 10)
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		paths <- r.RequestURI
+	}))
+	t.Cleanup(target.Close)
+	relay := startRelay(t)
+	ch := relay.channel(t, client.CreateChannel{})
+	relay.startAgent(t, ch, target.URL+"/base")
+	for sent, want := range map[string]string{
+		"/a%2Fb/{x}?q=%7B1%7D": "/base/a%2Fb/{x}?q=%7B1%7D",
+		"/caf%C3%A9|^":         "/base/caf%C3%A9|^",
+	} {
+		if got := rawPost(t, relay.addr, "/h/"+ch+sent); got != http.StatusOK {
+			t.Fatalf("%s: status %d", sent, got)
+		}
+		if got := <-paths; got != want {
+			t.Errorf("sent %s, target saw %s, want %s", sent, got, want)
+		}
+	}
+}

@@ -66,9 +66,10 @@ type readyItem struct {
 }
 
 type deliveryResult struct {
-	item readyItem
-	done bool // delivered, or given up
-	gone bool // the agent went away: retry soon
+	item     readyItem
+	done     bool // delivered, or given up
+	gone     bool // the agent went away: retry soon
+	stopping bool // the agent refused to start it: not an attempt, hand it to another
 }
 
 func newGroupWorker(r *Relay, g store.Group) *groupWorker {
@@ -344,6 +345,10 @@ func (w *groupWorker) dispatchReady() {
 // handle takes a finished attempt: done, or back in line after a backoff.
 func (w *groupWorker) handle(res deliveryResult) {
 	item := res.item
+	if res.stopping {
+		w.ready = append(w.ready, item)
+		return
+	}
 	if res.done {
 		if !item.replay {
 			delete(w.outstanding, item.seq)
@@ -442,6 +447,9 @@ func (w *groupWorker) attempt(a *agentSession, item readyItem) deliveryResult {
 	start := time.Now()
 	resp, body, err := a.deliver(w.ctx, req, ev.Body)
 	release()
+	if errors.Is(err, errAgentStopping) {
+		return deliveryResult{item: item, stopping: true}
+	}
 	d := store.Delivery{
 		ID: req.DeliveryID, EventID: ev.ID, EventSeq: ev.Seq, ChannelID: ev.ChannelID,
 		GroupID: w.group.ID, GroupName: w.group.Name, AgentID: a.id, Attempt: item.attempt,

@@ -208,16 +208,27 @@ func (r *Relay) writeOutcome(c *gin.Context, ev *store.Event, out outcome) {
 	}
 }
 
-// subPath is the escaped path after /h/{channel}, always starting with "/".
+// subPath is the path after /h/{channel} exactly as the sender wrote it
+// (the raw request target up to "?"), always starting with "/". Go's
+// EscapedPath would re-escape some bytes and is not used.
 func subPath(req *http.Request, channelID string) string {
-	p := req.URL.EscapedPath()
-	prefix := "/h/" + channelID
-	if strings.HasPrefix(p, prefix) {
-		p = p[len(prefix):]
-	} else if i := strings.Index(p[min(len(p), 3):], "/"); i >= 0 {
-		p = p[3+i:] // the channel id was percent-encoded differently
+	p := req.RequestURI
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		p = p[:i]
+	}
+	if strings.HasPrefix(p, "http://") || strings.HasPrefix(p, "https://") {
+		p = req.URL.EscapedPath() // absolute-form request target (proxies)
+	}
+	// Skip "/h/" and the channel segment as sent (it may be escaped).
+	if strings.HasPrefix(p, "/h/") {
+		rest := p[3:]
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			p = rest[i:]
+		} else {
+			p = ""
+		}
 	} else {
-		p = ""
+		p = strings.TrimPrefix(req.URL.EscapedPath(), "/h/"+channelID)
 	}
 	if p == "" || p[0] != '/' {
 		p = "/" + p

@@ -285,6 +285,10 @@ func (a *agentSession) release() {
 // errAgentGone marks failures of the tunnel rather than of the target.
 var errAgentGone = errors.New("agent disconnected during the delivery")
 
+// errAgentStopping marks a delivery the agent refused to start because it
+// is shutting down: not an attempt, and the session gets no more.
+var errAgentStopping = errors.New("agent is stopping")
+
 // errUndeliverable marks an event the protocol cannot carry; retrying
 // cannot help.
 var errUndeliverable = errors.New("event cannot be delivered")
@@ -297,6 +301,10 @@ func (a *agentSession) deliver(ctx context.Context, req *protocol.DeliveryReques
 		return nil, nil, fmt.Errorf("%w: %v", errUndeliverable, err)
 	}
 	stream, err := a.sess.OpenStream()
+	if errors.Is(err, yamux.ErrRemoteGoAway) {
+		a.draining.Store(true)
+		return nil, nil, errAgentStopping
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: open stream: %v", errAgentGone, err)
 	}
@@ -310,6 +318,10 @@ func (a *agentSession) deliver(ctx context.Context, req *protocol.DeliveryReques
 	resp, err := protocol.ReadResponse(stream)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: read response: %v", errAgentGone, err)
+	}
+	if resp.ErrorCode == protocol.ErrCodeAgentStopping {
+		a.draining.Store(true)
+		return nil, nil, errAgentStopping
 	}
 	if resp.BodyLength > a.relay.cfg.MaxBody {
 		return nil, nil, fmt.Errorf("%w: response body of %d bytes is over max_body", errAgentGone, resp.BodyLength)

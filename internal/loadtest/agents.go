@@ -141,6 +141,10 @@ func (r *AgentsResult) WriteReport(w io.Writer) error {
 	fmt.Fprintf(&b, "  %-32s %12s %12s %12s %14s\n", "heap+stack", FormatBytes(heapStack(r.Before)),
 		FormatBytes(heapStack(r.With)), FormatBytes(heapStack(r.After)),
 		FormatBytes((heapStack(r.With)-heapStack(r.Before))/float64(r.Count)))
+	if r.PerAgent("process_resident_memory_bytes") <= 0 && r.With["process_resident_memory_bytes"] > 0 {
+		b.WriteString("  note: resident memory did not grow, so the relay held memory from earlier work;\n" +
+			"  measure a freshly started relay for the RSS figure\n")
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -128,6 +128,10 @@ try {
   await json(`${CONTROL}/agents?channel=alpha-github&token=${encodeURIComponent(env.TEAM_A_TOKEN)}`, { method: 'POST' });
   await page.locator('.agent').filter({ hasText: 'browser-test-host' }).waitFor({ timeout: 6000 });
   log('agent connected and listed');
+  await page.keyboard.press('?');
+  await page.getByRole('dialog', { name: 'Keyboard shortcuts' }).waitFor();
+  await page.keyboard.press('Escape');
+  await page.getByRole('dialog', { name: 'Keyboard shortcuts' }).waitFor({ state: 'hidden' });
 
   // --- a webhook appears within 2 s, without a reload
   await page.evaluate(() => { window.hookrelayNoReload = true; });
@@ -291,6 +295,16 @@ try {
   await page.getByRole('heading', { name: 'Channels' }).waitFor();
   await page.getByText('No channels yet.').waitFor();
   check(!(await page.content()).includes('alpha-github'), "beta's channel list names alpha's channel");
+  // beta creates a channel and deletes it again, through the confirmation dialog.
+  await page.getByLabel('Name (optional)').fill('beta-temp');
+  await page.getByRole('button', { name: 'Create channel' }).click();
+  await page.locator('tr[data-channel="beta-temp"]').waitFor();
+  await page.getByRole('button', { name: 'Delete channel beta-temp' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
+  check(await page.locator('tr[data-channel="beta-temp"]').count() === 1, 'Cancel deleted the channel');
+  await page.getByRole('button', { name: 'Delete channel beta-temp' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Delete channel' }).click();
+  await page.getByText('No channels yet.').waitFor();
   await page.goto(`${BASE}/#/c/alpha-github`);
   await page.getByRole('heading', { name: 'Channel not found' }).waitFor();
   const status = await page.evaluate(async () => (await fetch('/api/v1/channels/alpha-github/events')).status);
