@@ -1,0 +1,133 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hookrelay/hookrelay/client"
+	"github.com/hookrelay/hookrelay/protocol"
+	"github.com/hookrelay/hookrelay/server"
+	"github.com/hookrelay/hookrelay/server/store"
+	"github.com/hookrelay/hookrelay/server/store/memstore"
+	"github.com/hookrelay/hookrelay/server/store/sqlite"
+)
+
+// BenchmarkThroughputStoreVsMemory sends the load of
+// BenchmarkThroughput32Senders1KiB through two relays in one run, one on
+// the SQLite store and one on memstore, and reports both rates and their
+// ratio (sqlite ÷ memory): what durable storage costs the relay.
+//
+//	go test ./e2e -run '^$' -bench StoreVsMemory -benchtime 3x
+func BenchmarkThroughputStoreVsMemory(b *testing.B) {
+	st, err := sqlite.Open(filepath.Join(b.TempDir(), "hookrelay.db"), sqlite.Options{})
+	if err != nil {
+		b.Fatalf("open store: %v", err)
+	}
+	onSQLite := startRelayOnStore(b, st)
+	inMemory := startRelayOnStore(b, memstore.New())
+	body := bytes.Repeat([]byte("x"), 1024)
+	const senders, total = 32, 3000
+	blast(b, onSQLite, senders, 200, body) // warm up connections
+	blast(b, inMemory, senders, 200, body)
+	var sqliteRate, memoryRate float64
+	runs := []struct {
+		url  string
+		rate *float64
+	}{{onSQLite, &sqliteRate}, {inMemory, &memoryRate}}
+	for b.Loop() {
+		for _, run := range runs {
+			r, _ := blast(b, run.url, senders, total, body)
+			*run.rate += r
+		}
+		// Alternate which relay goes first, so neither always meets the
+		// other's leftovers (garbage, a WAL checkpoint).
+		slices.Reverse(runs)
+	}
+	b.ReportMetric(sqliteRate/float64(b.N), "sqlite-req/s")
+	b.ReportMetric(memoryRate/float64(b.N), "memory-req/s")
+	b.ReportMetric(sqliteRate/memoryRate, "sqlite/memory")
+}
+
+// startRelayOnStore starts a relay on st (on 127.0.0.1), a target that
+// answers 200 at once, and an agent forwarding a new channel to the target;
+// it returns the channel's ingress URL once the relay lists the agent. At
+// cleanup the agent, the relay and the target stop, in that order, and st
+// is closed.
+func startRelayOnStore(tb testing.TB, st store.Store) string {
+	tb.Helper()
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusOK)
+	}))
+	tb.Cleanup(target.Close)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		_ = st.Close()
+		tb.Fatalf("listen: %v", err)
+	}
+	r, err := server.New(server.Config{Store: st, AdminToken: adminToken, ResponseTimeout: 10 * time.Second})
+	if err != nil {
+		_ = ln.Close()
+		_ = st.Close()
+		tb.Fatalf("new relay: %v", err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- r.Serve(ctx, ln) }()
+	tb.Cleanup(func() {
+		stop()
+		if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			tb.Errorf("relay serve: %v", err)
+		}
+		if err := r.Close(); err != nil {
+			tb.Errorf("close relay: %v", err)
+		}
+		if err := st.Close(); err != nil {
+			tb.Errorf("close store: %v", err)
+		}
+	})
+
+	url := "http://" + ln.Addr().String()
+	api := client.NewAPI(url, adminToken)
+	ch, err := api.CreateChannel(context.Background(), client.CreateChannel{})
+	if err != nil {
+		tb.Fatalf("create channel: %v", err)
+	}
+	agent, err := client.New(client.Config{
+		ServerURL:     url,
+		Token:         adminToken,
+		Subscriptions: []protocol.Subscription{{Channel: ch.ID}},
+		Target:        target.URL,
+		Out:           io.Discard,
+	})
+	if err != nil {
+		tb.Fatalf("new agent: %v", err)
+	}
+	agentCtx, stopAgent := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- agent.Run(agentCtx) }()
+	tb.Cleanup(func() {
+		stopAgent()
+		if err := <-ran; err != nil {
+			tb.Errorf("agent run: %v", err)
+		}
+	})
+	waitFor(tb, 10*time.Second, "agent connected", func() bool {
+		var out struct {
+			Agents []agentJSON `json:"agents"`
+		}
+		err := api.Do(context.Background(), http.MethodGet, "/api/v1/channels/"+ch.ID+"/agents", nil, &out)
+		return err == nil && len(out.Agents) > 0
+	})
+	return url + "/h/" + ch.ID
+}
