@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -28,6 +29,7 @@ const (
 	defaultShutdownGrace  = 5 * time.Second
 	handshakeTimeout      = 15 * time.Second
 	maxHostLength         = 255 // Hello.Host, SPEC.md 5.2
+	handlerTarget         = "http://handler.invalid/"
 )
 
 // Config configures an Agent. Zero values take the defaults noted.
@@ -41,8 +43,18 @@ type Config struct {
 	Subscriptions []Subscription
 	// Target is the absolute http(s) URL deliveries are forwarded to, for
 	// example http://localhost:3000/webhooks. The event's sub-path is joined
-	// under its path and its query is appended.
+	// under its path and its query is appended. It is required unless
+	// Handler is set, and must then be empty.
 	Target string
+	// Handler, when set, answers each delivery in place of a target: it gets
+	// the event and its whole body and returns the response the relay hands
+	// to the sender (a status from 100 to 999; hop-by-hop headers, headers
+	// that are not valid and Content-Length are dropped). Status 0 declines
+	// the delivery: the agent answers agent_stopping, so the relay keeps the
+	// event for the group and sends this session nothing more; decline only
+	// when the agent is about to stop. Handler is called from up to
+	// Concurrency goroutines at once; ctx ends when the session does.
+	Handler func(ctx context.Context, req *protocol.DeliveryRequest, body []byte) (status int, headers []protocol.Header, respBody []byte)
 	// PreserveHost keeps the sender's Host header instead of the target's.
 	PreserveHost bool
 	// TargetTLS is used for an https target (default: the system's roots).
@@ -99,6 +111,15 @@ func (cfg Config) withDefaults() (Config, error) {
 			return cfg, fmt.Errorf("client: channel %q (group %q) is listed twice", s.Channel, s.Group)
 		}
 		seen[s] = true
+	}
+	if cfg.Handler != nil {
+		if cfg.Target != "" {
+			return cfg, errors.New("client: set Target or Handler, not both")
+		}
+		// New builds a forwarder for Target, which a Handler never uses. A
+		// name under .invalid (RFC 2606) cannot resolve, should anything
+		// ever try.
+		cfg.Target = handlerTarget
 	}
 	if cfg.Concurrency < 0 || cfg.RequestTimeout < 0 || cfg.MaxBackoff < 0 ||
 		cfg.InitialBackoff < 0 || cfg.ShutdownGrace < 0 {

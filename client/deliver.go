@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -35,7 +37,7 @@ func (t *tunnel) deliver(st *yamux.Stream) {
 	body := &streamBody{r: io.LimitedReader{R: st, N: req.BodyLength}}
 	var src io.Reader = body
 	var savedTo string
-	if a.cfg.SaveDir != "" {
+	if a.cfg.SaveDir != "" || a.cfg.Handler != nil {
 		data, err := io.ReadAll(body)
 		if err == nil && int64(len(data)) != req.BodyLength {
 			err = io.ErrUnexpectedEOF
@@ -46,8 +48,17 @@ func (t *tunnel) deliver(st *yamux.Stream) {
 			t.answer(st, errorResponse(protocol.ErrCodeBadDelivery, err.Error(), 0), nil)
 			return
 		}
-		if savedTo, err = saveEvent(a.cfg.SaveDir, req, data); err != nil {
-			a.log.Error("save event", "event", req.EventID, "err", err)
+		if a.cfg.SaveDir != "" {
+			if savedTo, err = saveEvent(a.cfg.SaveDir, req, data); err != nil {
+				a.log.Error("save event", "event", req.EventID, "err", err)
+			}
+		}
+		if a.cfg.Handler != nil {
+			out, respBody := t.callHandler(req, data)
+			t.answer(st, out, respBody)
+			a.out.delivery(req, out, savedTo)
+			t.awaitRelayDone(st)
+			return
 		}
 		src = bytes.NewReader(data)
 	}
@@ -81,6 +92,60 @@ func (t *tunnel) deliver(st *yamux.Stream) {
 	}
 	t.answer(st, out, respBody)
 	a.out.delivery(req, out, savedTo)
+}
+
+// callHandler answers a delivery with Config.Handler instead of the target.
+func (t *tunnel) callHandler(req *protocol.DeliveryRequest, body []byte) (*protocol.DeliveryResponse, []byte) {
+	start := time.Now()
+	status, headers, respBody := t.a.cfg.Handler(t.deliverCtx, req, body)
+	d := time.Since(start)
+	switch {
+	case status == 0:
+		return errorResponse(protocol.ErrCodeAgentStopping, "the agent declined the delivery", d), nil
+	case status < 100 || status > 999:
+		msg := fmt.Sprintf("the agent's handler answered status %d, want 100 to 999", status)
+		return errorResponse(protocol.ErrCodeTarget, msg, d), nil
+	case int64(len(respBody)) > t.maxResponse():
+		te := tooLarge(t.maxResponse())
+		return errorResponse(te.Code, te.Msg, d), nil
+	}
+	return &protocol.DeliveryResponse{
+		Status:     status,
+		Headers:    handlerHeaders(headers, req.Method),
+		BodyLength: int64(len(respBody)),
+		Duration:   d,
+	}, respBody
+}
+
+// relayDoneTimeout bounds awaitRelayDone.
+const relayDoneTimeout = 5 * time.Second
+
+// awaitRelayDone waits for the relay to close its side of a delivery
+// stream, which it does once it has read the answer. A Handler answers at
+// once, and an agent that stops right after answering (a capture) would
+// otherwise end the session while the relay may still be finishing its
+// write of the request; the relay then counts the delivery as failed and
+// delivers the event again.
+func (t *tunnel) awaitRelayDone(st *yamux.Stream) {
+	_ = st.SetReadDeadline(time.Now().Add(relayDoneTimeout))
+	if _, err := io.Copy(io.Discard, io.LimitReader(st, 1<<10)); err != nil && !t.sess.IsClosed() {
+		t.a.log.Debug("wait for the relay to finish a delivery", "err", err)
+	}
+}
+
+// handlerHeaders keeps, in order, the response headers of a Handler that
+// responseHeaders would keep from a target.
+func handlerHeaders(headers []protocol.Header, method string) []protocol.Header {
+	out := make([]protocol.Header, 0, len(headers))
+	for _, h := range headers {
+		lower := strings.ToLower(h.Name)
+		if hopByHop[lower] || (lower == "content-length" && method != http.MethodHead) ||
+			!validHeaderName(h.Name) || !validHeaderValue(h.Value) {
+			continue
+		}
+		out = append(out, h)
+	}
+	return out
 }
 
 // maxResponse is the largest response body the relay takes back.

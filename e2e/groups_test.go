@@ -232,3 +232,33 @@ func TestHistoryAPIAndLongPoll(t *testing.T) {
 		t.Errorf("empty page is not an empty list: %s", b)
 	}
 }
+
+func TestLongPollEndsWhenRelayShutsDown(t *testing.T) {
+	t.Parallel()
+	relay := startRelay(t)
+	ch := relay.channel(t, client.CreateChannel{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := relay.api().ListEvents(context.Background(), ch, url.Values{"after": {"0"}, "wait": {"60s"}})
+		done <- err
+	}()
+	waitFor(t, 5*time.Second, "long-poll waiting", func() bool {
+		return strings.Contains(metricsText(t, relay), "hookrelay_agents_connected") // the relay answers while the poll waits
+	})
+	start := time.Now()
+	relay.Stop() // fails the test if Serve returns an error (a shutdown that timed out)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("shutdown took %s with a long-poll open", took)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("long-poll ended with %v", err)
+	}
+}
+
+func metricsText(t *testing.T, relay *relayEnv) string {
+	resp, body := do(t, http.MethodGet, relay.URL+"/metrics", nil, nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("metrics: %d", resp.StatusCode)
+	}
+	return string(body)
+}

@@ -150,6 +150,8 @@ func (r *Relay) listEvents(c *gin.Context) {
 		case <-watch.ch:
 		case <-deadline.C:
 			wait = 0 // answer the (empty) page now
+		case <-r.hub.stopping:
+			wait = 0 // the relay is shutting down: answer now
 		case <-ctx.Done():
 			return
 		}
@@ -217,6 +219,7 @@ func (r *Relay) eventBody(c *gin.Context) {
 	}
 	c.Header("Content-Disposition", fmt.Sprintf(`attachment; filename="%s.body"`, ev.ID))
 	c.Header("X-Content-Type-Options", "nosniff")
+	c.Header("Content-Security-Policy", "sandbox")
 	c.Data(http.StatusOK, ctype, ev.Body)
 }
 

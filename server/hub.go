@@ -20,6 +20,8 @@ type hub struct {
 	waiters  map[string]*waiter                // event id → sync sender waiting
 	watchers map[string]map[*watcher]struct{}  // channel id → watchers of new events
 	closed   bool
+	stopping chan struct{} // closed by drain: long-polls answer at once
+	stopOnce sync.Once
 	wg       sync.WaitGroup // agent sessions and workers
 }
 
@@ -42,6 +44,7 @@ func newHub(r *Relay) *hub {
 		workers:  make(map[int64]*groupWorker),
 		channels: make(map[string]map[int64]*groupWorker),
 		waiters:  make(map[string]*waiter),
+		stopping: make(chan struct{}),
 		watchers: make(map[string]map[*watcher]struct{}),
 	}
 }
@@ -236,13 +239,18 @@ type agentInfo struct {
 // closeSessions ends sessions matching keep==false (revoked tokens, deleted channels).
 func (h *hub) closeSessions(match func(a *agentSession) bool, code, msg string) int {
 	h.mu.Lock()
-	var victims []*agentSession
+	agents := make([]*agentSession, 0, len(h.agents))
 	for _, a := range h.agents {
+		agents = append(agents, a)
+	}
+	h.mu.Unlock()
+	// match runs without h.mu: it may take it (agentSession.subscribes does).
+	var victims []*agentSession
+	for _, a := range agents {
 		if match(a) {
 			victims = append(victims, a)
 		}
 	}
-	h.mu.Unlock()
 	for _, a := range victims {
 		a.sendError(code, msg)
 		a.close()
@@ -252,6 +260,7 @@ func (h *hub) closeSessions(match func(a *agentSession) bool, code, msg string) 
 
 // drain tells every agent to reconnect (elsewhere) because this relay stops.
 func (h *hub) drain(reason string) {
+	h.stopOnce.Do(func() { close(h.stopping) })
 	h.endStreams()
 	h.mu.Lock()
 	agents := make([]*agentSession, 0, len(h.agents))

@@ -63,9 +63,9 @@ func newInspector(r *Relay) (*inspector, error) {
 	return &inspector{relay: r, assets: assets, sessions: sessionStore{max: maxSessions, ttl: sessionTTL}}, nil
 }
 
-// register adds the page, the session endpoints and the UI's API routes.
-// auth is the API's authentication middleware (already wrapped with
-// withSession) and api the /api/v1 group that uses it.
+// register adds the page, the session endpoints and the UI's API routes;
+// api is the /api/v1 group, whose authentication accepts the session
+// cookie (withSession).
 func (in *inspector) register(e *gin.Engine, api *gin.RouterGroup) {
 	page := gin.WrapH(in.assets)
 	e.GET("/", page)

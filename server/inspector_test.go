@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,19 +64,17 @@ func startUI(t *testing.T, mod func(*Config)) *uiEnv {
 		},
 		stream: &http.Client{Transport: transport},
 	}
-	stopped := false
+	var once sync.Once
 	e.stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("serve: %v", err)
-		}
-		_ = r.Close()
-		_ = st.Close()
-		e.client.CloseIdleConnections()
+		once.Do(func() {
+			cancel()
+			if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+				t.Errorf("serve: %v", err)
+			}
+			_ = r.Close()
+			_ = st.Close()
+			e.client.CloseIdleConnections()
+		})
 	}
 	t.Cleanup(e.stop)
 	return e
@@ -771,5 +770,44 @@ func TestInspectorPageHeaders(t *testing.T) {
 	}
 	if resp, _ := e.do("GET", "/ui/assets/nope.js", ""); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("unknown asset: %d, want 404", resp.StatusCode)
+	}
+}
+
+// TestDeleteChannelWhileAgentsAreConnected: the browser tests found that
+// deleting a channel while any agent was connected deadlocked the hub
+// (closeSessions held hub.mu while its matcher took it again).
+func TestDeleteChannelWhileAgentsAreConnected(t *testing.T) {
+	t.Parallel()
+	e := startUI(t, nil)
+	e.channel(uiAdminToken, "doomed")
+	h := e.relay.hub
+	fake := &agentSession{id: "ses_elsewhere", relay: e.relay} // connected to other channels
+	h.mu.Lock()
+	h.agents[fake.id] = fake
+	h.mu.Unlock()
+	t.Cleanup(func() {
+		h.mu.Lock()
+		delete(h.agents, fake.id)
+		h.mu.Unlock()
+	})
+	status := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest("DELETE", e.URL+"/api/v1/channels/doomed", nil)
+		req.Header.Set("Authorization", "Bearer "+uiAdminToken)
+		resp, err := e.client.Do(req)
+		if err != nil {
+			status <- 0
+			return
+		}
+		resp.Body.Close()
+		status <- resp.StatusCode
+	}()
+	select {
+	case got := <-status:
+		if got != http.StatusNoContent {
+			t.Errorf("delete: %d, want 204", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("deleting a channel with an agent connected hung")
 	}
 }

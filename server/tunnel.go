@@ -155,14 +155,16 @@ func (a *agentSession) serve() {
 		Channels:  infos,
 		Limits:    protocol.Limits{MaxBody: r.cfg.MaxBody, MaxConcurrency: concurrency},
 	}}
-	if err := a.sendControl(welcome); err != nil {
-		return
-	}
-	_ = ctrl.SetDeadline(time.Time{})
+	// Register before the welcome: once the agent says "connected", the
+	// relay must already deliver to it (sync senders check for agents).
 	if !r.hub.register(a, groups) {
 		return
 	}
 	defer r.hub.unregister(a)
+	if err := a.sendControl(welcome); err != nil {
+		return
+	}
+	_ = ctrl.SetDeadline(time.Time{})
 	r.metrics.agentsConnected.Inc()
 	defer r.metrics.agentsConnected.Dec()
 	r.log.Info("agent connected", "session", a.id, "host", a.host, "version", a.agentVersion, "channels", len(infos))

@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package browsertest drives the inspector in real headless Chromium
 // (Debian's chromium, through playwright-core from npm) against a real
 // relay, a real agent and a target app, all in this process.
@@ -14,7 +16,7 @@
 package browsertest
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -30,6 +32,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -70,27 +73,51 @@ func nodePath(t *testing.T) string {
 }
 
 // runNode runs a node command in this directory, logging its output, and
-// fails the test on a non-zero exit.
+// fails the test on a non-zero exit. When ctx ends, node and the browser it
+// started (its process group) are killed.
 func runNode(t *testing.T, ctx context.Context, env []string, args ...string) {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, nodePath(t), args...)
 	cmd.Env = append(os.Environ(), env...)
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.StdoutPipe()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second // then stop waiting for output from leftover processes
+	out := &lineLog{t: t}
+	cmd.Stdout, cmd.Stderr = out, out
+	err := cmd.Run()
+	out.flush()
 	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(out)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		t.Log(sc.Text())
-	}
-	if err := cmd.Wait(); err != nil {
 		t.Fatalf("node %s: %v", strings.Join(args, " "), err)
+	}
+}
+
+// lineLog writes a command's output to the test log, line by line.
+type lineLog struct {
+	t   *testing.T
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (l *lineLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		l.t.Log(string(l.buf[:i]))
+		l.buf = l.buf[i+1:]
+	}
+}
+
+func (l *lineLog) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.buf) > 0 {
+		l.t.Log(string(l.buf))
+		l.buf = nil
 	}
 }
 

@@ -20,6 +20,11 @@ import os from 'node:os';
 import path from 'node:path';
 
 const env = process.env;
+// A watchdog: a hung step fails the run rather than waiting for the Go test's timeout.
+setTimeout(() => {
+  console.error('the browser script took over 100 s');
+  process.exit(2);
+}, 100_000).unref();
 const BASE = env.BASE_URL;
 const CONTROL = env.CONTROL_URL;
 const SHOTS = env.SCREENSHOT_DIR || os.tmpdir();
@@ -273,7 +278,8 @@ try {
   await waitFor(async () => (await page.locator('#events > li').count()) === 50, 5000, 'the first page of 50');
   await page.locator('.more').scrollIntoViewIfNeeded();
   await waitFor(async () => (await page.locator('#events > li').count()) === 56, 5000, 'the older events after scrolling');
-  check(await page.getByRole('option', { name: /\/github\?source=test, push/ }).count() === 2, 'the oldest events are listed once each');
+  // The older rows get their event names from the summaries a moment later.
+  await waitFor(async () => (await page.getByRole('option', { name: /\/github\?source=test, push/ }).count()) === 2, 3000, 'the oldest events, named');
   log('older events loaded on scroll');
 
   // --- dark theme and a phone
