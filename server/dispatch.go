@@ -254,8 +254,8 @@ func (w *groupWorker) take(ev *store.Event) {
 	if _, held := w.outstanding[ev.Seq]; held {
 		return
 	}
-	w.outstanding[ev.Seq] = 0
-	item := readyItem{ev: ev, eventID: ev.ID, seq: ev.Seq, attempt: 1}
+	w.outstanding[ev.Seq] = ev.GroupAttempts
+	item := readyItem{ev: ev, eventID: ev.ID, seq: ev.Seq, attempt: ev.GroupAttempts + 1}
 	if len(ev.Body) > inlineBodyLimit {
 		item.ev = nil // reload at dispatch: keeps large bodies out of the queue
 	}

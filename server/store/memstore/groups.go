@@ -113,7 +113,13 @@ func (s *Store) Pending(ctx context.Context, groupID int64, afterSeq int64, limi
 		if ev.e.State != store.EventAccepted || g.done[ev.e.Seq] {
 			continue
 		}
-		es = append(es, ev.copy(true))
+		e := ev.copy(true)
+		for _, d := range ev.deliveries {
+			if d.GroupID == groupID {
+				e.GroupAttempts++
+			}
+		}
+		es = append(es, e)
 		if len(es) == limit {
 			break
 		}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hookrelay/hookrelay/server/store"
@@ -137,11 +138,43 @@ func (s *Store) Pending(ctx context.Context, groupID int64, afterSeq int64, limi
 	if limit <= 0 {
 		limit = defaultPendingLimit
 	}
-	return s.queryEvents(ctx, op, true, `SELECT `+eventColumns+`, body FROM events AS e
+	es, err := s.queryEvents(ctx, op, true, `SELECT `+eventColumns+`, body FROM events AS e
 		WHERE channel_id = ? AND seq > ? AND state = ?
 		  AND NOT EXISTS (SELECT 1 FROM done_marks AS d WHERE d.group_id = ? AND d.event_seq = e.seq)
 		ORDER BY seq LIMIT ?`,
 		channelID, max(afterSeq, doneThrough), string(store.EventAccepted), groupID, limit)
+	if err != nil || len(es) == 0 {
+		return es, err
+	}
+	// Attempts already made for this group (the deliveries_event index
+	// leads with event_seq, so each count is a short index range).
+	args := make([]any, 0, len(es)+1)
+	args = append(args, groupID)
+	for _, e := range es {
+		args = append(args, e.Seq)
+	}
+	rows, err := s.rdb.QueryContext(ctx, `SELECT event_seq, count(*) FROM deliveries
+		WHERE group_id = ? AND event_seq IN (?`+strings.Repeat(", ?", len(es)-1)+`) GROUP BY event_seq`, args...)
+	if err != nil {
+		return nil, wrapErr(op, err)
+	}
+	defer rows.Close()
+	counts := make(map[int64]int)
+	for rows.Next() {
+		var seq int64
+		var n int
+		if err := rows.Scan(&seq, &n); err != nil {
+			return nil, wrapErr(op, err)
+		}
+		counts[seq] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrapErr(op, err)
+	}
+	for i := range es {
+		es[i].GroupAttempts = counts[es[i].Seq]
+	}
+	return es, nil
 }
 
 func scanGroup(r scanner) (store.Group, error) {

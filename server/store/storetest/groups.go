@@ -122,6 +122,16 @@ func testPending(t *testing.T, s store.Store) {
 		Error: "connection refused", StartedAt: baseTime()}))
 
 	checkIDs(t, "pending", pending(t, s, g.ID, 0, 10), "a1", "a3", "a4")
+	for _, e := range pending(t, s, g.ID, 0, 10) {
+		if want := map[string]int{"a3": 1}[e.ID]; e.GroupAttempts != want {
+			t.Errorf("pending %s: GroupAttempts = %d, want %d", e.ID, e.GroupAttempts, want)
+		}
+	}
+	for _, e := range pending(t, s, g2.ID, 0, 10) {
+		if e.GroupAttempts != 0 {
+			t.Errorf("pending of another group: %s GroupAttempts = %d, want 0", e.ID, e.GroupAttempts)
+		}
+	}
 	checkIDs(t, "pending of another group", pending(t, s, g2.ID, 0, 10), "a1", "a2", "a3", "a4")
 	checkIDs(t, "pending with limit", pending(t, s, g.ID, 0, 2), "a1", "a3")
 	checkIDs(t, "pending after a1", pending(t, s, g.ID, a1.Seq, 10), "a3", "a4")
