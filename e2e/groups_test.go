@@ -243,7 +243,7 @@ func TestLongPollEndsWhenRelayShutsDown(t *testing.T) {
 		done <- err
 	}()
 	waitFor(t, 5*time.Second, "long-poll waiting", func() bool {
-		return strings.Contains(metricsText(t, relay), "hookrelay_agents_connected") // the relay answers while the poll waits
+		return strings.Contains(metricsText(t, relay), "hookrelay_long_polls_waiting 1")
 	})
 	start := time.Now()
 	relay.Stop() // fails the test if Serve returns an error (a shutdown that timed out)

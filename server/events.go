@@ -121,6 +121,8 @@ func (r *Relay) listEvents(c *gin.Context) {
 	if wait > 0 {
 		watch = r.hub.watch(ch.ID)
 		defer r.hub.unwatch(ch.ID, watch)
+		r.metrics.longPolls.Inc()
+		defer r.metrics.longPolls.Dec()
 	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()

@@ -18,6 +18,7 @@ type metrics struct {
 	deliveries       *prometheus.CounterVec
 	deliveryDuration prometheus.Histogram
 	agentsConnected  prometheus.Gauge
+	longPolls        prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -39,8 +40,11 @@ func newMetrics() *metrics {
 		agentsConnected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "hookrelay_agents_connected", Help: "Agents connected over the tunnel now.",
 		}),
+		longPolls: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hookrelay_long_polls_waiting", Help: "Event list requests waiting (wait=) for a new event now.",
+		}),
 	}
-	m.registry.MustRegister(m.eventsReceived, m.eventsRejected, m.deliveries, m.deliveryDuration, m.agentsConnected,
+	m.registry.MustRegister(m.eventsReceived, m.eventsRejected, m.deliveries, m.deliveryDuration, m.agentsConnected, m.longPolls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
