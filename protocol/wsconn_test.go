@@ -429,3 +429,28 @@ func TestConnWriteDeadline(t *testing.T) {
 		t.Fatal("Write blocked past its deadline")
 	}
 }
+
+// TestConnJoinsMuxHeaderAndBody checks that a yamux data-frame header is
+// sent in one message with its body, and other writes go alone.
+func TestConnJoinsMuxHeaderAndBody(t *testing.T) {
+	t.Parallel()
+	cws, sws := wsPair(t)
+	c := protocol.NewConn(cws, protocol.ConnConfig{})
+	t.Cleanup(func() { c.Close() })
+	dataHdr := []byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5} // version 0, data, stream 1, length 5
+	windowHdr := []byte{0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0} // window update: no body follows
+	emptyData := []byte{0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0} // data with FIN, length 0: no body
+	for _, w := range [][]byte{dataHdr, []byte("hello"), windowHdr, emptyData} {
+		if n, err := c.Write(w); err != nil || n != len(w) {
+			t.Fatalf("Write(%d bytes) = %d, %v", len(w), n, err)
+		}
+	}
+	want := [][]byte{append(append([]byte{}, dataHdr...), "hello"...), windowHdr, emptyData}
+	_ = sws.SetReadDeadline(time.Now().Add(waitLimit))
+	for i, w := range want {
+		kind, msg, err := sws.ReadMessage()
+		if err != nil || kind != websocket.BinaryMessage || !bytes.Equal(msg, w) {
+			t.Fatalf("message %d = %v %x (%v), want %x", i, kind, msg, err, w)
+		}
+	}
+}

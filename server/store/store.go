@@ -72,13 +72,13 @@ type Event struct {
 	RejectReason string
 
 	// Summary of delivery, maintained by RecordDelivery.
-	LastStatus   int // app's status of the latest delivery with a response; 0: none yet
-	Attempts     int // delivery attempts over all groups
+	LastStatus int // app's status of the latest delivery with a response; 0: none yet
+	Attempts   int // delivery attempts over all groups
 	// GroupAttempts is set by Pending only: the attempts already recorded
 	// for the group asking, so a delivery cut off by a crash or restart is
 	// numbered as a repeat.
 	GroupAttempts int
-	DeliveredAny bool
+	DeliveredAny  bool
 }
 
 // EventQuery selects events of one channel, newest first.
