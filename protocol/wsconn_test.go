@@ -437,7 +437,7 @@ func TestConnJoinsMuxHeaderAndBody(t *testing.T) {
 	cws, sws := wsPair(t)
 	c := protocol.NewConn(cws, protocol.ConnConfig{})
 	t.Cleanup(func() { c.Close() })
-	dataHdr := []byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5} // version 0, data, stream 1, length 5
+	dataHdr := []byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5}   // version 0, data, stream 1, length 5
 	windowHdr := []byte{0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0} // window update: no body follows
 	emptyData := []byte{0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0} // data with FIN, length 0: no body
 	for _, w := range [][]byte{dataHdr, []byte("hello"), windowHdr, emptyData} {
