@@ -92,9 +92,10 @@ func TestHandlerAnswersInsteadOfTarget(t *testing.T) {
 			t.Errorf("%s: response %+v %q, want error code %s", tt.path, resp, body, tt.code)
 		}
 	}
-	if !strings.Contains(cfg.Out.(*syncBuffer).String(), "POST /github?a=1&a=2  -  201") {
-		t.Errorf("no delivery line for the handled event:\n%s", cfg.Out.(*syncBuffer))
-	}
+	// The line is printed after the answer is sent.
+	waitFor(t, "the delivery line of the handled event", func() bool {
+		return strings.Contains(cfg.Out.(*syncBuffer).String(), "POST /github?a=1&a=2  -  201")
+	})
 }
 
 func TestHandlerConfig(t *testing.T) {

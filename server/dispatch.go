@@ -40,6 +40,8 @@ type groupWorker struct {
 	overflow atomic.Bool         // publish found incoming full: rescan the store
 	results  chan deliveryResult // finished attempts
 	replays  chan *store.Event   // events to deliver again (replay); pointers keep an idle worker small
+	done     chan struct{}       // closed when run has returned
+	prev     *groupWorker        // the group's previous worker, still finishing; run waits for it
 	ctx      context.Context     // ended by stop
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // delivery goroutines
@@ -84,6 +86,7 @@ func newGroupWorker(r *Relay, g store.Group) *groupWorker {
 		ctx:         ctx,
 		cancel:      cancel,
 		outstanding: make(map[int64]int),
+		done:        make(chan struct{}),
 	}
 	return w
 }
@@ -192,7 +195,18 @@ func (w *groupWorker) run() {
 	defer func() {
 		w.wg.Wait()
 		w.persist(true)
+		close(w.done)
+		w.relay.hub.retired(w)
 	}()
+	if w.prev != nil {
+		// The group's previous worker may still be recording its last
+		// attempts; reading Pending before it is done would send them again.
+		select {
+		case <-w.prev.done:
+		case <-w.ctx.Done():
+			return
+		}
+	}
 	w.scanFrom = w.group.DoneThrough
 	w.horizon = w.group.DoneThrough
 	w.persisted = w.group.DoneThrough

@@ -16,6 +16,7 @@ type hub struct {
 	mu       sync.Mutex
 	agents   map[string]*agentSession          // by session id
 	workers  map[int64]*groupWorker            // by group id
+	retiring map[int64]*groupWorker            // stopped workers still finishing, by group id
 	channels map[string]map[int64]*groupWorker // channel id → its live groups
 	waiters  map[string]*waiter                // event id → sync sender waiting
 	watchers map[string]map[*watcher]struct{}  // channel id → watchers of new events
@@ -44,6 +45,7 @@ func newHub(r *Relay) *hub {
 		workers:  make(map[int64]*groupWorker),
 		channels: make(map[string]map[int64]*groupWorker),
 		waiters:  make(map[string]*waiter),
+		retiring: make(map[int64]*groupWorker),
 		stopping: make(chan struct{}),
 		watchers: make(map[string]map[*watcher]struct{}),
 	}
@@ -131,6 +133,7 @@ func (h *hub) join(a *agentSession, groups []store.Group) {
 		w := h.workers[g.ID]
 		if w == nil {
 			w = newGroupWorker(h.relay, g)
+			w.prev = h.retiring[g.ID]
 			h.workers[g.ID] = w
 			if h.channels[g.ChannelID] == nil {
 				h.channels[g.ChannelID] = make(map[int64]*groupWorker)
@@ -187,6 +190,7 @@ func (h *hub) detach(a *agentSession, w *groupWorker) {
 		return
 	}
 	w.stop()
+	h.retiring[w.group.ID] = w
 	delete(h.workers, w.group.ID)
 	delete(h.channels[w.group.ChannelID], w.group.ID)
 	if len(h.channels[w.group.ChannelID]) == 0 {
@@ -351,4 +355,13 @@ func (h *hub) sessionsOfToken(tokenID string) int {
 		}
 	}
 	return n
+}
+
+// retired forgets a worker whose run has returned.
+func (h *hub) retired(w *groupWorker) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.retiring[w.group.ID] == w {
+		delete(h.retiring, w.group.ID)
+	}
 }

@@ -314,11 +314,18 @@ func (a *agentSession) deliver(ctx context.Context, req *protocol.DeliveryReques
 	stop := context.AfterFunc(ctx, func() { _ = stream.SetDeadline(time.Now()) })
 	defer stop()
 	_ = stream.SetDeadline(time.Now().Add(a.relay.cfg.DeliveryTimeout))
-	if err := protocol.WriteRequest(stream, req, bytes.NewReader(body)); err != nil {
-		return nil, nil, fmt.Errorf("%w: send request: %v", errAgentGone, err)
+	writeErr := protocol.WriteRequest(stream, req, bytes.NewReader(body))
+	if writeErr != nil {
+		// yamux may report a write as failed when the session shut down
+		// right after the agent had the bytes: the agent's answer can still
+		// be in the stream's buffer, and it is the truth when it is there.
+		_ = stream.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	}
 	resp, err := protocol.ReadResponse(stream)
 	if err != nil {
+		if writeErr != nil {
+			return nil, nil, fmt.Errorf("%w: send request: %v", errAgentGone, writeErr)
+		}
 		return nil, nil, fmt.Errorf("%w: read response: %v", errAgentGone, err)
 	}
 	if resp.ErrorCode == protocol.ErrCodeAgentStopping {
