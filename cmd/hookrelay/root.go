@@ -20,7 +20,10 @@ and returns your app's response to the sender.
 
   hookrelay server                                  run a relay
   hookrelay channel create                          make a channel (prints its URL)
-  hookrelay connect CHANNEL --to http://localhost:3000/webhooks`,
+  hookrelay connect CHANNEL --to http://localhost:3000/webhooks
+  hookrelay events list CHANNEL                     look back; events replay ID to send one again
+  hookrelay capture CHANNEL --count 1 --timeout 2m  wait for webhooks in CI (exit 3 on timeout)
+  hookrelay replay FILE --to URL                    resend an event saved with connect --save`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
