@@ -1,11 +1,9 @@
 package loadtest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/hashicorp/yamux"
 
+	"github.com/hookrelay/hookrelay/client"
 	"github.com/hookrelay/hookrelay/protocol"
 )
 
@@ -160,8 +159,9 @@ func Agents(ctx context.Context, cfg AgentsConfig) (*AgentsResult, error) {
 	if err := raiseFileLimit(uint64(cfg.Count) + 256); err != nil {
 		return nil, err
 	}
-	api := &apiClient{base: strings.TrimRight(cfg.Server, "/"), token: cfg.Token,
-		hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	api := &apiClient{API: client.NewAPI(cfg.Server, cfg.Token), hc: hc}
+	api.HTTP = hc
 	defer api.hc.CloseIdleConnections()
 	res := &AgentsResult{Server: cfg.Server, Channel: cfg.Channel, Group: cfg.Group, Count: cfg.Count}
 	if res.Channel == "" {
@@ -467,55 +467,16 @@ func wsURL(server string) (string, error) {
 	return u.String(), nil
 }
 
-// apiClient calls the few relay API routes the tool needs.
+// apiClient calls the few relay API routes the tool needs, through the
+// client package's API client.
 type apiClient struct {
-	base, token string
-	hc          *http.Client
+	*client.API
+	hc *http.Client // also reads /metrics
 }
 
 func (c *apiClient) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
-		return err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach the relay (is it running at %s?): %w", c.base, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
+	if err := c.Do(ctx, method, path, in, out); err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	if resp.StatusCode >= 300 {
-		msg := strings.TrimSpace(string(data))
-		var e struct{ Error string }
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			msg = e.Error
-		}
-		if resp.StatusCode == http.StatusUnauthorized {
-			msg += "; check --token"
-		}
-		return fmt.Errorf("%s %s: relay answered %d: %s", method, path, resp.StatusCode, msg)
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("%s %s: %w", method, path, err)
-		}
 	}
 	return nil
 }
