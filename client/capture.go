@@ -1,10 +1,8 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -14,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/hookrelay/hookrelay/protocol"
 )
@@ -141,26 +138,13 @@ type CapturedEvent struct {
 // SetEscapeHTML(false) keeps them).
 func (e CapturedEvent) MarshalJSON() ([]byte, error) {
 	type plain CapturedEvent // without the methods, to avoid recursion
-	f := struct {
+	if e.Headers == nil {
+		e.Headers = []SavedHeader{}
+	}
+	return marshalLine(struct {
 		plain
-		BodyText     string `json:"body"`
-		BodyEncoding string `json:"body_encoding"`
-	}{plain: plain(e)}
-	if f.Headers == nil {
-		f.Headers = []SavedHeader{}
-	}
-	if utf8.Valid(e.Body) {
-		f.BodyText, f.BodyEncoding = string(e.Body), BodyUTF8
-	} else {
-		f.BodyText, f.BodyEncoding = base64.StdEncoding.EncodeToString(e.Body), BodyBase64
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false) // keep <, > and & readable
-	if err := enc.Encode(f); err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+		jsonBody
+	}{plain(e), newJSONBody(e.Body)})
 }
 
 // UnmarshalJSON reads the form MarshalJSON writes.
@@ -168,26 +152,15 @@ func (e *CapturedEvent) UnmarshalJSON(data []byte) error {
 	type plain CapturedEvent
 	var f struct {
 		plain
-		BodyText     string `json:"body"`
-		BodyEncoding string `json:"body_encoding"`
+		jsonBody
 	}
 	if err := json.Unmarshal(data, &f); err != nil {
 		return err
 	}
 	*e = CapturedEvent(f.plain)
-	switch f.BodyEncoding {
-	case BodyUTF8, "":
-		e.Body = []byte(f.BodyText)
-	case BodyBase64:
-		body, err := base64.StdEncoding.DecodeString(f.BodyText)
-		if err != nil {
-			return fmt.Errorf("body: %w", err)
-		}
-		e.Body = body
-	default:
-		return fmt.Errorf("body_encoding %q: want %q or %q", f.BodyEncoding, BodyUTF8, BodyBase64)
-	}
-	return nil
+	var err error
+	e.Body, err = f.jsonBody.bytes()
+	return err
 }
 
 func capturedEvent(req *protocol.DeliveryRequest, body []byte) CapturedEvent {

@@ -50,23 +50,10 @@ type SavedHeader struct {
 // carry that losslessly) and as base64 otherwise.
 func (e SavedEvent) MarshalJSON() ([]byte, error) {
 	type plain SavedEvent // without the methods, to avoid recursion
-	f := struct {
+	return marshalLine(struct {
 		plain
-		BodyText     string `json:"body"`
-		BodyEncoding string `json:"body_encoding"`
-	}{plain: plain(e)}
-	if utf8.Valid(e.Body) {
-		f.BodyText, f.BodyEncoding = string(e.Body), BodyUTF8
-	} else {
-		f.BodyText, f.BodyEncoding = base64.StdEncoding.EncodeToString(e.Body), BodyBase64
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(f); err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+		jsonBody
+	}{plain(e), newJSONBody(e.Body)})
 }
 
 // UnmarshalJSON reads the form MarshalJSON writes.
@@ -74,26 +61,56 @@ func (e *SavedEvent) UnmarshalJSON(data []byte) error {
 	type plain SavedEvent
 	var f struct {
 		plain
-		BodyText     string `json:"body"`
-		BodyEncoding string `json:"body_encoding"`
+		jsonBody
 	}
 	if err := json.Unmarshal(data, &f); err != nil {
 		return err
 	}
 	*e = SavedEvent(f.plain)
-	switch f.BodyEncoding {
-	case BodyUTF8, "":
-		e.Body = []byte(f.BodyText)
-	case BodyBase64:
-		body, err := base64.StdEncoding.DecodeString(f.BodyText)
-		if err != nil {
-			return fmt.Errorf("body: %w", err)
-		}
-		e.Body = body
-	default:
-		return fmt.Errorf("body_encoding %q: want %q or %q", f.BodyEncoding, BodyUTF8, BodyBase64)
+	var err error
+	e.Body, err = f.jsonBody.bytes()
+	return err
+}
+
+// jsonBody is a body as saved and captured files hold it: "body" as text
+// when it is valid UTF-8, else base64, as "body_encoding" says.
+type jsonBody struct {
+	Text     string `json:"body"`
+	Encoding string `json:"body_encoding"`
+}
+
+func newJSONBody(b []byte) jsonBody {
+	if utf8.Valid(b) {
+		return jsonBody{string(b), BodyUTF8}
 	}
-	return nil
+	return jsonBody{base64.StdEncoding.EncodeToString(b), BodyBase64}
+}
+
+func (j jsonBody) bytes() ([]byte, error) {
+	switch j.Encoding {
+	case BodyUTF8, "":
+		return []byte(j.Text), nil
+	case BodyBase64:
+		body, err := base64.StdEncoding.DecodeString(j.Text)
+		if err != nil {
+			return nil, fmt.Errorf("body: %w", err)
+		}
+		return body, nil
+	default:
+		return nil, fmt.Errorf("body_encoding %q: want %q or %q", j.Encoding, BodyUTF8, BodyBase64)
+	}
+}
+
+// marshalLine encodes v as one line of JSON with <, > and & as they are
+// (json.Marshal would escape them).
+func marshalLine(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }
 
 // request turns the saved event back into a delivery request, to go through
