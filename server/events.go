@@ -225,20 +225,13 @@ func (r *Relay) eventBody(c *gin.Context) {
 	c.Data(http.StatusOK, ctype, ev.Body)
 }
 
-// deliveryJSON is one delivery attempt as the API shows it.
+// deliveryJSON is one delivery attempt as the API shows it: what the live
+// stream shows, with the app's response.
 type deliveryJSON struct {
-	ID              string         `json:"id"`
-	Group           string         `json:"group"`
-	Agent           string         `json:"agent"`
-	Attempt         int            `json:"attempt"`
-	StartedAt       time.Time      `json:"started_at"`
-	DurationMS      float64        `json:"duration_ms"`
-	Status          int            `json:"status,omitempty"`
-	Error           string         `json:"error,omitempty"`
+	liveDelivery
 	ResponseHeaders []store.Header `json:"response_headers"`
 	ResponseBody    string         `json:"response_body"`
 	BodyEncoding    string         `json:"response_body_encoding"`
-	Done            bool           `json:"done"`
 }
 
 // eventDeliveries handles GET /api/v1/events/:id/deliveries.
@@ -259,11 +252,7 @@ func (r *Relay) eventDeliveries(c *gin.Context) {
 		if hs == nil {
 			hs = []store.Header{}
 		}
-		out[i] = deliveryJSON{
-			ID: d.ID, Group: d.GroupName, Agent: d.AgentID, Attempt: d.Attempt, StartedAt: d.StartedAt,
-			DurationMS: float64(d.Duration.Microseconds()) / 1000, Status: d.Status, Error: d.Error,
-			ResponseHeaders: hs, ResponseBody: body, BodyEncoding: enc, Done: d.Done,
-		}
+		out[i] = deliveryJSON{liveDelivery: newLiveDelivery(d), ResponseHeaders: hs, ResponseBody: body, BodyEncoding: enc}
 	}
 	c.JSON(http.StatusOK, gin.H{"deliveries": out})
 }
