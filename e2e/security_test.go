@@ -172,6 +172,16 @@ func TestAccessByRoleAndTeam(t *testing.T) {
 			t.Errorf("%s create token for team B: %d, want %d", who, got, want)
 		}
 	}
+	// Tokens record when they were last used; listing never shows secrets.
+	toks, err := relay.api().ListTokens(t.Context(), "team-A")
+	if err != nil || len(toks) != 3 {
+		t.Fatalf("team A tokens: %+v %v", toks, err)
+	}
+	for _, tok := range toks {
+		if tok.LastUsedAt == nil || tok.Token != "" {
+			t.Errorf("token %s (%s): last used %v, secret shown %q", tok.ID, tok.Role, tok.LastUsedAt, tok.Token)
+		}
+	}
 	// Agents: a team-B agent cannot subscribe to team A's channel.
 	a, err := client.New(client.Config{ServerURL: relay.URL, Token: s.tokens["B-agent"], Target: "http://127.0.0.1:1",
 		Subscriptions: []protocol.Subscription{{Channel: s.chanA}}, Out: io.Discard})
