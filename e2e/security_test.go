@@ -172,6 +172,38 @@ func TestAccessByRoleAndTeam(t *testing.T) {
 			t.Errorf("%s create token for team B: %d, want %d", who, got, want)
 		}
 	}
+	// The remaining routes, by role, on one's own team and on the other.
+	streamB := route{"stream", "GET", "/api/v1/channels/" + s.chanB + "/stream", ""}
+	summariesB := route{"summaries", "GET", "/api/v1/channels/" + s.chanB + "/event-summaries?ids=" + eventB, ""}
+	summariesA := route{"summaries", "GET", "/api/v1/channels/" + s.chanA + "/event-summaries?ids=" + eventA, ""}
+	createCh := route{"create channel", "POST", "/api/v1/channels", `{}`}
+	listTeams := route{"list teams", "GET", "/api/v1/teams", ""}
+	listTokens := route{"list tokens", "GET", "/api/v1/tokens", ""}
+	revokeB := route{"revoke B's token", "DELETE", "/api/v1/tokens/" + s.tokenIDs["B-member"], ""}
+	for _, tc := range []struct {
+		who  string
+		r    route
+		want int
+	}{
+		{"A-member", streamB, 404}, {"readkey-A", streamB, 404},
+		{"A-member", summariesB, 404}, {"A-agent", summariesA, 200}, {"readkey-A", summariesA, 200},
+		{"A-agent", createCh, 403}, {"readkey-A", createCh, 403},
+		{"A-agent", listTeams, 200}, {"readkey-A", listTeams, 200},
+		{"A-member", listTokens, 403}, {"A-agent", listTokens, 403}, {"A-admin", listTokens, 200},
+		{"A-admin", revokeB, 404}, {"A-member", revokeB, 404}, {"readkey-A", revokeB, 404},
+	} {
+		if got := call(s.tokens[tc.who], tc.r); got != tc.want {
+			t.Errorf("%s %s: %d, want %d", tc.who, tc.r.name, got, tc.want)
+		}
+	}
+	// Deleting: an agent token cannot, a member of the team can; team lists show only one's own team.
+	delA := route{"delete", "DELETE", "/api/v1/channels/" + s.chanA, ""}
+	if got := call(s.tokens["A-agent"], delA); got != http.StatusForbidden {
+		t.Errorf("agent deletes its team's channel: %d, want 403", got)
+	}
+	if teams, err := client.NewAPI(relay.URL, s.tokens["A-member"]).ListTeams(t.Context()); err != nil || len(teams) != 1 || teams[0].ID != s.teamAID {
+		t.Errorf("team A member sees teams %+v (%v)", teams, err)
+	}
 	// Tokens record when they were last used; listing never shows secrets.
 	toks, err := relay.api().ListTokens(t.Context(), "team-A")
 	if err != nil || len(toks) != 3 {
@@ -183,6 +215,11 @@ func TestAccessByRoleAndTeam(t *testing.T) {
 		}
 	}
 	// Agents: a team-B agent cannot subscribe to team A's channel.
+	defer func() {
+		if got := call(s.tokens["A-member"], delA); got != http.StatusNoContent {
+			t.Errorf("member deletes its team's channel: %d, want 204", got)
+		}
+	}()
 	a, err := client.New(client.Config{ServerURL: relay.URL, Token: s.tokens["B-agent"], Target: "http://127.0.0.1:1",
 		Subscriptions: []protocol.Subscription{{Channel: s.chanA}}, Out: io.Discard})
 	if err != nil {
