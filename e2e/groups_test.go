@@ -262,3 +262,38 @@ func metricsText(t *testing.T, relay *relayEnv) string {
 	}
 	return string(body)
 }
+
+// TestHandOverOverflowLosesNothing fills a group's in-memory hand-over
+// queue while the app is stuck, so the dispatcher must fall back to
+// reading the store: every event still arrives exactly once.
+func TestHandOverOverflowLosesNothing(t *testing.T) {
+	t.Parallel()
+	bc, target := newBodyCounter(t)
+	unblock := make(chan struct{})
+	bc.block = unblock
+	relay := startRelay(t)
+	ch := relay.channel(t, client.CreateChannel{Async: true})
+	relay.startAgent(t, ch, target.URL, func(c *client.Config) { c.Concurrency = 1 })
+	post(t, relay.ingress(ch), "text/plain", []byte("block")) // occupies the only slot
+	<-bc.hit
+	const n = 700
+	for i := range n {
+		if resp, _ := post(t, relay.ingress(ch), "text/plain", []byte(fmt.Sprint("ev-", i))); resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	close(unblock)
+	waitFor(t, 30*time.Second, "every event delivered", func() bool {
+		for i := range n {
+			if bc.count(fmt.Sprint("ev-", i)) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	for i := range n {
+		if c := bc.count(fmt.Sprint("ev-", i)); c != 1 {
+			t.Errorf("ev-%d arrived %d times", i, c)
+		}
+	}
+}

@@ -92,7 +92,7 @@ func newGroupWorker(r *Relay, g store.Group) *groupWorker {
 }
 
 const (
-	incomingQueue   = 1024    // events handed over in memory per group
+	incomingQueue   = 256     // events handed over in memory per group; more fall back to a store scan
 	readyTarget     = 64      // events read ahead of the agents' free slots
 	inlineBodyLimit = 1 << 20 // larger bodies are reloaded from the store at dispatch
 	rescanInterval  = 30 * time.Second
