@@ -1,7 +1,10 @@
 // Package client is the hookrelay agent: it connects to a relay over the
 // tunnel (package protocol), subscribes to channels, forwards every delivery
 // byte for byte to one local target URL and sends the target's response back.
-// It also saves delivered events to a directory and replays saved ones.
+// It also saves delivered events to a directory and replays saved ones,
+// answers deliveries itself when Config.Handler is set (Capture, for CI
+// jobs waiting for webhooks), and holds a small client of the relay's JSON
+// API (API) for the command line.
 //
 // An Agent owns one tunnel at a time. Run dials the relay, says hello, and
 // then serves two loops on the session: the control stream (drain, errors)
