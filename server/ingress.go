@@ -77,7 +77,7 @@ func (r *Relay) ingress(c *gin.Context) {
 	}
 	readDeadline := time.Now().Add(r.cfg.ReadTimeout + time.Duration(expect/(64<<10))*time.Second)
 	_ = http.NewResponseController(c.Writer).SetReadDeadline(readDeadline)
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, req.Body, r.cfg.MaxBody))
+	body, err := readBody(http.MaxBytesReader(c.Writer, req.Body, r.cfg.MaxBody), req.ContentLength)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -287,3 +287,19 @@ func newID(prefix string) string {
 
 // NewChannelID returns a new unguessable channel id (128 random bits).
 func NewChannelID() string { return newID("") }
+
+// readBody reads a whole body, allocating once when its length is known
+// (io.ReadAll would grow and copy a 25 MiB body many times).
+func readBody(r io.Reader, length int64) ([]byte, error) {
+	if length <= 0 {
+		return io.ReadAll(r)
+	}
+	body := make([]byte, length)
+	if _, err := io.ReadFull(r, body); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("the body ended before its Content-Length of %d bytes: %w", length, err)
+		}
+		return nil, err
+	}
+	return body, nil
+}
