@@ -297,3 +297,20 @@ func TestHandOverOverflowLosesNothing(t *testing.T) {
 		}
 	}
 }
+
+func TestAgentOfExpiredChannelIsToldWhy(t *testing.T) {
+	t.Parallel()
+	relay := startRelay(t, func(c *server.Config) { c.PruneInterval = 50 * time.Millisecond })
+	ch := relay.channel(t, client.CreateChannel{TTL: "700ms"})
+	target := hashTarget(t)
+	ae := relay.startAgent(t, ch, target.URL)
+	select {
+	case err := <-ae.done:
+		ae.once.Do(func() {})
+		if err == nil || !strings.Contains(err.Error(), "does not exist") && !strings.Contains(err.Error(), "expired") {
+			t.Fatalf("agent of an expired channel ended with %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the agent of an expired channel is still connected")
+	}
+}

@@ -365,3 +365,14 @@ func (h *hub) retired(w *groupWorker) {
 		delete(h.retiring, w.group.ID)
 	}
 }
+
+// liveChannels lists the channels that have a group with an agent.
+func (h *hub) liveChannels() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ids := make([]string, 0, len(h.channels))
+	for id := range h.channels {
+		ids = append(ids, id)
+	}
+	return ids
+}

@@ -2,8 +2,11 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
+	"github.com/hookrelay/hookrelay/protocol"
 	"github.com/hookrelay/hookrelay/server/store"
 )
 
@@ -39,5 +42,23 @@ func (r *Relay) prune(ctx context.Context, now time.Time) (store.PruneResult, er
 	if res.Events+res.Groups+res.Channels > 0 {
 		r.log.Info("retention", "events_deleted", res.Events, "groups_dropped", res.Groups, "channels_expired", res.Channels)
 	}
+	if res.Channels > 0 {
+		r.endExpiredTunnels(ctx)
+	}
 	return res, nil
+}
+
+// endExpiredTunnels disconnects the agents of channels that no longer
+// exist (their TTL passed), telling them why.
+func (r *Relay) endExpiredTunnels(ctx context.Context) {
+	for _, id := range r.hub.liveChannels() {
+		_, err := r.store.GetChannel(ctx, id)
+		if !errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		r.channels.forget(id)
+		r.limiters.forget(id)
+		r.hub.closeSessions(func(a *agentSession) bool { return a.subscribes(id) },
+			protocol.CodeChannelNotFound, fmt.Sprintf("channel %q expired (its TTL passed) and was deleted", id))
+	}
 }
