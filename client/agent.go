@@ -188,7 +188,11 @@ func (a *Agent) loop(ctx context.Context, retiring *sync.WaitGroup) error {
 
 		start := time.Now()
 		a.setState(State{Status: StatusConnected, SessionID: t.welcome.SessionID, Channels: t.welcome.Channels})
-		a.out.connected(a.cfg.ServerURL, a.cfg.Target, t.welcome.Channels)
+		target := a.cfg.Target
+		if a.cfg.Handler != nil {
+			target = "(answered here)" // Target holds only a placeholder then
+		}
+		a.out.connected(a.cfg.ServerURL, target, t.welcome.Channels)
 		end := t.serve(ctx)
 		if ctx.Err() != nil {
 			t.stopAccepting() // before the state says so, for those who watch it
