@@ -308,7 +308,11 @@ type watcher struct {
 }
 
 func (h *hub) watch(channelID string) *watcher {
-	w := &watcher{ch: make(chan struct{}, 1)}
+	return h.addWatcher(channelID, &watcher{ch: make(chan struct{}, 1)})
+}
+
+// addWatcher registers w for the channel's new events; unwatch ends it.
+func (h *hub) addWatcher(channelID string, w *watcher) *watcher {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.watchers[channelID] == nil {

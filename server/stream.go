@@ -79,14 +79,7 @@ func (q *liveQueue) end() {
 
 // watchLive registers a stream's watcher for a channel; unwatch ends it.
 func (h *hub) watchLive(channelID string) *watcher {
-	w := &watcher{ch: make(chan struct{}, 1), live: &liveQueue{}}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.watchers[channelID] == nil {
-		h.watchers[channelID] = make(map[*watcher]struct{})
-	}
-	h.watchers[channelID][w] = struct{}{}
-	return w
+	return h.addWatcher(channelID, &watcher{ch: make(chan struct{}, 1), live: &liveQueue{}})
 }
 
 // liveWatchers lists the stream watchers of a channel.
