@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // Control message types.
@@ -15,6 +16,7 @@ const (
 	TypeUnsubscribe = "unsubscribe" // agent → relay
 	TypeSubscribed  = "subscribed"  // relay → agent, the answer to subscribe
 	TypeDrain       = "drain"       // relay → agent: reconnect, this relay is going away
+	TypeHealth      = "health"      // agent → relay: how the agent's targets are doing (optional)
 )
 
 // Error codes carried in Error.Code.
@@ -51,6 +53,7 @@ type ControlMessage struct {
 	Unsubscribe []Subscription `json:"unsubscribe,omitempty"`
 	Subscribed  []ChannelInfo  `json:"subscribed,omitempty"`
 	Drain       string         `json:"drain,omitempty"` // reason
+	Health      *Health        `json:"health,omitempty"`
 }
 
 // Subscription asks for the events of one channel, as one group.
@@ -100,6 +103,31 @@ type Welcome struct {
 	SessionID string        `json:"session_id"`
 	Channels  []ChannelInfo `json:"channels"`
 	Limits    Limits        `json:"limits"`
+	// Node names the relay node that holds the session, for the agent's
+	// display; optional (older relays leave it out).
+	Node string `json:"node,omitempty"`
+}
+
+// Limits on a Health message.
+const (
+	MaxHealthTargets = 64   // targets in one Health
+	maxTargetURL     = 2048 // bytes of a TargetHealth.URL
+	maxHealthError   = 1024 // bytes of a TargetHealth.Error
+)
+
+// Health tells the relay how the agent's targets are doing. The agent sends
+// the whole list after the welcome and again whenever a target's state
+// changes; each message replaces the previous one.
+type Health struct {
+	Targets []TargetHealth `json:"targets"`
+}
+
+// TargetHealth is the state of one target of the agent.
+type TargetHealth struct {
+	URL   string    `json:"url"`             // the target, without credentials
+	Up    bool      `json:"up"`              // the target answered its last request or check
+	Error string    `json:"error,omitempty"` // why it is down
+	Since time.Time `json:"since"`           // when it entered this state
 }
 
 // Error refuses a Hello or a Subscribe, or ends a session.
@@ -166,6 +194,8 @@ func (m *ControlMessage) validate() error {
 			return missing("subscribed channels")
 		}
 	case TypeDrain:
+	case TypeHealth:
+		return m.Health.validate()
 	default:
 		return fmt.Errorf("%w %q", ErrUnknownType, m.Type)
 	}
@@ -191,6 +221,8 @@ func (m *ControlMessage) dropOthers() {
 		keep.Subscribed = m.Subscribed
 	case TypeDrain:
 		keep.Drain = m.Drain
+	case TypeHealth:
+		keep.Health = m.Health
 	}
 	*m = keep
 }
@@ -211,6 +243,24 @@ func (h *Hello) validate() error {
 	for _, s := range h.Subscriptions {
 		if err := s.Validate(); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+func (h *Health) validate() error {
+	if h == nil {
+		return errors.New("protocol: health message without health")
+	}
+	if len(h.Targets) > MaxHealthTargets {
+		return fmt.Errorf("protocol: health lists %d targets, more than %d", len(h.Targets), MaxHealthTargets)
+	}
+	for _, t := range h.Targets {
+		if t.URL == "" || len(t.URL) > maxTargetURL || hasCTL(t.URL) {
+			return fmt.Errorf("protocol: health target URL must be 1 to %d printable bytes", maxTargetURL)
+		}
+		if len(t.Error) > maxHealthError {
+			return fmt.Errorf("protocol: health target error longer than %d bytes", maxHealthError)
 		}
 	}
 	return nil

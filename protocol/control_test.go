@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hookrelay/hookrelay/protocol"
 )
@@ -41,6 +42,11 @@ func TestControlRoundTrip(t *testing.T) {
 		{Type: protocol.TypeSubscribed, Subscribed: []protocol.ChannelInfo{{Channel: "ch_3", Group: "g", URL: "https://relay.example/h/ch_3"}}},
 		{Type: protocol.TypeDrain, Drain: "relay restarting"},
 		{Type: protocol.TypeDrain},
+		{Type: protocol.TypeHealth, Health: &protocol.Health{Targets: []protocol.TargetHealth{
+			{URL: "http://localhost:3000", Up: true, Since: time.Date(2025, 3, 1, 12, 30, 45, 0, time.UTC)},
+			{URL: "http://localhost:4000", Error: "connection refused", Since: time.Date(2025, 3, 1, 12, 31, 2, 0, time.UTC)},
+		}}},
+		{Type: protocol.TypeWelcome, Welcome: &protocol.Welcome{SessionID: "ses_2", Node: "relay-b", Channels: []protocol.ChannelInfo{}}},
 	}
 	var stream bytes.Buffer
 	for _, m := range messages {
@@ -123,6 +129,15 @@ func TestReadControlValidation(t *testing.T) {
 		// drain
 		{"drain", `{"type":"drain","drain":"bye"}`, ""},
 		{"drain without reason", `{"type":"drain"}`, ""},
+		// health
+		{"health", `{"type":"health","health":{"targets":[{"url":"http://localhost:3000","up":false,"error":"refused","since":"2025-03-01T12:30:45Z"}]}}`, ""},
+		{"health without targets", `{"type":"health","health":{"targets":[]}}`, ""},
+		{"health missing body", `{"type":"health"}`, "without health"},
+		{"health empty url", `{"type":"health","health":{"targets":[{"url":""}]}}`, "URL"},
+		{"health url with newline", `{"type":"health","health":{"targets":[{"url":"http://a\nb"}]}}`, "URL"},
+		{"health long error", `{"type":"health","health":{"targets":[{"url":"u","error":"` + strings.Repeat("e", 1025) + `"}]}}`, "error longer"},
+		{"health too many targets", `{"type":"health","health":{"targets":[` + strings.Repeat(`{"url":"u"},`, 64) + `{"url":"u"}]}}`, "more than 64"},
+		{"health up as string", `{"type":"health","health":{"targets":[{"url":"u","up":"yes"}]}}`, "decode frame"},
 		// framing and types
 		{"unknown type", `{"type":"notice","notice":"x"}`, "unknown control message type"},
 		{"no type", `{"hello":{"version":1}}`, "unknown control message type"},

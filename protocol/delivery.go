@@ -40,6 +40,7 @@ const (
 	ErrCodeBadDelivery       = "bad_delivery"   // the agent refused the request frame
 	ErrCodeAgentStopping     = "agent_stopping" // the agent is shutting down
 	ErrCodeTooLarge          = "response_too_large"
+	ErrCodeNoRoute           = "no_route" // no route of the agent matches and it has no fallback target
 )
 
 // DeliveryResponse is the header frame the agent writes back on the same

@@ -35,16 +35,17 @@ func TestSpecMatchesCode(t *testing.T) {
 		fmt.Sprintf("| stream open timeout | %s |", seconds(yamux.StreamOpenTimeout)),
 		fmt.Sprintf("| stream close timeout | %s |", seconds(yamux.StreamCloseTimeout)),
 		fmt.Sprintf("(default **%s**)", seconds(protocol.DefaultPingInterval)),
+		fmt.Sprintf("at most %d (`MaxHealthTargets`)", protocol.MaxHealthTargets),
 		fmt.Sprintf("%s + %s = **%s**", seconds(protocol.DefaultPingInterval), seconds(protocol.DefaultPongTimeout),
 			seconds(protocol.DefaultPingInterval+protocol.DefaultPongTimeout)),
 	}
 	for _, code := range []string{
 		protocol.TypeHello, protocol.TypeWelcome, protocol.TypeError, protocol.TypeSubscribe,
-		protocol.TypeSubscribed, protocol.TypeUnsubscribe, protocol.TypeDrain,
+		protocol.TypeSubscribed, protocol.TypeUnsubscribe, protocol.TypeDrain, protocol.TypeHealth,
 		protocol.CodeVersionMismatch, protocol.CodeUnauthorized, protocol.CodeChannelNotFound,
 		protocol.CodeBadRequest, protocol.CodeLimit, protocol.CodeDraining, protocol.CodeRevoked, protocol.CodeInternal,
 		protocol.ErrCodeConnectionRefused, protocol.ErrCodeTimeout, protocol.ErrCodeTarget,
-		protocol.ErrCodeBadDelivery, protocol.ErrCodeAgentStopping, protocol.ErrCodeTooLarge,
+		protocol.ErrCodeBadDelivery, protocol.ErrCodeAgentStopping, protocol.ErrCodeTooLarge, protocol.ErrCodeNoRoute,
 		protocol.FromResume, protocol.FromNow,
 	} {
 		want = append(want, "`"+code+"`")

@@ -59,6 +59,7 @@ type Conn struct {
 
 	deadlineMu  sync.Mutex   // held while computing and setting the read deadline
 	lastSeen    atomic.Int64 // unix nanos: a frame arrived, or a Read began waiting
+	lastHeard   atomic.Int64 // unix nanos: a frame arrived (LastHeard)
 	userReadDL  atomic.Int64 // unix nanos, 0: none
 	userWriteDL atomic.Int64 // unix nanos, 0: none
 
@@ -75,14 +76,14 @@ var _ net.Conn = (*Conn)(nil)
 // which Close (or the Conn closing itself) stops.
 func NewConn(ws *websocket.Conn, cfg ConnConfig) *Conn {
 	c := &Conn{ws: ws, cfg: cfg.withDefaults(), done: make(chan struct{}), pingerStopped: make(chan struct{})}
-	c.touch()
+	c.heard()
 	ws.SetReadLimit(MaxMessage)
 	ws.SetPongHandler(func(string) error {
-		c.touch()
+		c.heard()
 		return c.applyReadDeadline()
 	})
 	ws.SetPingHandler(func(data string) error {
-		c.touch()
+		c.heard()
 		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(c.cfg.PongTimeout))
 		if err != nil && !errors.Is(err, websocket.ErrCloseSent) && !isTimeout(err) {
 			return err
@@ -95,6 +96,17 @@ func NewConn(ws *websocket.Conn, cfg ConnConfig) *Conn {
 }
 
 func (c *Conn) touch() { c.lastSeen.Store(time.Now().UnixNano()) }
+
+// heard notes that something arrived from the peer.
+func (c *Conn) heard() {
+	now := time.Now().UnixNano()
+	c.lastSeen.Store(now)
+	c.lastHeard.Store(now)
+}
+
+// LastHeard is when the last message (data, ping or pong) arrived from the
+// peer, or when the Conn was made if none has.
+func (c *Conn) LastHeard() time.Time { return time.Unix(0, c.lastHeard.Load()) }
 
 // applyReadDeadline sets the WebSocket read deadline to the earlier of the
 // liveness deadline and the deadline the user set.
@@ -150,7 +162,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 			if err != nil {
 				return 0, c.readFailed(err)
 			}
-			c.touch()
+			c.heard()
 			if err := c.applyReadDeadline(); err != nil {
 				return 0, c.readFailed(err)
 			}

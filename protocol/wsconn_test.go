@@ -454,3 +454,24 @@ func TestConnJoinsMuxHeaderAndBody(t *testing.T) {
 		}
 	}
 }
+
+// TestConnLastHeardFollowsPings checks that LastHeard moves with the peer's
+// pings and pongs while nothing else is sent, so a relay can show when it
+// last heard from an idle agent.
+func TestConnLastHeardFollowsPings(t *testing.T) {
+	t.Parallel()
+	client, server := connPair(t, fastLiveness, fastLiveness)
+	goRead(client, 10)
+	goRead(server, 10)
+	first := server.LastHeard()
+	deadline := time.Now().Add(waitLimit)
+	for !server.LastHeard().After(first) {
+		if time.Now().After(deadline) {
+			t.Fatalf("LastHeard stayed at %v while the peer pinged", first)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if d := time.Since(server.LastHeard()); d < 0 || d > waitLimit {
+		t.Fatalf("LastHeard is %v ago", d)
+	}
+}
