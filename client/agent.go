@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,18 +67,22 @@ type State struct {
 	// Err is why the last session ended or the last attempt failed
 	// (reconnecting), or the fatal error Run returns (stopped).
 	Err error
-	// SessionID and Channels come from the relay's welcome (connected).
+	// SessionID, Node and Channels come from the relay's welcome
+	// (connected); Node is "" when the relay names none.
 	SessionID string
+	Node      string
 	Channels  []protocol.ChannelInfo
 }
 
-// Agent connects to a relay and forwards deliveries to one target. Create it
-// with New and start it with Run.
+// Agent connects to a relay and forwards deliveries to its targets. Create
+// it with New and start it with Run.
 type Agent struct {
 	cfg       Config
 	tunnelURL string
 	log       *slog.Logger
-	fwd       *forwarder
+	router    *router
+	targets   *targetSet
+	metrics   *agentMetrics
 	out       *printer
 	sem       chan struct{} // a token per delivery at the target, across sessions
 	running   atomic.Bool
@@ -97,20 +102,64 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	target, err := parseTarget(cfg.Target)
+	rt, err := newRouter(cfg.Routes, cfg.Target)
 	if err != nil {
 		return nil, err
 	}
-	return &Agent{
+	var urls []*url.URL
+	for _, r := range rt.routes {
+		urls = append(urls, r.target)
+	}
+	if rt.fallback != nil {
+		urls = append(urls, rt.fallback.target)
+	}
+	metrics, err := newAgentMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("client: register metrics: %w", err)
+	}
+	a := &Agent{
 		cfg:       cfg,
 		tunnelURL: wsURL,
 		log:       cfg.Logger,
-		fwd:       newForwarder(target, cfg.PreserveHost, cfg.RequestTimeout, cfg.Concurrency, cfg.TargetTLS),
+		router:    rt,
+		targets:   newTargetSet(urls, cfg.PreserveHost, cfg.RequestTimeout, cfg.Concurrency, cfg.TargetTLS),
+		metrics:   metrics,
 		out:       newPrinter(cfg.Out, cfg.JSON, len(cfg.Subscriptions) > 1, cfg.Logger),
 		sem:       make(chan struct{}, cfg.Concurrency),
 		state:     State{Status: StatusConnecting},
 		connected: make(chan struct{}),
-	}, nil
+	}
+	a.out.routes = len(rt.routes) > 0
+	a.targets.onChange = a.targetChanged
+	return a, nil
+}
+
+// Targets returns the health of every target the agent forwards to.
+func (a *Agent) Targets() []TargetStatus {
+	if a.cfg.Handler != nil {
+		return nil
+	}
+	return a.targets.statuses()
+}
+
+// targetChanged reports a change of a target's health.
+func (a *Agent) targetChanged(st TargetStatus) {
+	a.metrics.target(st)
+	a.out.target(st)
+	if a.cfg.OnTarget != nil {
+		a.cfg.OnTarget(st)
+	}
+}
+
+// deliveryEvent reports a delivery that starts (resp nil) or ends.
+func (a *Agent) deliveryEvent(e DeliveryEvent) {
+	a.metrics.delivery(e)
+	if e.Response != nil {
+		a.out.delivery(e)
+	}
+	if a.cfg.OnDelivery != nil {
+		a.cfg.OnDelivery(e)
+	}
 }
 
 // State returns the agent's current state.
@@ -139,6 +188,7 @@ func (a *Agent) setState(s State) {
 		a.connected = make(chan struct{})
 	}
 	a.mu.Unlock()
+	a.metrics.state(s)
 	if a.cfg.OnState != nil {
 		a.cfg.OnState(s)
 	}
@@ -155,17 +205,24 @@ func (a *Agent) Run(ctx context.Context) error {
 		return errors.New("client: Agent.Run called twice")
 	}
 	var retiring sync.WaitGroup // sessions a draining relay asked us to leave
+	var monitor sync.WaitGroup  // the targets' health checks
+	a.setState(State{Status: StatusConnecting})
+	a.out.connecting(a.cfg.ServerURL)
+	monitorCtx, stopMonitor := context.WithCancel(ctx)
+	if a.cfg.Handler == nil {
+		monitor.Go(func() { a.targets.monitor(monitorCtx, a.cfg.TargetCheckInterval) })
+	}
 	err := a.loop(ctx, &retiring)
+	stopMonitor()
+	monitor.Wait()
 	retiring.Wait()
-	a.fwd.closeIdle()
+	a.targets.closeIdle()
 	a.setState(State{Status: StatusStopped, Err: err})
 	a.out.stopped(err)
 	return err
 }
 
 func (a *Agent) loop(ctx context.Context, retiring *sync.WaitGroup) error {
-	a.setState(State{Status: StatusConnecting})
-	a.out.connecting(a.cfg.ServerURL)
 	attempt := 0 // failed attempts or short sessions in a row
 	for {
 		t, err := a.connect(ctx)
@@ -187,12 +244,8 @@ func (a *Agent) loop(ctx context.Context, retiring *sync.WaitGroup) error {
 		}
 
 		start := time.Now()
-		a.setState(State{Status: StatusConnected, SessionID: t.welcome.SessionID, Channels: t.welcome.Channels})
-		target := a.cfg.Target
-		if a.cfg.Handler != nil {
-			target = "(answered here)" // Target holds only a placeholder then
-		}
-		a.out.connected(a.cfg.ServerURL, target, t.welcome.Channels)
+		a.setState(State{Status: StatusConnected, SessionID: t.welcome.SessionID, Node: t.welcome.Node, Channels: t.welcome.Channels})
+		a.out.connected(a.cfg.ServerURL, t.welcome.Node, a.targetSummary(), t.welcome.Channels)
 		end := t.serve(ctx)
 		if ctx.Err() != nil {
 			t.stopAccepting() // before the state says so, for those who watch it
@@ -218,6 +271,19 @@ func (a *Agent) loop(ctx context.Context, retiring *sync.WaitGroup) error {
 			return nil
 		}
 	}
+}
+
+// targetSummary says where deliveries go, for the connected line.
+func (a *Agent) targetSummary() string {
+	switch {
+	case a.cfg.Handler != nil:
+		return "(answered here)" // Target holds only a placeholder then
+	case len(a.router.routes) == 0:
+		return a.cfg.Target
+	case a.router.fallback == nil:
+		return fmt.Sprintf("%d routes, no fallback", len(a.router.routes))
+	}
+	return fmt.Sprintf("%d routes, else %s", len(a.router.routes), a.cfg.Target)
 }
 
 // backoff waits before retry number attempt; false when ctx ended first.

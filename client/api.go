@@ -21,7 +21,10 @@ type API struct {
 	HTTP    *http.Client
 }
 
-// NewAPI returns an API client with a 60-second request timeout.
+// NewAPI returns an API client with a 60-second request timeout; it reaches
+// the relay through the proxy of the environment (HTTPS_PROXY, HTTP_PROXY,
+// NO_PROXY). For a private CA or another proxy set HTTP to a
+// RelayHTTPClient.
 func NewAPI(baseURL, token string) *API {
 	return &API{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: &http.Client{Timeout: 60 * time.Second}}
 }

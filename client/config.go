@@ -9,10 +9,12 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hookrelay/hookrelay/protocol"
 )
@@ -43,9 +45,15 @@ type Config struct {
 	Subscriptions []Subscription
 	// Target is the absolute http(s) URL deliveries are forwarded to, for
 	// example http://localhost:3000/webhooks. The event's sub-path is joined
-	// under its path and its query is appended. It is required unless
-	// Handler is set, and must then be empty.
+	// under its path and its query is appended. With Routes it is the
+	// fallback for deliveries no route matches. It is required unless
+	// Handler or Routes is set, and must be empty with Handler.
 	Target string
+	// Routes send deliveries to several targets: the first route that
+	// matches a delivery picks its target, else Target does. A delivery
+	// that matches none, without Target, is answered no_route (502 to a
+	// waiting sender). The agent sends to these targets and no others.
+	Routes []Route
 	// Handler, when set, answers each delivery in place of a target: it gets
 	// the event and its whole body and returns the response the relay hands
 	// to the sender (a status from 100 to 999; hop-by-hop headers, headers
@@ -90,11 +98,31 @@ type Config struct {
 	// Run's context is done (default 5s).
 	ShutdownGrace time.Duration
 	// Dialer dials the relay (default: a websocket.Dialer with a 15s
-	// handshake timeout and the environment's proxy).
+	// handshake timeout, RelayTLS and Proxy).
 	Dialer *websocket.Dialer
+	// RelayTLS configures TLS to the relay (default: the system's roots);
+	// see RelayTLSConfig. Used when Dialer is not set.
+	RelayTLS *tls.Config
+	// Proxy picks the proxy to the relay (default: ProxyFromEnvironment,
+	// read when New runs). Used when Dialer is not set.
+	Proxy ProxyFunc
 	// OnState, when set, is called with every state change, from Run's
 	// goroutine; it must not block.
 	OnState func(State)
+	// OnDelivery, when set, is called when a delivery starts and when it
+	// is answered, from the goroutine that delivers it; it must not block.
+	OnDelivery func(DeliveryEvent)
+	// OnTarget, when set, is called when a target's health changes: after
+	// the check at start (a TCP connection to each target), after a
+	// delivery that reached it or failed to, and when a target that was
+	// down accepts connections again (checked every 5s). It must not block.
+	OnTarget func(TargetStatus)
+	// TargetCheckInterval is how often a target that is down is checked
+	// again (default 5s).
+	TargetCheckInterval time.Duration
+	// Metrics, when set, gets the agent's Prometheus metrics registered
+	// (hookrelay_agent_*; see README.md).
+	Metrics prometheus.Registerer
 }
 
 // withDefaults checks cfg and fills in its zero fields.
@@ -113,13 +141,21 @@ func (cfg Config) withDefaults() (Config, error) {
 		seen[s] = true
 	}
 	if cfg.Handler != nil {
-		if cfg.Target != "" {
-			return cfg, errors.New("client: set Target or Handler, not both")
+		if cfg.Target != "" || len(cfg.Routes) > 0 {
+			return cfg, errors.New("client: set Target (or Routes) or Handler, not both")
 		}
 		// New builds a forwarder for Target, which a Handler never uses. A
 		// name under .invalid (RFC 2606) cannot resolve, should anything
 		// ever try.
 		cfg.Target = handlerTarget
+	}
+	if cfg.Target == "" && len(cfg.Routes) == 0 {
+		return cfg, errors.New("client: no target: set Target or Routes")
+	}
+	for _, r := range cfg.Routes {
+		if r.Channel != "" && !slices.ContainsFunc(cfg.Subscriptions, func(s Subscription) bool { return s.Channel == r.Channel }) {
+			return cfg, fmt.Errorf("client: route %q names channel %q, which the agent does not subscribe to", r, r.Channel)
+		}
 	}
 	if cfg.Concurrency < 0 || cfg.RequestTimeout < 0 || cfg.MaxBackoff < 0 ||
 		cfg.InitialBackoff < 0 || cfg.ShutdownGrace < 0 {
@@ -137,6 +173,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.InitialBackoff == 0 {
 		cfg.InitialBackoff = min(defaultInitialBackoff, cfg.MaxBackoff)
 	}
+	if cfg.TargetCheckInterval <= 0 {
+		cfg.TargetCheckInterval = probeInterval
+	}
 	if cfg.ShutdownGrace == 0 {
 		cfg.ShutdownGrace = defaultShutdownGrace
 	}
@@ -153,9 +192,14 @@ func (cfg Config) withDefaults() (Config, error) {
 	if len(cfg.Host) > maxHostLength {
 		return cfg, fmt.Errorf("client: host name longer than %d bytes", maxHostLength)
 	}
+	if cfg.Proxy == nil {
+		cfg.Proxy = ProxyFromEnvironment()
+	}
 	if cfg.Dialer == nil {
 		d := *websocket.DefaultDialer
 		d.HandshakeTimeout = handshakeTimeout
+		d.Proxy = cfg.Proxy
+		d.TLSClientConfig = cfg.RelayTLS
 		cfg.Dialer = &d
 	}
 	return cfg, nil

@@ -54,9 +54,10 @@ func (t *tunnel) deliver(st *yamux.Stream) {
 			}
 		}
 		if a.cfg.Handler != nil {
+			start := time.Now()
 			out, respBody := t.callHandler(req, data)
 			t.answer(st, out, respBody)
-			a.out.delivery(req, out, savedTo)
+			a.deliveryEvent(DeliveryEvent{Request: req, Started: start, Response: out, SavedTo: savedTo})
 			t.awaitRelayDone(st)
 			return
 		}
@@ -64,7 +65,10 @@ func (t *tunnel) deliver(st *yamux.Stream) {
 	}
 
 	start := time.Now()
-	resp, ferr := a.fwd.forward(t.deliverCtx, req, src, t.maxResponse())
+	route := a.router.route(req)
+	ev := route.event(req, start)
+	a.deliveryEvent(ev)
+	resp, ferr := a.forward(t.deliverCtx, route, req, src, t.maxResponse())
 	// The target may answer without reading the whole body; read the rest
 	// so the relay's writes end and the stream stays in step.
 	drainErr := body.finish()
@@ -91,7 +95,8 @@ func (t *tunnel) deliver(st *yamux.Stream) {
 		respBody = resp.Body
 	}
 	t.answer(st, out, respBody)
-	a.out.delivery(req, out, savedTo)
+	ev.Response, ev.SavedTo = out, savedTo
+	a.deliveryEvent(ev)
 }
 
 // callHandler answers a delivery with Config.Handler instead of the target.

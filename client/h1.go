@@ -295,6 +295,18 @@ func (c *h1Client) dial(ctx context.Context) (*h1Conn, error) {
 	return &h1Conn{conn: conn, br: bufio.NewReaderSize(conn, 16<<10), bw: bufio.NewWriterSize(conn, 32<<10)}, nil
 }
 
+// warm dials a connection and leaves it in the pool: a check that the
+// target accepts connections (and TLS), whose connection the next request
+// uses.
+func (c *h1Client) warm(ctx context.Context) error {
+	pc, err := c.dial(ctx)
+	if err != nil {
+		return err
+	}
+	c.putConn(pc)
+	return nil
+}
+
 func (c *h1Client) putConn(pc *h1Conn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -55,7 +55,7 @@ func TestKeepAliveAndClosedIdleConnection(t *testing.T) {
 	// The app drops its idle connections: the pool notices, and the next
 	// delivery dials.
 	srv.CloseClientConnections()
-	pool := agent.fwd.client
+	pool := agent.targets.list[0].fwd.client
 	waitFor(t, "the pool to notice the closed connection", func() bool {
 		pool.mu.Lock()
 		defer pool.mu.Unlock()

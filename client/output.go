@@ -41,6 +41,8 @@ type DeliveryLine struct {
 	Error      string    `json:"error"`
 	ErrorCode  string    `json:"error_code,omitempty"`
 	SavedTo    string    `json:"saved_to,omitempty"`
+	Route      string    `json:"route,omitempty"`  // set when the agent has routes
+	Target     string    `json:"target,omitempty"` // set when the agent has routes
 }
 
 // StateLine is the JSON object printed for each state change with
@@ -50,6 +52,7 @@ type StateLine struct {
 	Time      time.Time `json:"time"`
 	State     string    `json:"state"`
 	Relay     string    `json:"relay,omitempty"`
+	Node      string    `json:"node,omitempty"`
 	Channel   string    `json:"channel,omitempty"`
 	Group     string    `json:"group,omitempty"`
 	URL       string    `json:"url,omitempty"`
@@ -59,11 +62,22 @@ type StateLine struct {
 	Error     string    `json:"error,omitempty"`
 }
 
+// TargetLine is the JSON object printed with Config.JSON when a target's
+// health changes.
+type TargetLine struct {
+	Type   string    `json:"type"` // "target"
+	Time   time.Time `json:"time"`
+	Target string    `json:"target"`
+	Up     bool      `json:"up"`
+	Error  string    `json:"error,omitempty"`
+}
+
 // printer writes the agent's lines to Out, one Write per line.
 type printer struct {
 	w             io.Writer
 	json          bool
 	multiChannels bool // show the channel in text lines
+	routes        bool // show each delivery's route
 	log           *slog.Logger
 
 	mu     sync.Mutex // serializes lines and guards failed
@@ -109,14 +123,31 @@ func (p *printer) connecting(relay string) {
 	p.state(StateLine{State: "connecting", Relay: relay}, "connecting to %s", relay)
 }
 
-func (p *printer) connected(relay, target string, channels []protocol.ChannelInfo) {
+func (p *printer) connected(relay, node, target string, channels []protocol.ChannelInfo) {
+	where := relay
+	if node != "" {
+		where += " (node " + node + ")"
+	}
 	if len(channels) == 0 {
-		p.state(StateLine{State: "connected", Relay: relay, Target: target}, "connected to %s → %s", relay, target)
+		p.state(StateLine{State: "connected", Relay: relay, Node: node, Target: target}, "connected to %s → %s", where, target)
 	}
 	for _, c := range channels {
-		p.state(StateLine{State: "connected", Relay: relay, Channel: c.Channel, Group: c.Group, URL: c.URL, Target: target},
-			"connected to %s: channel %s (group %s) %s → %s", relay, c.Channel, c.Group, c.URL, target)
+		p.state(StateLine{State: "connected", Relay: relay, Node: node, Channel: c.Channel, Group: c.Group, URL: c.URL, Target: target},
+			"connected to %s: channel %s (group %s) %s → %s", where, c.Channel, c.Group, c.URL, target)
 	}
+}
+
+// target prints a change of a target's health.
+func (p *printer) target(st TargetStatus) {
+	if p.json {
+		p.jsonLine(TargetLine{Type: "target", Time: time.Now().UTC(), Target: st.URL, Up: st.Up, Error: st.Err})
+		return
+	}
+	if st.Up {
+		p.text("target %s is up", st.URL)
+		return
+	}
+	p.text("target %s is DOWN: %s (deliveries to it fail with 502 until it answers)", st.URL, st.Err)
 }
 
 func (p *printer) reconnecting(wait time.Duration, attempt int, reason error) {
@@ -139,8 +170,9 @@ func (p *printer) stopped(err error) {
 	p.state(StateLine{State: "stopped", Error: errText(err)}, "stopped")
 }
 
-// delivery prints the line of one delivery.
-func (p *printer) delivery(req *protocol.DeliveryRequest, resp *protocol.DeliveryResponse, savedTo string) {
+// delivery prints the line of one answered delivery.
+func (p *printer) delivery(e DeliveryEvent) {
+	req, resp := e.Request, e.Response
 	line := DeliveryLine{
 		Type:       "delivery",
 		Time:       time.Now().UTC(),
@@ -156,7 +188,10 @@ func (p *printer) delivery(req *protocol.DeliveryRequest, resp *protocol.Deliver
 		DurationMS: float64(resp.Duration.Microseconds()) / 1000,
 		Error:      resp.Error,
 		ErrorCode:  resp.ErrorCode,
-		SavedTo:    savedTo,
+		SavedTo:    e.SavedTo,
+	}
+	if p.routes {
+		line.Route, line.Target = e.Route, e.Target
 	}
 	if p.json {
 		p.jsonLine(line)
@@ -193,6 +228,9 @@ func formatDelivery(l *DeliveryLine, withChannel bool) string {
 	b.WriteString("  " + roundDuration(d).String())
 	if l.Attempt > 1 {
 		fmt.Fprintf(&b, "  (attempt %d)", l.Attempt)
+	}
+	if l.Route != "" {
+		b.WriteString("  [" + l.Route + " → " + l.Target + "]")
 	}
 	if l.Error != "" {
 		b.WriteString("  " + l.Error)

@@ -73,7 +73,7 @@ func TestJSONLines(t *testing.T) {
 			}
 
 			var states []string
-			var deliveries []map[string]any
+			var deliveries, targets []map[string]any
 			sc := bufio.NewScanner(strings.NewReader(out.String()))
 			for sc.Scan() {
 				var m map[string]any
@@ -85,6 +85,8 @@ func TestJSONLines(t *testing.T) {
 					states = append(states, m["state"].(string))
 				case "delivery":
 					deliveries = append(deliveries, m)
+				case "target":
+					targets = append(targets, m)
 				default:
 					t.Errorf("line of unknown type: %q", sc.Text())
 				}
@@ -94,6 +96,11 @@ func TestJSONLines(t *testing.T) {
 			}
 			if len(deliveries) != 1 {
 				t.Fatalf("%d delivery lines, want 1:\n%s", len(deliveries), out)
+			}
+			// The check at start says whether the target is up; the
+			// delivery agrees with it, so there is one target line.
+			if len(targets) != 1 || targets[0]["target"] != tt.target || targets[0]["up"] != (tt.errCode == "") {
+				t.Errorf("target lines %v, want one saying up=%v", targets, tt.errCode == "")
 			}
 			d := deliveries[0]
 			for _, field := range []string{"time", "event_id", "attempt", "method", "path", "event_type", "status", "duration_ms", "error"} {
@@ -128,7 +135,18 @@ func TestTextStateLines(t *testing.T) {
 	if err := agent.stop(t); err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	var lines []string
+	targetLine := ""
+	for l := range strings.SplitSeq(strings.TrimSpace(out.String()), "\n") {
+		if strings.HasPrefix(l, "target ") {
+			targetLine = l
+		} else {
+			lines = append(lines, l)
+		}
+	}
+	if !strings.HasPrefix(targetLine, "target http://127.0.0.1:1/ is DOWN: connection refused") {
+		t.Errorf("no line says the target is down:\n%s", out)
+	}
 	if len(lines) != 5 ||
 		lines[0] != "connecting to "+relay.srv.URL ||
 		!strings.HasPrefix(lines[1], "connected to "+relay.srv.URL+": channel ch1 (group default)") ||

@@ -43,6 +43,7 @@ type fakeRelay struct {
 	hellos   atomic.Int32
 	auths    chan string // the Authorization header of each upgrade
 	sessions chan *relaySession
+	health   chan *protocol.Health // the agents' health messages
 
 	mu  sync.Mutex
 	all []*relaySession
@@ -64,6 +65,7 @@ func newFakeRelay(t *testing.T, refuse func(*protocol.Hello) *protocol.Error) *f
 		maxBody:  25 << 20,
 		auths:    make(chan string, 64),
 		sessions: make(chan *relaySession, 64),
+		health:   make(chan *protocol.Health, 64),
 	}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serveTunnel))
 	t.Cleanup(func() {
@@ -169,9 +171,16 @@ func (r *fakeRelay) serveTunnel(w http.ResponseWriter, req *http.Request) {
 	// Like the relay, end the session when the agent closes its control
 	// stream. Tests write control messages of their own meanwhile.
 	for {
-		if _, err := protocol.ReadControl(ctrl); err != nil && !errors.Is(err, protocol.ErrUnknownType) {
+		m, err := protocol.ReadControl(ctrl)
+		if err != nil && !errors.Is(err, protocol.ErrUnknownType) {
 			sess.Close()
 			return
+		}
+		if err == nil && m.Type == protocol.TypeHealth {
+			select {
+			case r.health <- m.Health:
+			default:
+			}
 		}
 	}
 }

@@ -33,6 +33,7 @@ type tunnel struct {
 	a       *Agent
 	sess    *yamux.Session
 	ctrl    *yamux.Stream
+	ctrlMu  sync.Mutex // one writer of ctrl after the handshake
 	welcome *protocol.Welcome
 
 	deliverCtx    context.Context    // the context of requests to the target
@@ -158,6 +159,9 @@ func (t *tunnel) serve(ctx context.Context) sessionEnd {
 	ended := make(chan sessionEnd, 1)
 	t.wg.Go(func() { ended <- t.readControl() })
 	t.wg.Go(t.acceptLoop)
+	if t.a.cfg.Handler == nil {
+		t.wg.Go(t.reportHealth)
+	}
 	select {
 	case <-ctx.Done():
 		return sessionEnd{err: ctx.Err()}
@@ -196,6 +200,39 @@ func (t *tunnel) readControl() sessionEnd {
 			t.a.log.Debug("ignoring control message", "type", m.Type)
 		}
 	}
+}
+
+// reportHealth tells the relay how the targets are doing (SPEC.md 5.7):
+// once after the welcome and again at every change, until the session ends
+// or stops taking deliveries.
+func (t *tunnel) reportHealth() {
+	targets := t.a.targets
+	for {
+		changed := targets.changes()
+		if h := targets.health(); len(h.Targets) > 0 {
+			if err := t.writeControl(&protocol.ControlMessage{Type: protocol.TypeHealth, Health: h}); err != nil {
+				if !t.sess.IsClosed() {
+					t.a.log.Debug("send health to the relay", "err", err)
+				}
+				return
+			}
+		}
+		select {
+		case <-changed:
+		case <-t.stopping:
+			return
+		case <-t.sess.CloseChan():
+			return
+		}
+	}
+}
+
+// writeControl writes one control message after the handshake.
+func (t *tunnel) writeControl(m *protocol.ControlMessage) error {
+	t.ctrlMu.Lock()
+	defer t.ctrlMu.Unlock()
+	_ = t.ctrl.SetWriteDeadline(time.Now().Add(handshakeTimeout))
+	return protocol.WriteControl(t.ctrl, m)
 }
 
 // acceptLoop accepts delivery streams at once (yamux closes the relay's
@@ -331,7 +368,9 @@ func (t *tunnel) goodbye() {
 	if t.ctrl == nil || t.sess.IsClosed() {
 		return
 	}
+	t.ctrlMu.Lock()
 	_ = t.ctrl.Close()
+	t.ctrlMu.Unlock()
 	timer := time.NewTimer(goodbyeTimeout)
 	defer timer.Stop()
 	select {

@@ -220,9 +220,11 @@ func (h *hub) sessionsOf(channelID string) []agentInfo {
 	var out []agentInfo
 	for _, w := range h.channels[channelID] {
 		for _, a := range w.agentList() {
+			targets, failing := a.health()
 			out = append(out, agentInfo{
 				SessionID: a.id, Group: w.group.Name, Host: a.host, Version: a.agentVersion,
 				Since: a.since, InFlight: int(a.inflight.Load()), Concurrency: cap(a.slots),
+				LastSeen: a.conn.LastHeard().UTC(), Targets: targets, TargetFailing: failing,
 			})
 		}
 	}
@@ -238,6 +240,14 @@ type agentInfo struct {
 	Since       time.Time `json:"since"`
 	InFlight    int       `json:"in_flight"`
 	Concurrency int       `json:"concurrency"`
+	// LastSeen is when the relay last heard from the agent: any message,
+	// WebSocket pings and pongs included (every 20 s on an idle tunnel).
+	LastSeen time.Time `json:"last_seen"`
+	// Targets is what the agent last said about its targets (health
+	// messages, SPEC.md 5.7); absent when it never said (older agents).
+	Targets []protocol.TargetHealth `json:"targets,omitempty"`
+	// TargetFailing is true when one of Targets is down.
+	TargetFailing bool `json:"target_failing"`
 }
 
 // closeSessions ends sessions matching keep==false (revoked tokens, deleted channels).

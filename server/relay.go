@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -85,7 +86,11 @@ type Config struct {
 	ReadTimeout time.Duration
 	// Version is reported to agents and in /healthz.
 	Version string
-	Logger  *slog.Logger
+	// NodeName names this relay node to agents (welcome.node), so that a
+	// user of a relay of several nodes sees which one holds the session
+	// (default: the host name).
+	NodeName string
+	Logger   *slog.Logger
 }
 
 func (c *Config) setDefaults() error {
@@ -124,6 +129,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Version == "" {
 		c.Version = "dev"
+	}
+	if c.NodeName == "" {
+		c.NodeName, _ = os.Hostname() // best effort: "" names none
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

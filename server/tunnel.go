@@ -42,6 +42,9 @@ type agentSession struct {
 
 	workers []*groupWorker // guarded by hub.mu
 
+	healthMu sync.Mutex              // guards targets
+	targets  []protocol.TargetHealth // the agent's last health message; nil: it sent none
+
 	closeOnce sync.Once
 }
 
@@ -154,6 +157,7 @@ func (a *agentSession) serve() {
 		SessionID: a.id,
 		Channels:  infos,
 		Limits:    protocol.Limits{MaxBody: r.cfg.MaxBody, MaxConcurrency: concurrency},
+		Node:      r.cfg.NodeName,
 	}}
 	// Register before the welcome: once the agent says "connected", the
 	// relay must already deliver to it (sync senders check for agents).
@@ -234,11 +238,32 @@ func (a *agentSession) controlLoop() {
 			a.sendControl(&protocol.ControlMessage{Type: protocol.TypeSubscribed, Subscribed: infos})
 		case protocol.TypeUnsubscribe:
 			a.relay.hub.leave(a, msg.Unsubscribe)
+		case protocol.TypeHealth:
+			a.setHealth(msg.Health.Targets)
 		default:
 			a.sendError(protocol.CodeBadRequest, "unexpected control message "+msg.Type)
 			return
 		}
 	}
+}
+
+// setHealth keeps what the agent said about its targets (SPEC.md 5.7).
+func (a *agentSession) setHealth(targets []protocol.TargetHealth) {
+	a.healthMu.Lock()
+	defer a.healthMu.Unlock()
+	a.targets = append([]protocol.TargetHealth{}, targets...)
+}
+
+// health returns the agent's targets and whether one of them is down; nil
+// when the agent never said.
+func (a *agentSession) health() ([]protocol.TargetHealth, bool) {
+	a.healthMu.Lock()
+	defer a.healthMu.Unlock()
+	failing := false
+	for _, t := range a.targets {
+		failing = failing || !t.Up
+	}
+	return a.targets, failing
 }
 
 func (a *agentSession) sendControl(m *protocol.ControlMessage) error {

@@ -54,6 +54,7 @@ over the file):
   tls_cert, tls_key       --tls-cert, --tls-key     (serve plain HTTP)
   acme_domain             --acme-domain             (automatic certificates for this domain)
   read_timeout            --read-timeout            30s (+1s per 64 KiB of body)
+  node_name               --node-name               (the host name; shown to agents)
 
 Example config.yaml:
 
@@ -94,6 +95,7 @@ func newServerCmd() *cobra.Command {
 	f.String("tls-key", "", "TLS key file (PEM)")
 	f.String("acme-domain", "", "get certificates automatically (ACME TLS-ALPN-01) for this domain; cache in data_dir/acme")
 	f.Duration("read-timeout", 30*time.Second, "base time a sender gets to send a body (+1s per 64 KiB)")
+	f.String("node-name", "", "name of this relay node, shown to agents (default: the host name)")
 	return cmd
 }
 
@@ -179,6 +181,7 @@ func runServer(cmd *cobra.Command, _ []string) error {
 		TLS:                 tlsConfig != nil,
 		ReadTimeout:         v.GetDuration("read_timeout"),
 		Version:             version,
+		NodeName:            v.GetString("node_name"),
 		Logger:              logger,
 	})
 	if err != nil {
