@@ -888,10 +888,16 @@ class ChannelPage {
     } else {
       this.agentsList.replaceChildren(...agents.map((a) => {
         const busy = a.in_flight > 0;
-        const label = `${a.host || 'unknown host'}, group ${a.group}, version ${a.version || '?'}, connected since ${fmtTime(a.since, true)}, ${busy ? `busy with ${a.in_flight}` : 'idle'}`;
-        return el('li', { class: busy ? 'agent busy' : 'agent', 'aria-label': label, title: label },
+        const down = (a.targets || []).filter((t) => !t.up);
+        const failing = down.map((t) => `target ${t.url} down: ${t.error || 'no answer'}`).join('; ');
+        const seen = a.last_seen ? `, last seen ${ago(a.last_seen)} ago` : '';
+        const label = `${a.host || 'unknown host'}, group ${a.group}, version ${a.version || '?'}, connected since ${fmtTime(a.since, true)}${seen}, ${busy ? `busy with ${a.in_flight}` : 'idle'}${failing ? `, ${failing}` : ''}`;
+        const cls = ['agent', busy && 'busy', down.length && 'failing'].filter(Boolean).join(' ');
+        return el('li', { class: cls, 'aria-label': label, title: label },
           el('strong', {}, a.host || '?'), ` · ${groupLabel(a.group)} · ${a.version || '?'} · ${ago(a.since)} · `,
-          el('span', { class: 'state' }, busy ? `busy (${a.in_flight})` : 'idle'));
+          el('span', { class: 'state' }, busy ? `busy (${a.in_flight})` : 'idle'),
+          a.last_seen ? ` · seen ${ago(a.last_seen)} ago` : '',
+          down.length ? el('span', { class: 'target-down' }, ` · target down: ${down.map((t) => t.url).join(', ')}`) : '');
       }));
     }
     const groups = [...new Set(agents.map((a) => a.group))].sort();
