@@ -139,8 +139,8 @@ func (r Route) String() string {
 	return r.Target
 }
 
-// label is the route's name in output and metrics.
-func (r *Route) label() string {
+// Label is the route's name in output and metrics.
+func (r *Route) Label() string {
 	switch {
 	case r.Name != "":
 		return r.Name
@@ -228,7 +228,7 @@ func newRouter(routes []Route, fallback string) (*router, error) {
 		if err != nil {
 			return nil, fmt.Errorf("client: route %d (%s): %w", i+1, r, err)
 		}
-		rt.routes = append(rt.routes, compiledRoute{Route: r, name: r.label(), target: u})
+		rt.routes = append(rt.routes, compiledRoute{Route: r, name: r.Label(), target: u})
 	}
 	if fallback != "" {
 		u, err := parseTarget(fallback)

@@ -178,11 +178,17 @@ func runCapture(cmd *cobra.Command, channel string, cf *captureOptions) error {
 	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		progress = stderr
 	}
+	relayTLS, proxy, err := relayAccess(cmd, v)
+	if err != nil {
+		return usageError(err)
+	}
 
 	res, err := client.Capture(cmd.Context(), client.CaptureConfig{
 		Agent: client.Config{
 			ServerURL:    v.GetString("server"),
 			Token:        v.GetString("token"),
+			RelayTLS:     relayTLS,
+			Proxy:        proxy,
 			AgentVersion: version,
 			Logger:       slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		},

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -15,27 +13,6 @@ import (
 
 	"github.com/hookrelay/hookrelay/client"
 )
-
-// addClientFlags adds the flags every client-side command takes.
-func addClientFlags(cmd *cobra.Command) {
-	f := cmd.Flags()
-	f.String("config", defaultClientConfig(), "YAML config file (keys: server, token, ...)")
-	f.String("server", "http://localhost:8080", "relay base URL")
-	f.String("token", "", "API token (or HOOKRELAY_TOKEN)")
-}
-
-// defaultClientConfig is ~/.config/hookrelay/config.yaml when it exists.
-func defaultClientConfig() string {
-	dir, err := os.UserConfigDir()
-	if err != nil {
-		return ""
-	}
-	p := filepath.Join(dir, "hookrelay", "config.yaml")
-	if _, err := os.Stat(p); err != nil {
-		return ""
-	}
-	return p
-}
 
 // apiFrom builds an API client from the command's configuration.
 func apiFrom(cmd *cobra.Command) (*client.API, *viper.Viper, error) {
@@ -46,7 +23,13 @@ func apiFrom(cmd *cobra.Command) (*client.API, *viper.Viper, error) {
 	if v.GetString("token") == "" {
 		return nil, nil, errors.New("no token: pass --token or set HOOKRELAY_TOKEN (the relay printed its admin token on first start)")
 	}
-	return client.NewAPI(v.GetString("server"), v.GetString("token")), v, nil
+	api := client.NewAPI(v.GetString("server"), v.GetString("token"))
+	tlsConfig, proxy, err := relayAccess(cmd, v)
+	if err != nil {
+		return nil, nil, err
+	}
+	api.HTTP = client.RelayHTTPClient(tlsConfig, proxy, api.HTTP.Timeout)
+	return api, v, nil
 }
 
 func printJSON(w io.Writer, v any) error {
