@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/hashicorp/yamux"
 
 	"github.com/hookrelay/hookrelay/protocol"
@@ -60,25 +62,9 @@ type sessionEnd struct {
 // connect dials the relay, starts a yamux session and runs the hello/welcome
 // handshake.
 func (a *Agent) connect(ctx context.Context) (*tunnel, error) {
-	header := http.Header{"User-Agent": {"hookrelay-agent/" + a.cfg.AgentVersion}}
-	if a.cfg.Token != "" {
-		header.Set("Authorization", "Bearer "+a.cfg.Token)
-	}
-	dialer := *a.cfg.Dialer
-	dialer.Subprotocols = []string{protocol.Subprotocol}
-	ws, resp, err := dialer.DialContext(ctx, a.tunnelURL, header)
+	ws, err := dialTunnel(ctx, a.cfg.Dialer, a.tunnelURL, a.cfg.Token, a.cfg.AgentVersion)
 	if err != nil {
-		if resp != nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10)) // gorilla kept at most 1 KiB
-			resp.Body.Close()
-			return nil, httpError(resp, body)
-		}
-		return nil, fmt.Errorf("dial %s: %w", a.tunnelURL, err)
-	}
-	if got := ws.Subprotocol(); got != protocol.Subprotocol {
-		ws.Close()
-		return nil, fatalError{fmt.Errorf("relay at %s did not accept WebSocket subprotocol %s (got %q): is it a hookrelay relay?",
-			a.tunnelURL, protocol.Subprotocol, got)}
+		return nil, err
 	}
 	conn := protocol.NewConn(ws, protocol.ConnConfig{})
 	sess, err := protocol.Client(conn, logWriter{a.log})
@@ -101,6 +87,54 @@ func (a *Agent) connect(ctx context.Context) (*tunnel, error) {
 		return nil, err
 	}
 	return t, nil
+}
+
+// dialTunnel opens the WebSocket of /tunnel at wsURL and checks its
+// subprotocol. A refusal before the upgrade comes back as the relay's error.
+func dialTunnel(ctx context.Context, d *websocket.Dialer, wsURL, token, agentVersion string) (*websocket.Conn, error) {
+	header := http.Header{"User-Agent": {"hookrelay-agent/" + agentVersion}}
+	if token != "" {
+		header.Set("Authorization", "Bearer "+token)
+	}
+	dialer := *d
+	dialer.Subprotocols = []string{protocol.Subprotocol}
+	ws, resp, err := dialer.DialContext(ctx, wsURL, header)
+	if err != nil {
+		if resp != nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10)) // gorilla kept at most 1 KiB
+			resp.Body.Close()
+			return nil, httpError(resp, body)
+		}
+		if via := ProxyFor(dialer.Proxy, wsURL); via != "" {
+			return nil, fmt.Errorf("dial %s through proxy %s: %w", wsURL, via, err)
+		}
+		return nil, fmt.Errorf("dial %s: %w", wsURL, err)
+	}
+	if got := ws.Subprotocol(); got != protocol.Subprotocol {
+		ws.Close()
+		return nil, fatalError{fmt.Errorf("relay at %s did not accept WebSocket subprotocol %s (got %q): is it a hookrelay relay?",
+			wsURL, protocol.Subprotocol, got)}
+	}
+	return ws, nil
+}
+
+// CheckTunnel opens the tunnel's WebSocket as an agent does (token,
+// subprotocol, TLS, proxy) and closes it at once: a check that the relay
+// takes tunnels from here. It returns the URL it dialed and the proxy it
+// went through ("" for none).
+func CheckTunnel(ctx context.Context, serverURL, token string, tlsConfig *tls.Config, proxy ProxyFunc) (wsURL, via string, err error) {
+	wsURL, err = tunnelURL(serverURL)
+	if err != nil {
+		return "", "", err
+	}
+	d := *websocket.DefaultDialer
+	d.HandshakeTimeout, d.Proxy, d.TLSClientConfig = handshakeTimeout, proxy, tlsConfig
+	ws, err := dialTunnel(ctx, &d, wsURL, token, "doctor")
+	if err != nil {
+		return wsURL, ProxyFor(proxy, wsURL), err
+	}
+	_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	return wsURL, ProxyFor(proxy, wsURL), ws.Close()
 }
 
 // handshake opens the control stream, sends Hello and reads the answer. The

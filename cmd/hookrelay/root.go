@@ -19,16 +19,19 @@ WebSocket tunnel to an agent on your machine, which replays them to localhost
 and returns your app's response to the sender.
 
   hookrelay server                                  run a relay
+  hookrelay login --server URL                      save the relay and your token
   hookrelay channel create                          make a channel (prints its URL)
   hookrelay connect CHANNEL --to http://localhost:3000/webhooks
   hookrelay events list CHANNEL                     look back; events replay ID to send one again
   hookrelay capture CHANNEL --count 1 --timeout 2m  wait for webhooks in CI (exit 3 on timeout)
-  hookrelay replay FILE --to URL                    resend an event saved with connect --save`,
+  hookrelay replay FILE --to URL                    resend an event saved with connect --save
+  hookrelay doctor                                  check config, relay, token, clock, tunnel, targets`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServerCmd(), newConnectCmd(), newChannelCmd(), newEventsCmd(),
-		newCaptureCmd(), newReplayCmd(), newTeamCmd(), newTokenCmd(), newLoadCmd(), newVersionCmd())
+		newCaptureCmd(), newReplayCmd(), newTeamCmd(), newTokenCmd(), newLoadCmd(), newVersionCmd(),
+		newLoginCmd(), newLogoutCmd(), newDoctorCmd())
 	return root
 }
 
