@@ -370,12 +370,23 @@ func deliveryLine(e client.DeliveryEvent) string {
 		} else {
 			status = good.Render(status)
 		}
-		b.WriteString(status + "  " + r.Duration.Round(time.Millisecond).String())
+		b.WriteString(status + "  " + shortDuration(r.Duration))
 	}
 	if req.Attempt > 1 {
 		fmt.Fprintf(&b, faint.Render("  (attempt %d)"), req.Attempt)
 	}
 	return b.String()
+}
+
+// shortDuration keeps two or three significant digits.
+func shortDuration(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond).String()
+	case d < time.Second:
+		return d.Round(100 * time.Microsecond).String()
+	}
+	return d.Round(10 * time.Millisecond).String()
 }
 
 func roundSeconds(d time.Duration) string {
