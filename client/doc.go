@@ -1,6 +1,10 @@
 // Package client is the hookrelay agent: it connects to a relay over the
 // tunnel (package protocol), subscribes to channels, forwards every delivery
-// byte for byte to one local target URL and sends the target's response back.
+// byte for byte to a local target URL (one, or several picked by Routes,
+// first match wins) and sends the target's response back. It checks its
+// targets' health and tells the relay (SPEC.md 5.7), and reports what it
+// does through hooks (Config.OnState, OnDelivery, OnTarget: the live view in
+// client/liveview) and Prometheus metrics (Config.Metrics).
 // It also saves delivered events to a directory and replays saved ones,
 // answers deliveries itself when Config.Handler is set (Capture, for CI
 // jobs waiting for webhooks), and holds a small client of the relay's JSON

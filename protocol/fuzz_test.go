@@ -83,6 +83,7 @@ func FuzzReadControl(f *testing.F) {
 		{Type: protocol.TypeUnsubscribe, Unsubscribe: []protocol.Subscription{{Channel: "c"}}},
 		{Type: protocol.TypeSubscribed, Subscribed: []protocol.ChannelInfo{{Channel: "c"}}},
 		{Type: protocol.TypeDrain, Drain: "bye"},
+		{Type: protocol.TypeHealth, Health: &protocol.Health{Targets: []protocol.TargetHealth{{URL: "http://localhost:3000", Error: "refused"}}}},
 	} {
 		var buf bytes.Buffer
 		if err := protocol.WriteControl(&buf, m); err != nil {
@@ -90,6 +91,7 @@ func FuzzReadControl(f *testing.F) {
 		}
 		f.Add(buf.Bytes())
 	}
+	f.Add(rawFrame(`{"type":"health","health":{"targets":[{"url":"u","up":true,"since":"2025-03-01T12:30:45Z"}]}}`))
 	f.Add(rawFrame(`{"type":"subscribe","subscribe":[]}`))
 	f.Add(rawFrame(`{"type":"notice","x":1}`))
 	f.Add(rawFrame(`{"TYPE":"drain","Drain":"case-insensitive keys"}`))
