@@ -125,6 +125,9 @@ traffic) for clean figures.`,
 			if v.GetString("token") == "" {
 				return fmt.Errorf("no token: pass --token or set HOOKRELAY_TOKEN")
 			}
+			if v.GetString("ca_file") != "" || v.GetBool("insecure") {
+				return fmt.Errorf("load agents does not take --ca-file or --insecure: run it against a relay on plain HTTP or with a public certificate")
+			}
 			res, err := loadtest.Agents(cmd.Context(), loadtest.AgentsConfig{
 				Server:          v.GetString("server"),
 				Token:           v.GetString("token"),
