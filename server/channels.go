@@ -265,6 +265,8 @@ func (r *Relay) deleteChannel(c *gin.Context) {
 	r.channels.forget(ch.ID)
 	r.hub.closeSessions(func(a *agentSession) bool { return a.subscribes(ch.ID) },
 		"channel_deleted", fmt.Sprintf("channel %q was deleted", ch.ID))
+	r.hub.endWatchers(func(channelID string, _ *watcher) bool { return channelID == ch.ID },
+		fmt.Sprintf("channel %q was deleted", ch.ID))
 	c.Status(http.StatusNoContent)
 }
 

@@ -102,10 +102,10 @@ func (h *hub) publish(ev *store.Event) {
 		}
 	}
 	for w := range h.watchers[ev.ChannelID] {
-		select {
-		case w.ch <- struct{}{}:
-		default:
+		if w.smee != nil && ev.State == store.EventAccepted {
+			w.smee.push(ev)
 		}
+		w.wake()
 	}
 }
 
@@ -276,6 +276,7 @@ func (h *hub) closeSessions(match func(a *agentSession) bool, code, msg string) 
 func (h *hub) drain(reason string) {
 	h.stopOnce.Do(func() { close(h.stopping) })
 	h.endStreams()
+	h.endWatchers(func(string, *watcher) bool { return true }, "the relay is stopping")
 	h.mu.Lock()
 	agents := make([]*agentSession, 0, len(h.agents))
 	for _, a := range h.agents {
@@ -311,10 +312,51 @@ func (h *hub) agentCount() int {
 }
 
 // watcher is told when a channel gets a new event (long-poll, live views).
-// A live stream's watcher also gets typed messages in live (stream.go).
+// A live stream's watcher also gets typed messages in live (stream.go); a
+// smee-compatible stream's gets the new events themselves in smee
+// (smeestream.go).
 type watcher struct {
-	ch   chan struct{}
-	live *liveQueue // nil for long-poll
+	ch    chan struct{}
+	live  *liveQueue // nil for long-poll
+	smee  *smeeQueue // nil but for smee-compatible streams
+	owner string     // principal.TokenID of the credential it was opened with; "" when none
+}
+
+// wake tells the watcher's owner to look again. It never blocks.
+func (w *watcher) wake() {
+	select {
+	case w.ch <- struct{}{}:
+	default:
+	}
+}
+
+// end tells the watcher's owner to stop, for reason: its channel was
+// deleted, its credential revoked, or the relay stops. Streams that can
+// say goodbye are told why; every owner is woken.
+func (w *watcher) end(reason string) {
+	if w.smee != nil {
+		w.smee.end(reason)
+	}
+	w.wake()
+}
+
+// endWatchers ends the watchers (of any channel) for which match is true
+// and returns how many it ended. It is the one way to end streams and
+// long-polls from outside their handlers: deleting a channel matches its
+// id, revoking a token matches owner.
+func (h *hub) endWatchers(match func(channelID string, w *watcher) bool, reason string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for channelID, ws := range h.watchers {
+		for w := range ws {
+			if match(channelID, w) {
+				w.end(reason)
+				n++
+			}
+		}
+	}
+	return n
 }
 
 func (h *hub) watch(channelID string) *watcher {

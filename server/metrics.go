@@ -19,6 +19,9 @@ type metrics struct {
 	deliveryDuration prometheus.Histogram
 	agentsConnected  prometheus.Gauge
 	longPolls        prometheus.Gauge
+	sseStreams       prometheus.Gauge
+	sseSlowReaders   prometheus.Counter
+	sseRefused       *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -43,8 +46,18 @@ func newMetrics() *metrics {
 		longPolls: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "hookrelay_long_polls_waiting", Help: "Event list requests waiting (wait=) for a new event now.",
 		}),
+		sseStreams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hookrelay_sse_streams", Help: "smee-compatible event streams (GET /h/CHANNEL, Accept: text/event-stream) open now.",
+		}),
+		sseSlowReaders: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hookrelay_sse_slow_readers_dropped_total", Help: "Event streams dropped because their reader fell behind the sse_buffer or stopped reading.",
+		}),
+		sseRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hookrelay_sse_streams_refused_total", Help: "Event streams refused with 429, by cap (channel, address).",
+		}, []string{"cap"}),
 	}
 	m.registry.MustRegister(m.eventsReceived, m.eventsRejected, m.deliveries, m.deliveryDuration, m.agentsConnected, m.longPolls,
+		m.sseStreams, m.sseSlowReaders, m.sseRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -25,15 +25,19 @@ import (
 
 // Defaults for Config fields left zero.
 const (
-	DefaultResponseTimeout = 10 * time.Second
-	DefaultMaxBody         = 25 << 20
-	DefaultDeliveryTimeout = 2 * time.Minute
-	DefaultMaxAttempts     = 20
-	DefaultRetryMaxBackoff = 5 * time.Minute
-	DefaultRetention       = 168 * time.Hour
-	DefaultMaxConcurrency  = 64
-	maxStoredResponse      = 64 << 10 // response bodies kept in the store per delivery
-	maxHeaderBytes         = 64 << 10 // per request; larger header blocks get 431
+	DefaultResponseTimeout  = 10 * time.Second
+	DefaultMaxBody          = 25 << 20
+	DefaultDeliveryTimeout  = 2 * time.Minute
+	DefaultMaxAttempts      = 20
+	DefaultRetryMaxBackoff  = 5 * time.Minute
+	DefaultRetention        = 168 * time.Hour
+	DefaultMaxConcurrency   = 64
+	DefaultMaxSSEPerChannel = 100
+	DefaultMaxSSEPerAddress = 20
+	DefaultSSEBuffer        = 4 << 20
+	DefaultSSEKeepAlive     = 15 * time.Second
+	maxStoredResponse       = 64 << 10 // response bodies kept in the store per delivery
+	maxHeaderBytes          = 64 << 10 // per request; larger header blocks get 431
 )
 
 // Config configures a Relay. Store is required; everything else has a
@@ -81,6 +85,21 @@ type Config struct {
 	TrustedProxies []string
 	// TLS says the listener serves TLS, so public URLs are https.
 	TLS bool
+	// MaxSSEPerChannel caps the smee-compatible event streams open on one
+	// channel at once (default 100); more are answered 429.
+	MaxSSEPerChannel int
+	// MaxSSEPerAddress caps the smee-compatible event streams open from one
+	// client address at once (default 20); more are answered 429.
+	MaxSSEPerAddress int
+	// SSEBuffer bounds the webhook bytes held in memory for one event
+	// stream whose reader has not taken them yet (default 4 MiB). A reader
+	// that falls further behind is dropped; it resumes from the store with
+	// Last-Event-ID.
+	SSEBuffer int64
+	// SSEKeepAlive is how often an idle event stream gets a keep-alive
+	// comment, and how often it checks that its reader may still read
+	// (default 15s).
+	SSEKeepAlive time.Duration
 	// ReadTimeout is the base time a sender gets to send its body; larger
 	// bodies get more at 64 KiB/s (default 30s).
 	ReadTimeout time.Duration
@@ -121,6 +140,18 @@ func (c *Config) setDefaults() error {
 	if c.MaxAgentsPerToken <= 0 {
 		c.MaxAgentsPerToken = 1000
 	}
+	if c.MaxSSEPerChannel <= 0 {
+		c.MaxSSEPerChannel = DefaultMaxSSEPerChannel
+	}
+	if c.MaxSSEPerAddress <= 0 {
+		c.MaxSSEPerAddress = DefaultMaxSSEPerAddress
+	}
+	if c.SSEBuffer <= 0 {
+		c.SSEBuffer = DefaultSSEBuffer
+	}
+	if c.SSEKeepAlive <= 0 {
+		c.SSEKeepAlive = DefaultSSEKeepAlive
+	}
 	if c.ReadTimeout <= 0 {
 		c.ReadTimeout = 30 * time.Second
 	}
@@ -151,6 +182,7 @@ type Relay struct {
 	metrics        *metrics
 	limiters       limiters
 	channels       channelCache
+	sseCaps        streamCaps
 	engine         *gin.Engine
 
 	ctx    context.Context // ended by Close

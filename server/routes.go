@@ -23,8 +23,12 @@ func (r *Relay) routes() (*gin.Engine, error) {
 	e.UseRawPath = true
 	e.UnescapePathValues = false
 
-	e.Any("/h/:channel", r.ingress)
-	e.Any("/h/:channel/*path", r.ingress)
+	// Ingress, and on GET with Accept: text/event-stream the channel's
+	// smee-compatible stream (smee.go).
+	e.Any("/h/:channel", r.channelRequest)
+	e.Any("/h/:channel/*path", r.channelRequest)
+	e.GET("/new", r.newChannel)
+	e.HEAD("/new", r.newChannel)
 
 	e.GET("/tunnel", r.requireAuth, r.tunnel)
 

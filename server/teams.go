@@ -238,5 +238,6 @@ func (r *Relay) revokeToken(c *gin.Context) {
 	}
 	closed := r.hub.closeSessions(func(a *agentSession) bool { return a.principal.TokenID == id },
 		"token_revoked", "the token of this agent was revoked")
+	r.hub.endWatchers(func(_ string, w *watcher) bool { return w.owner == id }, "the token was revoked")
 	c.JSON(http.StatusOK, gin.H{"id": id, "revoked": true, "tunnels_closed": closed})
 }

@@ -1,0 +1,222 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/hookrelay/hookrelay/server/store"
+)
+
+// smee-compatible channels. A channel URL is also an event stream, so
+// clients written for smee.io (smee-client, gosmee, EventSource scripts)
+// read a hookrelay channel unmodified:
+//
+//	GET  /h/CHANNEL?key=rk_…   Accept: text/event-stream    the stream (smeestream.go)
+//	GET  /h/CHANNEL            Authorization: Bearer TOKEN  the same, with a team token
+//	GET|HEAD /new                                           307 to a new anonymous channel's stream URL
+//
+// Reading needs the channel's read key in the URL (the one place
+// smee-client can carry it) or a token in Authorization. A URL that
+// carries the read key is therefore a reading URL: ingress refuses
+// webhooks sent to it, so a key pasted into a sender's settings is caught
+// at the first delivery instead of being handed to the sender.
+
+// channelRequest serves /h/:channel and /h/:channel/*path: a GET that asks
+// for text/event-stream on the channel URL itself is a stream; anything
+// else is a webhook for ingress.
+func (r *Relay) channelRequest(c *gin.Context) {
+	if c.Request.Method == http.MethodGet && c.Param("path") == "" && acceptsEventStream(c.Request) {
+		r.smeeStream(c)
+		return
+	}
+	if carriesReadKey(c.Request.URL.RawQuery, c.Param("channel")) {
+		abortJSON(c, http.StatusBadRequest, "read_key_in_url", fmt.Sprintf(
+			"this URL carries the channel's read key, which lets anyone who has it read every webhook: "+
+				"give senders %s (without ?key=); the URL with the key is for reading it with smee-client "+
+				"or EventSource (Accept: text/event-stream), or sign in to the inspector at %s/ with the key",
+			r.ingressURL(c.Request, c.Param("channel"))+c.Param("path"), r.baseURL(c.Request)))
+		return
+	}
+	r.ingress(c)
+}
+
+// acceptsEventStream reports whether the request's Accept lists
+// text/event-stream (what EventSource sends).
+func acceptsEventStream(req *http.Request) bool {
+	for _, v := range req.Header.Values("Accept") {
+		for part := range strings.SplitSeq(v, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err == nil && mt == "text/event-stream" && params["q"] != "0" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// carriesReadKey reports whether a query string holds a read key of the
+// channel in any field.
+func carriesReadKey(rawQuery, channelID string) bool {
+	if !strings.Contains(rawQuery, readKeyPrefix) {
+		return false
+	}
+	prefix := readKeyPrefix + channelID + "."
+	values, _ := url.ParseQuery(rawQuery) // what parses is enough to see a key
+	for _, vs := range values {
+		for _, v := range vs {
+			if strings.HasPrefix(v, prefix) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// streamCredential is the read key from ?key= or the token from
+// Authorization, or "".
+func streamCredential(req *http.Request) string {
+	if key := req.URL.Query().Get("key"); key != "" {
+		return key
+	}
+	return bearer(req)
+}
+
+// authorizeStream checks that cred may read the channel named in the route
+// and loads it. It answers (401, 404, 503) and returns false when not.
+func (r *Relay) authorizeStream(c *gin.Context, cred string) (principal, store.Channel, bool) {
+	if cred == "" {
+		abortJSON(c, http.StatusUnauthorized, "unauthorized",
+			"reading a channel needs its read key: add ?key=rk_… to the URL (smee-client, EventSource), "+
+				"or send Authorization: Bearer TOKEN")
+		return principal{}, store.Channel{}, false
+	}
+	if c.Query("key") != "" && !strings.HasPrefix(cred, readKeyPrefix) {
+		abortJSON(c, http.StatusUnauthorized, "unauthorized",
+			"?key= takes a channel read key (rk_…); send a token in Authorization: Bearer TOKEN instead, so it stays out of URLs and logs")
+		return principal{}, store.Channel{}, false
+	}
+	p, ch, err := r.streamAccess(c.Request, cred, c.Param("channel"))
+	switch {
+	case err == nil:
+		return p, ch, true
+	case errors.Is(err, errBadToken):
+		abortJSON(c, http.StatusUnauthorized, "unauthorized",
+			"the read key or token was rejected; check that you copied all of it and that it was not revoked")
+	case errors.Is(err, store.ErrNotFound):
+		abortJSON(c, http.StatusNotFound, "channel_not_found", fmt.Sprintf("channel %q does not exist", c.Param("channel")))
+	default:
+		r.storeFailed(c, err)
+	}
+	return principal{}, store.Channel{}, false
+}
+
+// streamAccess resolves cred and loads the channel it may read: errBadToken
+// for a credential the relay does not know (any more), store.ErrNotFound for
+// a channel that does not exist, has expired, or is not the credential's.
+func (r *Relay) streamAccess(req *http.Request, cred, channelID string) (principal, store.Channel, error) {
+	p, err := r.authenticateToken(req, cred)
+	if err != nil {
+		return principal{}, store.Channel{}, err
+	}
+	ch, err := r.store.GetChannel(req.Context(), channelID)
+	if err == nil && (!p.canAccess(ch) || (!ch.ExpiresAt.IsZero() && time.Now().After(ch.ExpiresAt))) {
+		err = store.ErrNotFound
+	}
+	return p, ch, err
+}
+
+// streamCaps counts the open event streams per channel and per client
+// address.
+type streamCaps struct {
+	mu        sync.Mutex
+	byChannel map[string]int
+	byAddress map[string]int
+}
+
+// acquire takes a place for a stream, or says which cap is full.
+func (s *streamCaps) acquire(channelID, addr string, maxPerChannel, maxPerAddress int) (release func(), full string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.byChannel[channelID] >= maxPerChannel:
+		return nil, "channel"
+	case s.byAddress[addr] >= maxPerAddress:
+		return nil, "address"
+	}
+	if s.byChannel == nil {
+		s.byChannel, s.byAddress = make(map[string]int), make(map[string]int)
+	}
+	s.byChannel[channelID]++
+	s.byAddress[addr]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.byChannel[channelID]--; s.byChannel[channelID] == 0 {
+				delete(s.byChannel, channelID)
+			}
+			if s.byAddress[addr]--; s.byAddress[addr] == 0 {
+				delete(s.byAddress, addr)
+			}
+		})
+	}, ""
+}
+
+// lastEventID reads Last-Event-ID: the cursor of the last webhook the
+// client received (or of the ready message). ok is false without one.
+func lastEventID(req *http.Request) (seq int64, ok bool, err error) {
+	v := strings.TrimSpace(req.Header.Get("Last-Event-ID"))
+	if v == "" {
+		return 0, false, nil
+	}
+	seq, err = strconv.ParseInt(v, 10, 64)
+	if err != nil || seq < 0 {
+		return 0, false, fmt.Errorf("Last-Event-ID %q is not an id this relay sent (a number)", v)
+	}
+	return seq, true, nil
+}
+
+// newChannel handles GET and HEAD /new as smee.io does: a redirect to a new
+// channel's URL, which smee-client's createChannel reads from Location. The
+// URL carries the new channel's read key, since an unmodified client can
+// carry nothing else; whoever holds that URL can read the channel, and
+// webhooks go to the URL without ?key=.
+func (r *Relay) newChannel(c *gin.Context) {
+	if !r.cfg.AllowAnonymous {
+		abortJSON(c, http.StatusForbidden, "anonymous_disabled",
+			"this relay does not create channels for anonymous callers; with a token from its operator run "+
+				"'hookrelay channel create --server "+r.baseURL(c.Request)+" --token TOKEN' and read the channel at "+
+				"its URL plus ?key=READ_KEY")
+		return
+	}
+	ch := store.Channel{ID: NewChannelID(), CreatedAt: time.Now().UTC()}
+	readKey := newReadKey(ch.ID)
+	ch.ReadKeyHash = hashToken(readKey)
+	if err := r.store.CreateChannel(c.Request.Context(), ch); err != nil {
+		r.storeFailed(c, err)
+		return
+	}
+	ingress := r.ingressURL(c.Request, ch.ID)
+	stream := ingress + "?key=" + url.QueryEscape(readKey)
+	c.Header("Location", stream)
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusTemporaryRedirect, gin.H{
+		"channel": ch.ID, "url": ingress, "stream_url": stream, "read_key": readKey,
+		"message": "send webhooks to url; read them with smee-client or EventSource at stream_url, or with 'hookrelay connect' and the read key as token",
+	})
+}
+
+// baseURL is the relay's public base URL as seen by req.
+func (r *Relay) baseURL(req *http.Request) string {
+	return strings.TrimSuffix(r.ingressURL(req, ""), "/h/")
+}
