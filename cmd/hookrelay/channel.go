@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"text/tabwriter"
 	"time"
 
@@ -73,6 +74,8 @@ func newChannelCmd() *cobra.Command {
 			}
 			if ch.ReadKey != "" {
 				fmt.Fprintf(out, "read key %s (shown once)\n", ch.ReadKey)
+				fmt.Fprintf(out, "stream  %s?key=%s (for smee-client and EventSource; senders get the URL without ?key=)\n",
+					ch.URL, url.QueryEscape(ch.ReadKey))
 			}
 			fmt.Fprintf(out, "\nforward it with: hookrelay connect %s --to http://localhost:3000/webhooks\n", ch.ID)
 			return nil

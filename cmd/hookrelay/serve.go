@@ -55,6 +55,9 @@ over the file):
   acme_domain             --acme-domain             (automatic certificates for this domain)
   read_timeout            --read-timeout            30s (+1s per 64 KiB of body)
   node_name               --node-name               (the host name; shown to agents)
+  max_sse_per_channel     --max-sse-per-channel     100 (smee-compatible streams per channel)
+  max_sse_per_address     --max-sse-per-address     20 (smee-compatible streams per client address)
+  sse_buffer              --sse-buffer              4MiB (webhooks held for a slow stream reader)
 
 Example config.yaml:
 
@@ -96,6 +99,9 @@ func newServerCmd() *cobra.Command {
 	f.String("acme-domain", "", "get certificates automatically (ACME TLS-ALPN-01) for this domain; cache in data_dir/acme")
 	f.Duration("read-timeout", 30*time.Second, "base time a sender gets to send a body (+1s per 64 KiB)")
 	f.String("node-name", "", "name of this relay node, shown to agents (default: the host name)")
+	f.Int("max-sse-per-channel", server.DefaultMaxSSEPerChannel, "smee-compatible event streams open at once per channel (429 beyond)")
+	f.Int("max-sse-per-address", server.DefaultMaxSSEPerAddress, "smee-compatible event streams open at once per client address (429 beyond)")
+	f.String("sse-buffer", "4MiB", "webhook bytes held for one event stream's reader; one that falls further behind is dropped and resumes")
 	return cmd
 }
 
@@ -139,6 +145,10 @@ func runServer(cmd *cobra.Command, _ []string) error {
 	if tlsConfig != nil {
 		ln = tls.NewListener(ln, tlsConfig)
 	}
+	sseBuffer, err := parseSize(v.GetString("sse_buffer"))
+	if err != nil {
+		return fmt.Errorf("sse_buffer: %w", err)
+	}
 	maxDB := int64(0)
 	if s := v.GetString("max_db_size"); s != "" && s != "0" {
 		if maxDB, err = parseSize(s); err != nil {
@@ -180,6 +190,9 @@ func runServer(cmd *cobra.Command, _ []string) error {
 		TrustedProxies:      splitList(v.GetStringSlice("trusted_proxies")),
 		TLS:                 tlsConfig != nil,
 		ReadTimeout:         v.GetDuration("read_timeout"),
+		MaxSSEPerChannel:    v.GetInt("max_sse_per_channel"),
+		MaxSSEPerAddress:    v.GetInt("max_sse_per_address"),
+		SSEBuffer:           sseBuffer,
 		Version:             version,
 		NodeName:            v.GetString("node_name"),
 		Logger:              logger,
