@@ -22,6 +22,7 @@ import (
 //
 //	GET  /h/CHANNEL?key=rk_…   Accept: text/event-stream    the stream (smeestream.go)
 //	GET  /h/CHANNEL            Authorization: Bearer TOKEN  the same, with a team token
+//	GET  /h/events/CHANNEL?key=rk_…                         the same, where gosmee looks for it
 //	GET|HEAD /new                                           307 to a new anonymous channel's stream URL
 //
 // Reading needs the channel's read key in the URL (the one place
@@ -34,8 +35,8 @@ import (
 // for text/event-stream on the channel URL itself is a stream; anything
 // else is a webhook for ingress.
 func (r *Relay) channelRequest(c *gin.Context) {
-	if c.Request.Method == http.MethodGet && c.Param("path") == "" && acceptsEventStream(c.Request) {
-		r.smeeStream(c)
+	if channelID := streamedChannel(c); channelID != "" {
+		r.smeeStream(c, channelID)
 		return
 	}
 	if carriesReadKey(c.Request.URL.RawQuery, c.Param("channel")) {
@@ -47,6 +48,24 @@ func (r *Relay) channelRequest(c *gin.Context) {
 		return
 	}
 	r.ingress(c)
+}
+
+// streamedChannel is the channel whose stream the request asks for, or ""
+// when it is a webhook. gosmee's client does not read the URL it is given
+// but BASE/events/CHANNEL, which for /h/CHANNEL?key=… is
+// /h/events/CHANNEL?key=…; that path is the stream too.
+func streamedChannel(c *gin.Context) string {
+	if c.Request.Method != http.MethodGet || !acceptsEventStream(c.Request) {
+		return ""
+	}
+	path := c.Param("path")
+	if path == "" {
+		return c.Param("channel")
+	}
+	if id, ok := strings.CutPrefix(path, "/"); ok && c.Param("channel") == "events" && id != "" && !strings.Contains(id, "/") {
+		return id
+	}
+	return ""
 }
 
 // acceptsEventStream reports whether the request's Accept lists
@@ -90,9 +109,9 @@ func streamCredential(req *http.Request) string {
 	return bearer(req)
 }
 
-// authorizeStream checks that cred may read the channel named in the route
-// and loads it. It answers (401, 404, 503) and returns false when not.
-func (r *Relay) authorizeStream(c *gin.Context, cred string) (principal, store.Channel, bool) {
+// authorizeStream checks that cred may read the channel and loads it. It
+// answers (401, 404, 503) and returns false when not.
+func (r *Relay) authorizeStream(c *gin.Context, cred, channelID string) (principal, store.Channel, bool) {
 	if cred == "" {
 		abortJSON(c, http.StatusUnauthorized, "unauthorized",
 			"reading a channel needs its read key: add ?key=rk_… to the URL (smee-client, EventSource), "+
@@ -104,7 +123,7 @@ func (r *Relay) authorizeStream(c *gin.Context, cred string) (principal, store.C
 			"?key= takes a channel read key (rk_…); send a token in Authorization: Bearer TOKEN instead, so it stays out of URLs and logs")
 		return principal{}, store.Channel{}, false
 	}
-	p, ch, err := r.streamAccess(c.Request, cred, c.Param("channel"))
+	p, ch, err := r.streamAccess(c.Request, cred, channelID)
 	switch {
 	case err == nil:
 		return p, ch, true
@@ -112,7 +131,7 @@ func (r *Relay) authorizeStream(c *gin.Context, cred string) (principal, store.C
 		abortJSON(c, http.StatusUnauthorized, "unauthorized",
 			"the read key or token was rejected; check that you copied all of it and that it was not revoked")
 	case errors.Is(err, store.ErrNotFound):
-		abortJSON(c, http.StatusNotFound, "channel_not_found", fmt.Sprintf("channel %q does not exist", c.Param("channel")))
+		abortJSON(c, http.StatusNotFound, "channel_not_found", fmt.Sprintf("channel %q does not exist", channelID))
 	default:
 		r.storeFailed(c, err)
 	}

@@ -153,10 +153,10 @@ type smeeStream struct {
 	buf       []byte
 }
 
-// smeeStream handles an event-stream GET of /h/:channel.
-func (r *Relay) smeeStream(c *gin.Context) {
+// smeeStream handles an event-stream GET of a channel.
+func (r *Relay) smeeStream(c *gin.Context, channelID string) {
 	cred := streamCredential(c.Request)
-	p, ch, ok := r.authorizeStream(c, cred)
+	p, ch, ok := r.authorizeStream(c, cred, channelID)
 	if !ok {
 		return
 	}

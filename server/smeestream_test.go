@@ -401,3 +401,24 @@ func TestAcceptsEventStream(t *testing.T) {
 		}
 	}
 }
+
+// TestSmeeStreamWhereGosmeeLooks: gosmee's client, given
+// BASE/h/CHANNEL?key=…, reads BASE/h/events/CHANNEL?key=…; a channel named
+// "events" still gets its webhooks.
+func TestSmeeStreamWhereGosmeeLooks(t *testing.T) {
+	t.Parallel()
+	e := startUI(t, nil)
+	ch := e.channel(uiAdminToken, "gosmee-read")
+	e.channel(uiAdminToken, "events")
+	s := e.smeeOpen("/h/events/gosmee-read" + keyQuery(ch))
+	s.ready()
+	id := e.send("POST", "/h/gosmee-read", "application/json", `{"via":"gosmee"}`)
+	if m := s.webhook(5 * time.Second); m.id != e.cursorOf(id) {
+		t.Errorf("stream at gosmee's path got %+v", m)
+	}
+	e.send("POST", "/h/events/gosmee-read", "application/json", `{}`)
+	e.send("GET", "/h/events/a/b", "", "", "Accept", "text/event-stream")
+	if got := e.channelCursors("events"); len(got) != 2 {
+		t.Errorf("channel events holds %d webhooks, want 2", len(got))
+	}
+}
