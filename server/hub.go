@@ -20,6 +20,7 @@ type hub struct {
 	channels map[string]map[int64]*groupWorker // channel id → its live groups
 	waiters  map[string]*waiter                // event id → sync sender waiting
 	watchers map[string]map[*watcher]struct{}  // channel id → watchers of new events
+	feeds    map[string]*smeeFeed              // channel id → the feed of its smee streams (smeefeed.go)
 	closed   bool
 	stopping chan struct{} // closed by drain: long-polls answer at once
 	stopOnce sync.Once
@@ -48,6 +49,7 @@ func newHub(r *Relay) *hub {
 		retiring: make(map[int64]*groupWorker),
 		stopping: make(chan struct{}),
 		watchers: make(map[string]map[*watcher]struct{}),
+		feeds:    make(map[string]*smeeFeed),
 	}
 }
 
@@ -102,10 +104,12 @@ func (h *hub) publish(ev *store.Event) {
 		}
 	}
 	for w := range h.watchers[ev.ChannelID] {
-		if w.smee != nil && ev.State == store.EventAccepted {
-			w.smee.push(ev)
+		if w.smee == nil { // smee streams hear from their channel's feed
+			w.wake()
 		}
-		w.wake()
+	}
+	if f := h.feeds[ev.ChannelID]; f != nil && ev.State == store.EventAccepted {
+		f.offer(ev)
 	}
 }
 
@@ -313,8 +317,8 @@ func (h *hub) agentCount() int {
 
 // watcher is told when a channel gets a new event (long-poll, live views).
 // A live stream's watcher also gets typed messages in live (stream.go); a
-// smee-compatible stream's gets the new events themselves in smee
-// (smeestream.go).
+// smee-compatible stream's gets the channel's new events, confirmed in
+// order by the channel's feed, in smee (smeestream.go, smeefeed.go).
 type watcher struct {
 	ch    chan struct{}
 	live  *liveQueue // nil for long-poll

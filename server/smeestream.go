@@ -1,13 +1,11 @@
 package server
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -30,25 +28,23 @@ import (
 // before the stream closes. Named events other than ready are never sent:
 // gosmee would forward their data as a webhook.
 //
-// The store is the queue. When the hub says the channel has news, the
-// stream lists the channel's events after its position without bodies
-// (newest first, page by page), cuts them into ranges of bounded count and
-// bytes, and sends the ranges oldest first, taking the bodies from the
-// events the hub handed over in memory when it holds all of a range, else
-// from one store read of the range. Seqs become visible in commit order, so
-// an event not yet listed has a higher seq than every event sent: nothing
-// is skipped or sent twice, across the switch from a reconnect's backlog to
-// live events too, and ids only grow, so Last-Event-ID is always a safe
-// place to resume.
+// The store is the queue. A stream first catches up alone: it lists the
+// channel's events after its position without bodies (newest first, page
+// by page), cuts them into ranges of bounded count and bytes, and sends the
+// ranges oldest first, each read from the store at once. Then it joins the
+// channel's feed (smeefeed.go), which confirms new events in cursor order
+// once for all streams and hands them over in memory. Ids only grow and
+// nothing is skipped or sent twice, across the switch from backlog to live
+// too, so Last-Event-ID is always a safe place to resume.
 //
-// Bounds: what the hub hands over waits in a smeeQueue capped at
-// SSEBuffer bytes and smeeQueueEvents events. While the stream catches up
-// on a backlog an overflow only drops the queue (the store has it all);
-// once it is live an overflow means the reader fell behind, and the stream
-// is cut at once, even in the middle of a write blocked on the reader
-// (hookrelay_sse_slow_readers_dropped_total counts it). A write that makes
-// no progress for streamWriteWait cuts it too. The client reconnects with
-// Last-Event-ID and resumes from the store.
+// Bounds: what the feed hands over (each message encoded once for all
+// streams) waits in a smeeQueue capped at SSEBuffer bytes and
+// smeeQueueEvents messages. An overflow while the stream
+// joins only sends it back to the store; once it is live an overflow means
+// the reader fell behind, and the stream is cut at once, even in the middle
+// of a write blocked on the reader (hookrelay_sse_slow_readers_dropped_total
+// counts it). A write that makes no progress for streamWriteWait cuts it
+// too. The client reconnects with Last-Event-ID and resumes from the store.
 
 const (
 	smeeQueueEvents = 1024    // events handed over in memory per stream
@@ -60,37 +56,49 @@ const (
 
 var errSlowReader = errors.New("the reader fell behind the stream's buffer")
 
-// smeeQueue holds the events the hub hands a stream until it takes them.
-type smeeQueue struct {
-	limit int64 // bytes (SSEBuffer); one event always fits
-
-	mu     sync.Mutex
-	evs    []*store.Event // handed over, not yet taken
-	bytes  int64          // body bytes in evs
-	live   bool           // the stream is caught up: an overflow drops the reader
-	slow   bool           // it overflowed while live: the stream must be cut
-	cut    func()         // unblocks the stream's write; nil once the handler returns
-	reason string         // why the stream must end; "" while it goes on
+// smeeFrame is one webhook's SSE message, encoded once by the feed for all
+// of the channel's streams.
+type smeeFrame struct {
+	seq  int64
+	data []byte
 }
 
-// push hands over a newly committed event. It never blocks.
-func (q *smeeQueue) push(ev *store.Event) {
+// smeeQueue holds the messages the feed hands a stream until it takes them.
+type smeeQueue struct {
+	limit  int64         // bytes (SSEBuffer); one event always fits
+	wake   chan struct{} // the stream's watcher channel
+	mu     sync.Mutex
+	frames []smeeFrame // handed over, in cursor order, not yet taken
+	bytes  int64       // bytes in frames
+	live   bool        // the stream is caught up: an overflow drops the reader
+	missed bool        // it overflowed while joining: catch up from the store again
+	slow   bool        // it overflowed while live: the stream must be cut
+	cut    func()      // unblocks the stream's write; nil once the handler returns
+	reason string      // why the stream must end; "" while it goes on
+}
+
+// push hands over the next confirmed webhook. It never blocks.
+func (q *smeeQueue) push(f smeeFrame) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.slow || q.reason != "" {
+	if q.slow || q.missed || q.reason != "" {
 		return
 	}
-	size := int64(len(ev.Body))
-	if len(q.evs) < smeeQueueEvents && (len(q.evs) == 0 || q.bytes+size <= q.limit) {
-		q.evs = append(q.evs, ev)
+	size := int64(len(f.data))
+	if len(q.frames) < smeeQueueEvents && (len(q.frames) == 0 || q.bytes+size <= q.limit) {
+		q.frames = append(q.frames, f)
 		q.bytes += size
+		q.signal()
 		return
 	}
-	q.evs, q.bytes = nil, 0 // the store has them
-	if q.live {
-		q.slow = true
-		q.interrupt()
+	q.frames, q.bytes = nil, 0 // the store has them
+	if !q.live {
+		q.missed = true
+		return
 	}
+	q.slow = true
+	q.interrupt()
+	q.signal()
 }
 
 // end asks the stream to end for reason, interrupting a blocked write.
@@ -100,7 +108,7 @@ func (q *smeeQueue) end(reason string) {
 	if q.reason == "" {
 		q.reason = reason
 	}
-	q.evs, q.bytes = nil, 0
+	q.frames, q.bytes = nil, 0
 	q.interrupt()
 }
 
@@ -111,19 +119,34 @@ func (q *smeeQueue) interrupt() {
 	}
 }
 
-// take empties the queue and says whether the stream must stop.
-func (q *smeeQueue) take() (evs []*store.Event, slow bool, reason string) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	evs = q.evs
-	q.evs, q.bytes = nil, 0
-	return evs, q.slow, q.reason
+// signal wakes the stream. q.mu is held; it never blocks.
+func (q *smeeQueue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
 }
 
-func (q *smeeQueue) setLive(live bool) {
+// take empties the queue and says whether the stream must stop.
+func (q *smeeQueue) take() (frames []smeeFrame, slow bool, reason string) {
 	q.mu.Lock()
-	q.live = live
-	q.mu.Unlock()
+	defer q.mu.Unlock()
+	frames = q.frames
+	q.frames, q.bytes = nil, 0
+	return frames, q.slow, q.reason
+}
+
+// goLive makes overflows cut the reader from now on. It reports false when
+// the queue overflowed while the stream joined: it must catch up again.
+func (q *smeeQueue) goLive() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.missed {
+		q.missed = false
+		return false
+	}
+	q.live = true
+	return true
 }
 
 func (q *smeeQueue) setCut(cut func()) {
@@ -180,11 +203,10 @@ func (r *Relay) smeeStream(c *gin.Context, channelID string) {
 	}
 	defer release()
 
-	q := &smeeQueue{limit: r.cfg.SSEBuffer}
-	w := r.hub.addWatcher(ch.ID, &watcher{ch: make(chan struct{}, 1), smee: q, owner: p.TokenID})
+	wake := make(chan struct{}, 1)
+	q := &smeeQueue{limit: r.cfg.SSEBuffer, wake: wake}
+	w := r.hub.addWatcher(ch.ID, &watcher{ch: wake, smee: q, owner: p.TokenID})
 	defer r.hub.unwatch(ch.ID, w)
-	// The position is read after the watcher is in place: whatever commits
-	// later is either listed from the store or handed over, or both.
 	ctx := c.Request.Context()
 	if after, err = r.streamStart(ctx, ch.ID, after, resume); err != nil {
 		r.storeFailed(c, err)
@@ -235,33 +257,61 @@ func (r *Relay) streamStart(ctx context.Context, channelID string, after int64, 
 	return evs[0].Seq, nil
 }
 
-// run sends the ready message, then webhooks as they come, until the client
-// goes, the stream is ended or cut, or the relay stops.
+// run sends the ready message, catches up from the store, joins the
+// channel's feed and sends webhooks as they come, until the client goes,
+// the stream is ended or cut, or the relay stops.
 func (s *smeeStream) run(ctx context.Context) error {
 	s.buf = fmt.Appendf(s.buf[:0], "retry: %d\nid: %d\nevent: ready\ndata: {}\n\n", smeeRetry, s.last)
 	if err := s.send(s.buf); err != nil {
 		return err
 	}
-	keepAlive := time.NewTicker(s.relay.cfg.SSEKeepAlive)
-	defer keepAlive.Stop()
-	pending := true // look in the store first: a reconnect's backlog
+	hub := s.relay.hub
+	defer hub.leaveFeed(s.channelID, s.q)
 	for {
-		if pending {
-			handed, slow, reason := s.q.take()
-			switch {
-			case reason != "":
-				s.goodbye(reason)
-				return nil
-			case slow:
-				return errSlowReader
-			}
-			caughtUp, err := s.sendNew(ctx, handed)
-			if err != nil {
+		if err := s.fromStore(ctx, 0); err != nil {
+			return err
+		}
+		feedAt, ok := hub.joinFeed(s.channelID, s.q, s.last)
+		if !ok {
+			s.goodbye("the relay is stopping")
+			return nil
+		}
+		if feedAt > s.last {
+			if err := s.fromStore(ctx, feedAt); err != nil {
 				return err
 			}
-			s.q.setLive(caughtUp)
-			if pending = !caughtUp; pending && ctx.Err() == nil {
-				continue
+		}
+		if s.q.goLive() {
+			return s.live(ctx)
+		}
+		hub.leaveFeed(s.channelID, s.q) // it overflowed meanwhile: back to the store
+	}
+}
+
+// live sends what the feed hands over.
+func (s *smeeStream) live(ctx context.Context) error {
+	keepAlive := time.NewTicker(s.relay.cfg.SSEKeepAlive)
+	defer keepAlive.Stop()
+	for {
+		frames, slow, reason := s.q.take()
+		switch {
+		case reason != "":
+			s.goodbye(reason)
+			return nil
+		case slow:
+			return errSlowReader
+		}
+		if len(frames) > 0 {
+			for _, f := range frames {
+				if f.seq > s.last {
+					if err := s.write(f.data); err != nil {
+						return err
+					}
+					s.last = f.seq
+				}
+			}
+			if err := s.flush(); err != nil {
+				return err
 			}
 		}
 		select {
@@ -271,7 +321,6 @@ func (s *smeeStream) run(ctx context.Context) error {
 			s.goodbye("the relay is stopping")
 			return nil
 		case <-s.wake:
-			pending = true
 		case <-keepAlive.C:
 			if reason := s.stillAllowed(ctx); reason != "" {
 				s.goodbye(reason)
@@ -284,110 +333,58 @@ func (s *smeeStream) run(ctx context.Context) error {
 	}
 }
 
-// seqRange is a run of the channel's events, read from the store at once.
-type seqRange struct {
-	lo, hi   int64 // its first and last cursor
-	rows     int   // events in it, rejected ones too
-	accepted int
-	bytes    int64
-}
-
-// sendNew sends the channel's accepted events after s.last, oldest first.
-// handed are events the hub handed over (bodies included). caughtUp says
-// the events after s.last fit in one listing: what comes next will be
-// handed over.
-func (s *smeeStream) sendNew(ctx context.Context, handed []*store.Event) (caughtUp bool, err error) {
-	ranges, caughtUp, err := s.plan(ctx)
-	if err != nil {
-		return false, err
+// fromStore sends the channel's accepted events after s.last, and up to
+// upTo when it is not 0, oldest first, read from the store. It returns
+// early, without an error, when the stream must stop; the caller's next
+// take says why.
+func (s *smeeStream) fromStore(ctx context.Context, upTo int64) error {
+	st := s.relay.store
+	before := int64(0)
+	if upTo > 0 {
+		before = upTo + 1
 	}
-	for _, rg := range ranges {
-		if rg.accepted == 0 {
-			continue
-		}
-		evs, err := s.load(ctx, rg, handed)
+	for {
+		ranges, caughtUp, err := planRanges(ctx, st, s.channelID, s.last, before)
 		if err != nil {
-			return false, err
+			return err
 		}
-		for _, ev := range evs {
-			if ev.Seq <= s.last || ev.State != store.EventAccepted {
+		for _, rg := range ranges {
+			if rg.accepted == 0 {
 				continue
 			}
-			if slow, reason := s.q.stopped(); slow || reason != "" {
-				return false, nil // run sees why at its next take
+			evs, err := loadRange(ctx, st, s.channelID, rg, nil)
+			if err != nil {
+				return err
 			}
-			s.buf = appendSmeeMessage(s.buf[:0], ev)
-			if err := s.write(s.buf); err != nil {
-				return false, err
+			for _, ev := range evs {
+				if ev.Seq <= s.last || ev.State != store.EventAccepted {
+					continue
+				}
+				if slow, reason := s.q.stopped(); slow || reason != "" {
+					return nil
+				}
+				if err := s.sendEvent(ev); err != nil {
+					return err
+				}
 			}
-			s.last = ev.Seq
+			if err := s.flush(); err != nil {
+				return err
+			}
 		}
-		if err := s.flush(); err != nil {
-			return false, err
+		if caughtUp {
+			return nil
 		}
 	}
-	return caughtUp, nil
 }
 
-// plan lists the events after s.last without bodies and cuts them into
-// ranges, oldest first.
-func (s *smeeStream) plan(ctx context.Context) (ranges []seqRange, caughtUp bool, err error) {
-	caughtUp = true
-	before := int64(0) // no bound
-	for {
-		evs, err := s.relay.store.ListEvents(ctx, store.EventQuery{
-			ChannelID: s.channelID, AfterSeq: s.last, BeforeSeq: before, Limit: smeeListPage,
-		})
-		if err != nil {
-			return nil, false, err
-		}
-		for i := range evs { // newest first
-			ev, n := &evs[i], len(ranges)
-			size := int64(ev.Size)
-			if n == 0 || ranges[n-1].rows >= smeeRangeEvents || ranges[n-1].bytes+size > smeeRangeBytes {
-				ranges = append(ranges, seqRange{hi: ev.Seq})
-				n++
-			}
-			rg := &ranges[n-1]
-			rg.lo, rg.rows, rg.bytes = ev.Seq, rg.rows+1, rg.bytes+size
-			if ev.State == store.EventAccepted {
-				rg.accepted++
-			}
-		}
-		if len(evs) < smeeListPage {
-			break
-		}
-		caughtUp = false
-		before = evs[len(evs)-1].Seq
+// sendEvent writes one webhook's message (flushed later).
+func (s *smeeStream) sendEvent(ev *store.Event) error {
+	s.buf = appendSmeeMessage(s.buf[:0], ev)
+	if err := s.write(s.buf); err != nil {
+		return err
 	}
-	slices.Reverse(ranges)
-	return ranges, caughtUp, nil
-}
-
-// load returns a range's events oldest first, from handed when it holds
-// every accepted one, else from the store.
-func (s *smeeStream) load(ctx context.Context, rg seqRange, handed []*store.Event) ([]*store.Event, error) {
-	var inRange []*store.Event
-	for _, ev := range handed {
-		if ev.Seq >= rg.lo && ev.Seq <= rg.hi {
-			inRange = append(inRange, ev)
-		}
-	}
-	if len(inRange) == rg.accepted {
-		slices.SortFunc(inRange, func(a, b *store.Event) int { return cmp.Compare(a.Seq, b.Seq) })
-		return inRange, nil
-	}
-	evs, err := s.relay.store.ListEvents(ctx, store.EventQuery{
-		ChannelID: s.channelID, AfterSeq: rg.lo - 1, BeforeSeq: rg.hi + 1, Limit: rg.rows, WithBody: true,
-	})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*store.Event, len(evs))
-	for i := range evs {
-		out[len(evs)-1-i] = &evs[i]
-	}
-	return out, nil
+	s.last = ev.Seq
+	return nil
 }
 
 // stillAllowed checks again that the credential may read the channel and

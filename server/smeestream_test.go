@@ -422,3 +422,51 @@ func TestSmeeStreamWhereGosmeeLooks(t *testing.T) {
 		t.Errorf("channel events holds %d webhooks, want 2", len(got))
 	}
 }
+
+// TestSmeeStreamsShareOneFeed: streams of one channel share one feed; one
+// that joins behind it reads what it missed from the store first; the feed
+// stops with the last stream.
+func TestSmeeStreamsShareOneFeed(t *testing.T) {
+	t.Parallel()
+	e := startUI(t, nil)
+	ch := e.channel(uiAdminToken, "shared")
+	feeds := func() int {
+		e.relay.hub.mu.Lock()
+		defer e.relay.hub.mu.Unlock()
+		return len(e.relay.hub.feeds)
+	}
+	a := e.smeeOpen("/h/shared" + keyQuery(ch))
+	start := a.ready()
+	var ids []string
+	for i := range 5 {
+		ids = append(ids, e.cursorOf(e.send("POST", "/h/shared", "application/json", fmt.Sprintf(`{"n":%d}`, i))))
+	}
+	for _, id := range ids {
+		if m := a.webhook(5 * time.Second); m.id != id {
+			t.Fatalf("stream a: %s, want %s", m.id, id)
+		}
+	}
+	b := e.smeeOpen("/h/shared"+keyQuery(ch), withHeader("Last-Event-ID", start))
+	b.ready()
+	ids = append(ids, e.cursorOf(e.send("POST", "/h/shared", "application/json", `{"n":5}`)))
+	for _, id := range ids {
+		if m := b.webhook(5 * time.Second); m.id != id {
+			t.Fatalf("stream b: %s, want %s", m.id, id)
+		}
+	}
+	if m := a.webhook(5 * time.Second); m.id != ids[5] {
+		t.Fatalf("stream a: %s, want %s", m.id, ids[5])
+	}
+	if n := feeds(); n != 1 {
+		t.Errorf("%d feeds for one channel's streams, want 1", n)
+	}
+	a.stop()
+	b.stop()
+	deadline := time.Now().Add(5 * time.Second)
+	for feeds() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the feed outlived its streams")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
