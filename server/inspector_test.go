@@ -67,6 +67,9 @@ func startUI(t *testing.T, mod func(*Config)) *uiEnv {
 	var once sync.Once
 	e.stop = func() {
 		once.Do(func() {
+			// A connection the client dialed but never used would hold
+			// graceful shutdown for 5 seconds (net/http treats it as busy).
+			e.client.CloseIdleConnections()
 			cancel()
 			if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 				t.Errorf("serve: %v", err)

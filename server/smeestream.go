@@ -141,12 +141,15 @@ func (q *smeeQueue) take() (frames []smeeFrame, slow bool, reason string) {
 func (q *smeeQueue) goLive() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.missed {
-		q.missed = false
-		return false
-	}
-	q.live = true
-	return true
+	q.live = !q.missed
+	return q.live
+}
+
+// reset empties the queue of a stream that left its feed to catch up again.
+func (q *smeeQueue) reset() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.frames, q.bytes, q.missed = nil, 0, false
 }
 
 func (q *smeeQueue) setCut(cut func()) {
@@ -285,6 +288,7 @@ func (s *smeeStream) run(ctx context.Context) error {
 			return s.live(ctx)
 		}
 		hub.leaveFeed(s.channelID, s.q) // it overflowed meanwhile: back to the store
+		s.q.reset()
 	}
 }
 
