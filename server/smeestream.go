@@ -39,15 +39,15 @@ import (
 //
 // Bounds: what the feed hands over (each message encoded once for all
 // streams) waits in a smeeQueue capped at SSEBuffer bytes and
-// smeeQueueEvents messages. An overflow while the stream
-// joins only sends it back to the store; once it is live an overflow means
-// the reader fell behind, and the stream is cut at once, even in the middle
-// of a write blocked on the reader (hookrelay_sse_slow_readers_dropped_total
-// counts it). A write that makes no progress for streamWriteWait cuts it
-// too. The client reconnects with Last-Event-ID and resumes from the store.
+// smeeQueueEvents messages. An overflow while the stream joins only sends
+// it back to the store; once it is live an overflow means the reader fell
+// behind, and the stream is cut at once, even in the middle of a write
+// blocked on the reader (hookrelay_sse_slow_readers_dropped_total counts
+// it). A write that makes no progress for streamWriteWait cuts it too. The
+// client reconnects with Last-Event-ID and resumes from the store.
 
 const (
-	smeeQueueEvents = 1024    // events handed over in memory per stream
+	smeeQueueEvents = 1024    // messages held per stream (and events per feed)
 	smeeListPage    = 500     // events per store listing (no bodies)
 	smeeRangeEvents = 100     // events per store read with bodies
 	smeeRangeBytes  = 4 << 20 // body bytes per store read (or one event)
