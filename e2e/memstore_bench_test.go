@@ -33,7 +33,7 @@ func BenchmarkThroughputStoreVsMemory(b *testing.B) {
 		b.Fatalf("open store: %v", err)
 	}
 	onSQLite := startRelayOnStore(b, st)
-	inMemory := startRelayOnStore(b, memstore.New())
+	inMemory := startRelayOnStore(b, memstore.New(store.Limits{}))
 	body := bytes.Repeat([]byte("x"), 1024)
 	const senders, total = 32, 3000
 	blast(b, onSQLite, senders, 200, body) // warm up connections

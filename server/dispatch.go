@@ -22,11 +22,17 @@ import (
 // committed while no agent was connected, or before a relay restart, are
 // found. Once a page comes back short it is caught up and switches to live
 // mode: new events are handed over in memory by publish (offer), with no
-// store read. Seqs become visible in commit order, so an event committed
-// after the MaxSeq read that precedes the last page has a seq above the
-// horizon and comes through offer; one at or below it was in a page. When
-// the hand-over queue overflows, the worker goes back to backlog mode from
-// the horizon; events it already holds are skipped by seq.
+// store read. A channel's events become visible in seq order, so an event
+// committed after the snapshot the last page was read from has a seq above
+// that page's horizon (the channel's highest seq in the snapshot) and comes
+// through offer; one at or below it was in a page. When the hand-over queue
+// overflows, the worker goes back to backlog mode from the horizon; events
+// it already holds are skipped by seq.
+//
+// Finished attempts come back to the worker, which writes them together
+// with the group's new watermark and its "last seen" time in one store call
+// (store.RecordProgress), one at a time: what finishes while a write is in
+// flight goes into the next one.
 type groupWorker struct {
 	relay *Relay
 	group store.Group
@@ -40,21 +46,25 @@ type groupWorker struct {
 	overflow atomic.Bool         // publish found incoming full: rescan the store
 	results  chan deliveryResult // finished attempts
 	replays  chan *store.Event   // events to deliver again (replay); pointers keep an idle worker small
+	written  chan progressWrite  // capacity 1: the progress write in flight has ended
 	done     chan struct{}       // closed when run has returned
 	prev     *groupWorker        // the group's previous worker, still finishing; run waits for it
 	ctx      context.Context     // ended by stop
 	cancel   context.CancelFunc
-	wg       sync.WaitGroup // delivery goroutines
+	wg       sync.WaitGroup // delivery goroutines and the progress write
 
 	// Owned by run's goroutine.
-	live        bool          // caught up: new events come through incoming
-	scanFrom    int64         // backlog paging position
-	horizon     int64         // every event with Seq <= horizon was read from the store
-	lastScan    time.Time     // when backlog mode last caught up
-	ready       []readyItem   // fetched or due again, not yet handed to an agent
-	retries     retryHeap     // failed attempts waiting for their backoff
-	outstanding map[int64]int // seq → attempts made, for events not done
-	persisted   int64         // DoneThrough as last written
+	live        bool             // caught up: new events come through incoming
+	scanFrom    int64            // backlog paging position
+	horizon     int64            // every event with Seq <= horizon was read from the store
+	lastScan    time.Time        // when backlog mode last caught up
+	ready       []readyItem      // fetched or due again, not yet handed to an agent
+	retries     retryHeap        // failed attempts waiting for their backoff
+	outstanding map[int64]int    // seq → attempts made, for events not done
+	finishing   map[int64]bool   // seqs of events done whose record is not written yet
+	unwritten   []store.Delivery // finished attempts not yet written
+	writing     bool             // a progress write is in flight
+	persisted   int64            // DoneThrough as last written
 	persistedAt time.Time
 	touchedAt   time.Time // when LastSeenAt was last written
 }
@@ -69,9 +79,16 @@ type readyItem struct {
 
 type deliveryResult struct {
 	item     readyItem
-	done     bool // delivered, or given up
-	gone     bool // the agent went away: retry soon
-	stopping bool // the agent refused to start it: not an attempt, hand it to another
+	done     bool            // delivered, or given up
+	gone     bool            // the agent went away: retry soon
+	stopping bool            // the agent refused to start it: not an attempt, hand it to another
+	record   *store.Delivery // the attempt to write; nil when none was made
+}
+
+// progressWrite is a store.RecordProgress call that has ended.
+type progressWrite struct {
+	p   store.Progress
+	err error
 }
 
 func newGroupWorker(r *Relay, g store.Group) *groupWorker {
@@ -83,9 +100,11 @@ func newGroupWorker(r *Relay, g store.Group) *groupWorker {
 		incoming:    make(chan *store.Event, incomingQueue),
 		results:     make(chan deliveryResult, 64),
 		replays:     make(chan *store.Event, 64),
+		written:     make(chan progressWrite, 1),
 		ctx:         ctx,
 		cancel:      cancel,
 		outstanding: make(map[int64]int),
+		finishing:   make(map[int64]bool),
 		done:        make(chan struct{}),
 	}
 	return w
@@ -96,6 +115,7 @@ const (
 	readyTarget     = 64      // events read ahead of the agents' free slots
 	inlineBodyLimit = 1 << 20 // larger bodies are reloaded from the store at dispatch
 	rescanInterval  = 30 * time.Second
+	maxUnwritten    = 4096 // finished attempts kept for writing while the store fails; older ones are dropped
 )
 
 func (w *groupWorker) notify() {
@@ -193,8 +213,7 @@ func (w *groupWorker) replay(ev store.Event) bool {
 
 func (w *groupWorker) run() {
 	defer func() {
-		w.wg.Wait()
-		w.persist(true)
+		w.finish()
 		close(w.done)
 		w.relay.hub.retired(w)
 	}()
@@ -250,11 +269,54 @@ func (w *groupWorker) run() {
 		case <-w.wake:
 		case res := <-w.results:
 			w.handle(res)
+			w.handleReady()
+		case pw := <-w.written:
+			w.wrote(pw)
 		case ev := <-w.replays:
 			w.ready = append(w.ready, readyItem{ev: ev, eventID: ev.ID, seq: ev.Seq, attempt: ev.Attempts + 1, replay: true})
 		case <-timer.C:
 		}
 	}
+}
+
+// handleReady handles the finished attempts already waiting, so that they
+// go into one progress write.
+func (w *groupWorker) handleReady() {
+	for {
+		select {
+		case res := <-w.results:
+			w.handle(res)
+		default:
+			return
+		}
+	}
+}
+
+// finish waits for the worker's delivery goroutines and progress write,
+// handling what they bring back, and writes the last progress.
+func (w *groupWorker) finish() {
+	idle := make(chan struct{})
+	go func() {
+		w.wg.Wait()
+		close(idle)
+	}()
+	for running := true; running; {
+		select {
+		case res := <-w.results:
+			w.handle(res)
+		case pw := <-w.written:
+			w.wrote(pw)
+		case <-idle:
+			running = false
+		}
+	}
+	w.handleReady()
+	select {
+	case pw := <-w.written:
+		w.wrote(pw)
+	default:
+	}
+	w.persist(true)
 }
 
 // want is how many more events the ready list should hold.
@@ -265,12 +327,14 @@ func (w *groupWorker) want() int {
 // take adds a fetched or handed-over event to the ready list unless the
 // worker already holds it.
 func (w *groupWorker) take(ev *store.Event) {
-	if _, held := w.outstanding[ev.Seq]; held {
+	// An event done but not yet written as done is still pending in the
+	// store: taking it again would deliver it twice.
+	if _, held := w.outstanding[ev.Seq]; held || w.finishing[ev.Seq] {
 		return
 	}
 	w.outstanding[ev.Seq] = ev.GroupAttempts
 	item := readyItem{ev: ev, eventID: ev.ID, seq: ev.Seq, attempt: ev.GroupAttempts + 1}
-	if len(ev.Body) > inlineBodyLimit {
+	if ev.Body == nil || len(ev.Body) > inlineBodyLimit {
 		item.ev = nil // reload at dispatch: keeps large bodies out of the queue
 	}
 	w.ready = append(w.ready, item)
@@ -297,24 +361,23 @@ func (w *groupWorker) scan() bool {
 	if limit <= 0 {
 		return false
 	}
-	maxSeq, err := w.relay.store.MaxSeq(w.ctx)
-	var evs []store.Event
-	if err == nil {
-		evs, err = w.relay.store.Pending(w.ctx, w.group.ID, w.scanFrom, limit)
-	}
+	page, err := w.relay.store.Pending(w.ctx, store.PendingQuery{
+		GroupID: w.group.ID, AfterSeq: w.scanFrom, Limit: limit, MaxBody: inlineBodyLimit,
+	})
 	if err != nil {
 		if w.ctx.Err() == nil {
 			w.relay.log.Error("read pending events", "group", w.group.Name, "err", err)
 		}
 		return true
 	}
+	evs := page.Events
 	for i := range evs {
 		w.scanFrom = max(w.scanFrom, evs[i].Seq)
 		w.take(&evs[i])
 	}
 	if len(evs) < limit {
 		w.live = true
-		w.horizon = max(w.horizon, maxSeq, w.scanFrom)
+		w.horizon = max(w.horizon, page.Horizon, w.scanFrom)
 		w.lastScan = time.Now()
 		// Handed-over events at or below the horizon were in the pages.
 		for drained := false; !drained; {
@@ -346,11 +409,8 @@ func (w *groupWorker) dispatchReady() {
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
-			res := w.attempt(a, item)
-			select {
-			case w.results <- res:
-			case <-w.ctx.Done():
-			}
+			// Never dropped: finish takes results until every attempt ended.
+			w.results <- w.attempt(a, item)
 			w.notify()
 		}()
 	}
@@ -358,6 +418,10 @@ func (w *groupWorker) dispatchReady() {
 
 // handle takes a finished attempt: done, or back in line after a backoff.
 func (w *groupWorker) handle(res deliveryResult) {
+	if res.record != nil {
+		w.unwritten = append(w.unwritten, *res.record)
+		w.dropUnwritten()
+	}
 	item := res.item
 	if res.stopping {
 		w.ready = append(w.ready, item)
@@ -366,6 +430,9 @@ func (w *groupWorker) handle(res deliveryResult) {
 	if res.done {
 		if !item.replay {
 			delete(w.outstanding, item.seq)
+			if res.record != nil {
+				w.finishing[item.seq] = true
+			}
 		}
 		return
 	}
@@ -398,30 +465,91 @@ func (w *groupWorker) watermark() int64 {
 	return low
 }
 
-// persist writes the watermark at most once a second, or now when final,
-// and marks the group as seen once a minute so retention keeps it.
+// persist writes the finished attempts, the watermark and the "last seen"
+// time in one store call: at once when attempts wait, the watermark alone at
+// most once a second, the time once a minute; with final, everything now.
+// Only one write is in flight; it runs in a goroutine so that dispatching
+// goes on meanwhile, except the final one, which persist waits for.
 func (w *groupWorker) persist(final bool) {
+	if w.writing {
+		return
+	}
+	p := store.Progress{GroupID: w.group.ID, Deliveries: w.unwritten}
+	if wm := w.watermark(); wm > w.persisted && (final || len(p.Deliveries) > 0 || time.Since(w.persistedAt) >= time.Second) {
+		p.DoneThrough = wm
+	}
 	if time.Since(w.touchedAt) > time.Minute {
-		w.touchedAt = time.Now()
-		if err := w.relay.store.TouchGroup(w.ctx, w.group.ID, w.touchedAt); err != nil && w.ctx.Err() == nil {
-			w.relay.log.Warn("mark group seen", "group", w.group.Name, "err", err)
-		}
+		p.SeenAt = time.Now()
 	}
-	wm := w.watermark()
-	if wm <= w.persisted || (!final && time.Since(w.persistedAt) < time.Second) {
+	if len(p.Deliveries) == 0 && p.DoneThrough == 0 && p.SeenAt.IsZero() {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := w.relay.store.AdvanceGroup(ctx, w.group.ID, wm); err != nil {
-		w.relay.log.Warn("save group progress", "group", w.group.Name, "err", err)
+	w.unwritten = nil
+	write := func() progressWrite {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return progressWrite{p: p, err: w.relay.store.RecordProgress(ctx, p)}
+	}
+	if final {
+		w.wrote(write())
 		return
 	}
-	w.persisted, w.persistedAt = wm, time.Now()
+	w.writing = true
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		w.written <- write() // capacity 1, one write at a time: never blocks
+		w.notify()
+	}()
 }
 
-// attempt delivers item to agent a once and records the attempt. It frees
-// a's slot as soon as the agent has answered, before the record is written.
+// wrote takes the outcome of a progress write. Attempts that could not be
+// written are kept for the next one.
+func (w *groupWorker) wrote(pw progressWrite) {
+	w.writing = false
+	p := pw.p
+	if pw.err != nil {
+		w.relay.log.Warn("save group progress", "group", w.group.Name, "err", pw.err)
+		w.unwritten = append(p.Deliveries, w.unwritten...)
+		w.dropUnwritten()
+		return
+	}
+	w.forgetFinished(p.Deliveries)
+	if p.DoneThrough > 0 {
+		w.persisted, w.persistedAt = max(w.persisted, p.DoneThrough), time.Now()
+	}
+	if !p.SeenAt.IsZero() {
+		w.touchedAt = p.SeenAt
+	}
+	for _, d := range p.Deliveries {
+		w.relay.hub.publishDelivery(d) // the inspector's live streams
+	}
+}
+
+// dropUnwritten drops the oldest unwritten records beyond maxUnwritten
+// (the store has failed for a long while); their events may be delivered
+// again.
+func (w *groupWorker) dropUnwritten() {
+	over := len(w.unwritten) - maxUnwritten
+	if over <= 0 {
+		return
+	}
+	w.relay.log.Error("drop delivery records the store could not take", "group", w.group.Name, "count", over)
+	w.forgetFinished(w.unwritten[:over])
+	w.unwritten = w.unwritten[over:]
+}
+
+// forgetFinished forgets the events of records that are written (or dropped).
+func (w *groupWorker) forgetFinished(ds []store.Delivery) {
+	for _, d := range ds {
+		if d.Done {
+			delete(w.finishing, d.EventSeq)
+		}
+	}
+}
+
+// attempt delivers item to agent a once and returns the outcome with the
+// attempt to record. It frees a's slot as soon as the agent has answered.
 func (w *groupWorker) attempt(a *agentSession, item readyItem) deliveryResult {
 	r := w.relay
 	released := false
@@ -453,7 +581,7 @@ func (w *groupWorker) attempt(a *agentSession, item readyItem) deliveryResult {
 		Method:     ev.Method,
 		Path:       ev.Path,
 		RawQuery:   ev.RawQuery,
-		Headers:    toProtocolHeaders(ev.Headers),
+		Headers:    ev.Headers,
 		BodyLength: int64(len(ev.Body)),
 		ReceivedAt: ev.ReceivedAt,
 		RemoteAddr: ev.RemoteAddr,
@@ -482,7 +610,7 @@ func (w *groupWorker) attempt(a *agentSession, item readyItem) deliveryResult {
 		r.hub.answer(ev.ID, outcome{errCode: resp.ErrorCode, errMsg: resp.Error})
 	default:
 		d.Status = resp.Status
-		d.ResponseHeaders = fromProtocolHeaders(resp.Headers)
+		d.ResponseHeaders = resp.Headers
 		d.ResponseBody = body[:min(len(body), maxStoredResponse)]
 		d.Duration = resp.Duration
 		d.Done = true
@@ -494,13 +622,7 @@ func (w *groupWorker) attempt(a *agentSession, item readyItem) deliveryResult {
 	}
 	res.done = d.Done || item.replay && item.attempt >= r.cfg.MaxAttempts
 	r.metrics.observeDelivery(d)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := r.store.RecordDelivery(ctx, d); err != nil {
-		r.log.Error("record delivery", "event", ev.ID, "err", err)
-	} else {
-		r.hub.publishDelivery(d) // the inspector's live streams
-	}
+	res.record = &d
 	return res
 }
 
@@ -531,20 +653,4 @@ func (h *retryHeap) Pop() any {
 	it := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return it
-}
-
-func toProtocolHeaders(hs []store.Header) []protocol.Header {
-	out := make([]protocol.Header, len(hs))
-	for i, h := range hs {
-		out[i] = protocol.Header{Name: h.Name, Value: h.Value}
-	}
-	return out
-}
-
-func fromProtocolHeaders(hs []protocol.Header) []store.Header {
-	out := make([]store.Header, len(hs))
-	for i, h := range hs {
-		out[i] = store.Header{Name: h.Name, Value: h.Value}
-	}
-	return out
 }

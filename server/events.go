@@ -16,42 +16,69 @@ import (
 )
 
 // eventJSON is an event as the API shows it. Body is text when it is valid
-// UTF-8 and base64 otherwise, as BodyEncoding says.
+// UTF-8 and base64 otherwise, as BodyEncoding says. A query or header value
+// that is not valid UTF-8 is text with U+FFFD in place of the bad bytes,
+// and its exact bytes follow in base64 (QueryBase64, headerJSON).
 type eventJSON struct {
-	ID           string         `json:"id"`
-	Channel      string         `json:"channel"`
-	Cursor       string         `json:"cursor"`
-	Method       string         `json:"method"`
-	Path         string         `json:"path"`
-	Query        string         `json:"query"`
-	Headers      []store.Header `json:"headers"`
-	Body         *string        `json:"body,omitempty"`
-	BodyEncoding string         `json:"body_encoding,omitempty"`
-	Size         int            `json:"size"`
-	RemoteAddr   string         `json:"remote_addr"`
-	ReceivedAt   time.Time      `json:"received_at"`
-	State        string         `json:"state"`
-	RejectReason string         `json:"reject_reason,omitempty"`
-	LastStatus   int            `json:"last_status,omitempty"`
-	Attempts     int            `json:"attempts"`
-	Delivered    bool           `json:"delivered"`
+	ID           string       `json:"id"`
+	Channel      string       `json:"channel"`
+	Cursor       string       `json:"cursor"`
+	Method       string       `json:"method"`
+	Path         string       `json:"path"`
+	Query        string       `json:"query"`
+	QueryBase64  string       `json:"query_base64,omitempty"`
+	Headers      []headerJSON `json:"headers"`
+	Body         *string      `json:"body,omitempty"`
+	BodyEncoding string       `json:"body_encoding,omitempty"`
+	Size         int          `json:"size"`
+	RemoteAddr   string       `json:"remote_addr"`
+	ReceivedAt   time.Time    `json:"received_at"`
+	State        string       `json:"state"`
+	RejectReason string       `json:"reject_reason,omitempty"`
+	LastStatus   int          `json:"last_status,omitempty"`
+	Attempts     int          `json:"attempts"`
+	Delivered    bool         `json:"delivered"`
 }
 
 func eventView(ev store.Event, withBody bool) eventJSON {
 	v := eventJSON{
 		ID: ev.ID, Channel: ev.ChannelID, Cursor: strconv.FormatInt(ev.Seq, 10), Method: ev.Method, Path: ev.Path,
-		Query: ev.RawQuery, Headers: ev.Headers, Size: ev.Size, RemoteAddr: ev.RemoteAddr,
+		Query: ev.RawQuery, QueryBase64: base64IfNotUTF8(ev.RawQuery), Headers: headersView(ev.Headers),
+		Size: ev.Size, RemoteAddr: ev.RemoteAddr,
 		ReceivedAt: ev.ReceivedAt, State: string(ev.State), RejectReason: ev.RejectReason,
 		LastStatus: ev.LastStatus, Attempts: ev.Attempts, Delivered: ev.DeliveredAny,
-	}
-	if v.Headers == nil {
-		v.Headers = []store.Header{}
 	}
 	if withBody {
 		body, enc := encodeBody(ev.Body)
 		v.Body, v.BodyEncoding = &body, enc
 	}
 	return v
+}
+
+// headerJSON is a header as the API shows it. Value is text: JSON strings
+// hold Unicode, so bytes that are not valid UTF-8 read as U+FFFD there, and
+// ValueBase64 then holds the exact bytes (it is absent otherwise).
+type headerJSON struct {
+	Name        string `json:"name"`
+	Value       string `json:"value"`
+	ValueBase64 string `json:"value_base64,omitempty"`
+}
+
+// headersView is the API's view of a header list (never null).
+func headersView(hs []store.Header) []headerJSON {
+	out := make([]headerJSON, len(hs))
+	for i, h := range hs {
+		out[i] = headerJSON{Name: h.Name, Value: h.Value, ValueBase64: base64IfNotUTF8(h.Value)}
+	}
+	return out
+}
+
+// base64IfNotUTF8 is s in base64 when s is not valid UTF-8, else "".
+func base64IfNotUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString([]byte(s))
 }
 
 // encodeBody gives a body as text when it is valid UTF-8, else as base64.
@@ -229,9 +256,9 @@ func (r *Relay) eventBody(c *gin.Context) {
 // stream shows, with the app's response.
 type deliveryJSON struct {
 	liveDelivery
-	ResponseHeaders []store.Header `json:"response_headers"`
-	ResponseBody    string         `json:"response_body"`
-	BodyEncoding    string         `json:"response_body_encoding"`
+	ResponseHeaders []headerJSON `json:"response_headers"`
+	ResponseBody    string       `json:"response_body"`
+	BodyEncoding    string       `json:"response_body_encoding"`
 }
 
 // eventDeliveries handles GET /api/v1/events/:id/deliveries.
@@ -248,11 +275,8 @@ func (r *Relay) eventDeliveries(c *gin.Context) {
 	out := make([]deliveryJSON, len(ds))
 	for i, d := range ds {
 		body, enc := encodeBody(d.ResponseBody)
-		hs := d.ResponseHeaders
-		if hs == nil {
-			hs = []store.Header{}
-		}
-		out[i] = deliveryJSON{liveDelivery: newLiveDelivery(d), ResponseHeaders: hs, ResponseBody: body, BodyEncoding: enc}
+		out[i] = deliveryJSON{liveDelivery: newLiveDelivery(d), ResponseHeaders: headersView(d.ResponseHeaders),
+			ResponseBody: body, BodyEncoding: enc}
 	}
 	c.JSON(http.StatusOK, gin.H{"deliveries": out})
 }

@@ -662,9 +662,9 @@ func TestEventSummaries(t *testing.T) {
 	}
 	gh := post(map[string]string{"X-GitHub-Event": "push"}, `{"ref":"main"}`)
 	stripe := post(map[string]string{"Stripe-Signature": "t=1,v1=x"}, `{"id":"evt_1","object":"event","type":"invoice.paid"}`)
-	if err := e.store.RecordDelivery(context.Background(), store.Delivery{
+	if err := e.store.RecordProgress(context.Background(), store.Progress{Deliveries: []store.Delivery{{
 		ID: "dlv_1", EventID: gh, GroupName: "laptop", AgentID: "ses_1", Attempt: 1, StartedAt: time.Now(), Duration: 3 * time.Millisecond, Status: 200, Done: true,
-	}); err != nil {
+	}}}); err != nil {
 		t.Fatal(err)
 	}
 	e.channel(uiAdminToken, "elsewhere")

@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/hookrelay/hookrelay/protocol"
 )
 
 // Sentinel errors callers branch on.
@@ -23,11 +25,12 @@ var (
 )
 
 // Header is one header line as received: name case, order and repeats are
-// kept by storing a list of these, never a map.
-type Header struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
-}
+// kept by storing a list of these, never a map. It is the wire's type, so a
+// header list goes from ingress through the store to the agent without a
+// copy. Value holds bytes, not text: a store keeps values that are not
+// valid UTF-8 exactly (see AppendHeaders). Its JSON form is the wire's;
+// the HTTP API has views of its own.
+type Header = protocol.Header
 
 // Channel is an inbox with a public ingress URL.
 type Channel struct {
@@ -57,21 +60,26 @@ const (
 
 // Event is one received webhook request, stored byte for byte.
 type Event struct {
-	ID           string // assigned by the caller (random, url-safe)
-	Seq          int64  // assigned by AppendEvent; strictly increasing across the store, in commit order
-	ChannelID    string
-	Method       string
-	Path         string // sub-path after /h/{channel}, always starting with "/"
-	RawQuery     string
-	Headers      []Header
+	ID  string // assigned by the caller (random, url-safe)
+	Seq int64  // assigned by the store when it takes the append (see StartAppend)
+	// ChannelID, Method, Path, RawQuery, Headers and Body are kept as
+	// given, byte for byte (RawQuery and header values need not be UTF-8).
+	ChannelID string
+	Method    string
+	Path      string // sub-path after /h/{channel}, always starting with "/"
+	RawQuery  string
+	Headers   []Header
+	// Body is nil only when not loaded (ListEvents without WithBody, Pending
+	// above MaxBody); a loaded empty body is non-nil.
 	Body         []byte
-	Size         int // body length in bytes, set also when Body is not loaded // nil only when not loaded (ListEvents without WithBody); a loaded empty body is non-nil
+	Size         int // body length in bytes, set also when Body is not loaded
 	RemoteAddr   string
 	ReceivedAt   time.Time
 	State        EventState
 	RejectReason string
 
-	// Summary of delivery, maintained by RecordDelivery.
+	// Summary of delivery, maintained by RecordProgress. A store keeps it
+	// apart from the body, so recording a delivery never rewrites the body.
 	LastStatus int // app's status of the latest delivery with a response; 0: none yet
 	Attempts   int // delivery attempts over all groups
 	// GroupAttempts is set by Pending only: the attempts already recorded
@@ -92,7 +100,8 @@ type EventQuery struct {
 	Since     time.Time // only ReceivedAt >= Since; zero: no bound
 	Until     time.Time // only ReceivedAt < Until; zero: no bound
 	// Text selects events with this substring in a header name, a header
-	// value or the body, ignoring the case of ASCII letters.
+	// value or the body, ignoring the case of ASCII letters (other bytes
+	// compare as they are).
 	Text     string
 	WithBody bool // load bodies too (else Body is nil)
 }
@@ -107,6 +116,48 @@ type Group struct {
 	DoneThrough int64
 	CreatedAt   time.Time
 	LastSeenAt  time.Time
+}
+
+// PendingQuery selects a page of a group's backlog (Store.Pending).
+type PendingQuery struct {
+	GroupID int64
+	// AfterSeq: only events with Seq > max(AfterSeq, the group's DoneThrough).
+	AfterSeq int64
+	Limit    int // at most this many events; <=0 means 100
+	// MaxBody: bodies of at most this many bytes are loaded; a larger one
+	// comes back with Body nil and Size set (load it with GetEvent when
+	// sending it). <=0 loads every body.
+	MaxBody int
+}
+
+// PendingPage is what Pending returns: a page of events and the horizon of
+// the snapshot it was read from.
+type PendingPage struct {
+	// Events are accepted events of the group's channel that are not done
+	// for the group, oldest first.
+	Events []Event
+	// Horizon is the highest seq among the channel's committed events (of
+	// any state, done or not) in the snapshot the page was read from; 0
+	// when the channel had none. By the visibility rule of Store, every
+	// event of the channel that becomes visible after that snapshot has a
+	// seq above Horizon: a worker that has read the backlog up to the end
+	// can take every newer event from a hand-over in memory instead.
+	Horizon int64
+}
+
+// Progress is what a group's worker reports in one RecordProgress call:
+// the attempts it finished since its last report and how far the group got.
+type Progress struct {
+	GroupID int64
+	// Deliveries are finished attempts, in the order they finished. Their
+	// GroupID is taken from Progress.
+	Deliveries []Delivery
+	// DoneThrough raises the group's DoneThrough to this seq (never lowers
+	// it); 0 leaves it as it is.
+	DoneThrough int64
+	// SeenAt sets the group's LastSeenAt (a group with a connected agent
+	// stays alive); zero leaves it as it is.
+	SeenAt time.Time
 }
 
 // From says where a newly connecting group starts.
@@ -137,6 +188,36 @@ type Delivery struct {
 	// Done marks the event finished for the group: delivered (a response
 	// frame arrived) or given up after the attempt cap.
 	Done bool
+}
+
+// Limits bound what a store keeps of its own accord; each implementation
+// takes them when it is opened. The zero value means the defaults.
+type Limits struct {
+	// RejectedEvents and RejectedBytes cap, per channel, the rejected
+	// events kept (their count, and the sum of their body sizes). Appending
+	// a rejected event drops the channel's oldest rejected events, in the
+	// same transaction, until both caps hold again; the event just appended
+	// is always kept, even when its body alone is over RejectedBytes.
+	// Accepted events do not count. 0 means the default; <0: no cap.
+	RejectedEvents int
+	RejectedBytes  int64
+}
+
+// Default caps on rejected events per channel.
+const (
+	DefaultRejectedEvents = 100
+	DefaultRejectedBytes  = 10 << 20
+)
+
+// WithDefaults returns l with zero fields set to their defaults.
+func (l Limits) WithDefaults() Limits {
+	if l.RejectedEvents == 0 {
+		l.RejectedEvents = DefaultRejectedEvents
+	}
+	if l.RejectedBytes == 0 {
+		l.RejectedBytes = DefaultRejectedBytes
+	}
+	return l
 }
 
 // Role is what a token may do.
@@ -191,6 +272,19 @@ type PruneResult struct {
 // ErrConflict are for what callers asked. Times are kept to the
 // microsecond. A zero CreatedAt (channel, team, token) or ReceivedAt is set
 // to the current time.
+//
+// Seqs and visibility. Every append gets a seq when the store takes it,
+// before its commit: seqs are strictly increasing in the order appends are
+// taken and never reused, not even when an append fails or its transaction
+// rolls back (seqs may therefore have gaps). An event is visible to readers
+// once its commit succeeded. Per channel, events become visible in seq
+// order: a reader that sees the event with seq N of channel C also sees
+// every event of C with a lower seq whose commit succeeded, and no event of
+// C with a seq below N becomes visible later. (SQLite, with one writer,
+// gives this for the whole store; a store with several writers needs it
+// only per channel, by serialising the appends of a channel.) The group
+// workers rely on it: it is what makes PendingPage.Horizon a safe point to
+// switch from reading the store to taking events handed over in memory.
 type Store interface {
 	// Channels.
 	CreateChannel(ctx context.Context, c Channel) error // ErrConflict if the id exists
@@ -204,45 +298,73 @@ type Store interface {
 	// deliveries; ErrNotFound if it does not exist.
 	DeleteChannel(ctx context.Context, id string) error
 
-	// AppendEvent commits the event durably and sets e.Seq (and ReceivedAt
-	// when zero, State to EventAccepted when empty). Concurrent calls are
-	// batched into few transactions (group commit). When it returns nil the
-	// event survives a crash of the process; when it returns an error the
-	// event was not stored. ErrNotFound if the channel does not exist,
-	// ErrConflict if the id does.
+	// StartAppend hands the event to the store and returns as soon as the
+	// store has taken it and assigned e.Seq, before the commit. It also
+	// sets ReceivedAt when zero, State to EventAccepted when empty, and
+	// Size. The returned Commit reports the commit's outcome: nil means the
+	// event is durable (it survives a crash of the process) and visible;
+	// an error means it was not stored and never will be, and its seq is
+	// not reused: ErrNotFound if the channel does not exist, ErrConflict if
+	// the id does, ErrUnavailable when the write failed. Appending a
+	// rejected event enforces the store's Limits in the same transaction.
+	//
+	// StartAppend itself fails (and e is left as it was) only when the
+	// store did not take the event: ctx ended first, or the store is
+	// closed. ctx bounds only that wait: once taken, the append runs to its
+	// end whatever happens to ctx. The store reads e (its Body and Headers
+	// too) until the commit is done: the caller must not change them
+	// before. Concurrent appends are committed together (group commit).
+	StartAppend(ctx context.Context, e *Event) (*Commit, error)
+	// AppendEvent is StartAppend followed by waiting for the commit: when
+	// it returns nil the event is durable; when it returns an error the
+	// event was not stored and e is left as it was.
 	AppendEvent(ctx context.Context, e *Event) error
 	GetEvent(ctx context.Context, id string) (Event, error) // with body
 	ListEvents(ctx context.Context, q EventQuery) ([]Event, error)
-	// MaxSeq is the highest Seq committed so far (0 when none), even if
-	// that event was deleted since.
+	// MaxSeq is the highest seq the store has assigned so far (0 when
+	// none): every seq ever handed out is at most MaxSeq and every later
+	// one is above it. It counts appends still in flight or failed and
+	// events deleted since; a store may also count seqs it reserved and
+	// skipped (after a restart, say).
 	MaxSeq(ctx context.Context) (int64, error)
 
 	// EnsureGroup returns the group of the channel with that name, creating
-	// it when missing. A new group with FromNow starts after MaxSeq; a new
-	// group with FromResume starts before the channel's oldest event. An
-	// existing group with FromNow skips to MaxSeq; with FromResume it is
-	// returned as is. Either way its LastSeenAt is set to now. ErrNotFound
-	// if the channel does not exist.
+	// it when missing. A new group with FromNow starts after MaxSeq (it
+	// skips every append taken before); a new group with FromResume starts
+	// before the channel's oldest event. An existing group with FromNow
+	// skips to MaxSeq; with FromResume it is returned as is. Either way its
+	// LastSeenAt is set to now. ErrNotFound if the channel does not exist.
 	EnsureGroup(ctx context.Context, channelID, name string, from From) (Group, error)
 	// ListGroups lists the channel's groups, oldest first.
 	ListGroups(ctx context.Context, channelID string) ([]Group, error)
-	// TouchGroup sets LastSeenAt (a group with a connected agent stays
-	// alive). TouchGroup, AdvanceGroup and Pending return ErrNotFound for
-	// an unknown group.
-	TouchGroup(ctx context.Context, groupID int64, at time.Time) error
-	// AdvanceGroup raises DoneThrough to seq (never lowers it).
-	AdvanceGroup(ctx context.Context, groupID int64, seq int64) error
-	// Pending returns accepted events of the group's channel with Seq >
-	// max(afterSeq, DoneThrough) that are not done for the group, oldest
-	// first, at most limit (<=0 means 100), with bodies.
-	Pending(ctx context.Context, groupID int64, afterSeq int64, limit int) ([]Event, error)
+	// Pending reads one page of the group's backlog from one snapshot:
+	// accepted events of the group's channel with Seq > max(q.AfterSeq,
+	// DoneThrough) that are not done for the group (no Done delivery
+	// recorded for it by this group), oldest first, at most q.Limit, with
+	// bodies up to q.MaxBody, each with GroupAttempts set; and the
+	// snapshot's Horizon (see PendingPage). ErrNotFound for an unknown
+	// group.
+	Pending(ctx context.Context, q PendingQuery) (PendingPage, error)
 
-	// RecordDelivery stores one attempt, updates the event's summary
-	// (Attempts+1; LastStatus when Status > 0; DeliveredAny when Status > 0
-	// or Done without Error), and, when d.Done, marks the event done for the
-	// group. EventSeq and ChannelID are taken from the stored event.
-	// ErrNotFound if the event does not exist, ErrConflict if the id does.
-	RecordDelivery(ctx context.Context, d Delivery) error
+	// RecordProgress writes a group worker's report in one transaction
+	// (one commit, however many deliveries it holds):
+	//   - each delivery is stored, with EventSeq and ChannelID taken from
+	//     the stored event (found by EventID), and updates the event's
+	//     summary: Attempts+1; LastStatus when Status > 0; DeliveredAny
+	//     when Status > 0 or Done without Error. A delivery whose event no
+	//     longer exists (deleted, or its commit failed) is skipped, not an
+	//     error;
+	//   - the group's DoneThrough is raised to p.DoneThrough and its
+	//     LastSeenAt set to p.SeenAt (each when set);
+	//   - an event with a Done delivery in p and a seq above the group's
+	//     DoneThrough (after raising it) is marked done for the group, so
+	//     Pending leaves it out; events at or below DoneThrough need no mark.
+	// A group that no longer exists is skipped likewise: its deliveries are
+	// still stored (history outlives groups). ErrConflict if a delivery id
+	// is already stored; nothing of p is written then. A caller reports a
+	// delivery only once its event's Commit is done (a store with several
+	// writers could not see the event before).
+	RecordProgress(ctx context.Context, p Progress) error
 	// Deliveries lists the attempts of one event, oldest (StartedAt) first;
 	// none for an unknown event.
 	Deliveries(ctx context.Context, eventID string) ([]Delivery, error)

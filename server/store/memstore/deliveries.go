@@ -8,24 +8,48 @@ import (
 	"github.com/hookrelay/hookrelay/server/store"
 )
 
-// RecordDelivery stores one attempt, updates the event's summary and, when
-// d.Done, marks the event done for the group. The event's seq and channel
-// are taken from the stored event. It fails with store.ErrNotFound when the
-// event is gone and store.ErrConflict for a duplicate delivery id; a done
-// mark for a group that is gone is skipped.
-func (s *Store) RecordDelivery(ctx context.Context, d store.Delivery) error {
+// RecordProgress writes the worker's report at once, as store.Store
+// documents: all of it, or nothing when a delivery id is taken.
+func (s *Store) RecordProgress(ctx context.Context, p store.Progress) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	op := fmt.Sprintf("record progress of group %d", p.GroupID)
 	if err := s.usable(ctx); err != nil {
-		return fmt.Errorf("record delivery %s: %w", d.ID, err)
+		return fmt.Errorf("%s: %w", op, err)
 	}
-	ev, ok := s.events[d.EventID]
-	if !ok {
-		return fmt.Errorf("record delivery %s: event %s: %w", d.ID, d.EventID, store.ErrNotFound)
+	ids := make(map[string]bool, len(p.Deliveries))
+	for _, d := range p.Deliveries {
+		if s.deliveryIDs[d.ID] || ids[d.ID] {
+			return fmt.Errorf("%s: delivery id %s taken: %w", op, d.ID, store.ErrConflict)
+		}
+		ids[d.ID] = true
 	}
-	if s.deliveryIDs[d.ID] {
-		return fmt.Errorf("record delivery %s: delivery id taken: %w", d.ID, store.ErrConflict)
+	g := s.groups[p.GroupID] // nil when gone: its deliveries are still kept
+	if g != nil {
+		g.advance(p.DoneThrough)
+		if !p.SeenAt.IsZero() {
+			g.g.LastSeenAt = storedTime(p.SeenAt)
+		}
 	}
+	for _, d := range p.Deliveries {
+		ev, ok := s.events[d.EventID]
+		if !ok {
+			continue // deleted, or its append failed
+		}
+		s.record(ev, d, p.GroupID)
+		// A mark at or below DoneThrough would be redundant. Only Pending
+		// reads marks, and only for events of the group's own channel.
+		if d.Done && g != nil && g.g.ChannelID == ev.e.ChannelID && ev.e.Seq > g.g.DoneThrough {
+			g.done[ev.e.Seq] = true
+		}
+	}
+	return nil
+}
+
+// record stores one delivery of ev and updates its summary. The caller
+// holds s.mu for writing.
+func (s *Store) record(ev *event, d store.Delivery, groupID int64) {
+	d.GroupID = groupID
 	d.EventSeq, d.ChannelID = ev.e.Seq, ev.e.ChannelID
 	d.StartedAt = storedTimeOrNow(d.StartedAt)
 	d.ResponseHeaders = cloneHeaders(d.ResponseHeaders)
@@ -41,16 +65,6 @@ func (s *Store) RecordDelivery(ctx context.Context, d store.Delivery) error {
 	if d.Status > 0 || (d.Done && d.Error == "") {
 		e.DeliveredAny = true
 	}
-	if !d.Done {
-		return nil
-	}
-	// A mark at or below DoneThrough would be redundant. Only Pending reads
-	// marks, and only for events of the group's own channel, so a mark for
-	// another channel's event could never be seen and is not kept.
-	if g, ok := s.groups[d.GroupID]; ok && g.g.ChannelID == e.ChannelID && e.Seq > g.g.DoneThrough {
-		g.done[e.Seq] = true
-	}
-	return nil
 }
 
 // Deliveries lists the attempts of one event, oldest (StartedAt) first and

@@ -12,16 +12,32 @@ import (
 // defaultListLimit is ListEvents' limit when none is given.
 const defaultListLimit = 50
 
-// AppendEvent stores the event and sets e.Seq (and e.ReceivedAt when zero,
-// e.State when empty, e.Size). It fails with store.ErrNotFound for an
-// unknown channel and store.ErrConflict for a duplicate id, leaving e as it
-// was.
-func (s *Store) AppendEvent(ctx context.Context, e *store.Event) error {
+// StartAppend stores the event at once and sets e.Seq (and e.ReceivedAt
+// when zero, e.State when empty, e.Size); the Commit it returns is already
+// settled. As with a database store, an append that fails for its channel
+// or id fails through the Commit and still uses up a seq; StartAppend
+// itself fails, leaving e as it was, only when the store is closed or ctx
+// is done.
+func (s *Store) StartAppend(ctx context.Context, e *store.Event) (*store.Commit, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.usable(ctx); err != nil {
-		return fmt.Errorf("append event %s: %w", e.ID, err)
+		return nil, fmt.Errorf("append event %s: %w", e.ID, err)
 	}
+	commit, settle := store.NewCommit()
+	s.lastSeq++
+	e.Seq = s.lastSeq
+	e.ReceivedAt = storedTimeOrNow(e.ReceivedAt)
+	if e.State == "" {
+		e.State = store.EventAccepted
+	}
+	e.Size = len(e.Body)
+	settle(s.append(e))
+	return commit, nil
+}
+
+// append stores e, whose Seq and defaults are set. The caller holds s.mu.
+func (s *Store) append(e *store.Event) error {
 	ch, ok := s.channels[e.ChannelID]
 	if !ok {
 		return fmt.Errorf("append event %s: channel %s: %w", e.ID, e.ChannelID, store.ErrNotFound)
@@ -29,23 +45,54 @@ func (s *Store) AppendEvent(ctx context.Context, e *store.Event) error {
 	if _, ok := s.events[e.ID]; ok {
 		return fmt.Errorf("append event %s: event id taken: %w", e.ID, store.ErrConflict)
 	}
-	s.lastSeq++
 	stored := *e
-	stored.Seq = s.lastSeq
-	stored.ReceivedAt = storedTimeOrNow(e.ReceivedAt)
-	if stored.State == "" {
-		stored.State = store.EventAccepted
-	}
 	stored.Headers = cloneHeaders(e.Headers)
 	stored.Body = cloneBody(e.Body)
-	stored.Size = len(stored.Body)
-	stored.LastStatus, stored.Attempts, stored.DeliveredAny = 0, 0, false
+	stored.LastStatus, stored.Attempts, stored.DeliveredAny, stored.GroupAttempts = 0, 0, false, 0
 	ev := &event{e: stored}
 	s.events[stored.ID] = ev
 	ch.events = append(ch.events, ev) // seqs are assigned under s.mu, so both stay sorted
 	s.all = append(s.all, ev)
-	e.Seq, e.ReceivedAt, e.State, e.Size = stored.Seq, stored.ReceivedAt, stored.State, stored.Size
+	if stored.State == store.EventRejected {
+		s.trimRejected(ch, ev)
+	}
 	return nil
+}
+
+// trimRejected drops the channel's oldest rejected events until the caps
+// of s.limits hold, keeping newest (the event just appended) whatever its
+// size. The caller holds s.mu for writing.
+func (s *Store) trimRejected(ch *channel, newest *event) {
+	count, bytes := 0, int64(0)
+	over := func(ev *event) bool {
+		count++
+		bytes += int64(ev.e.Size)
+		return (s.limits.RejectedEvents >= 0 && count > s.limits.RejectedEvents) ||
+			(s.limits.RejectedBytes >= 0 && bytes > s.limits.RejectedBytes)
+	}
+	drop := make(map[*event]bool)
+	for i := len(ch.events) - 1; i >= 0; i-- {
+		if ev := ch.events[i]; ev.e.State == store.EventRejected && over(ev) && ev != newest {
+			drop[ev] = true
+		}
+	}
+	if len(drop) > 0 {
+		s.dropEvents(ch, func(ev *event) bool { return drop[ev] })
+		s.compactAll()
+	}
+}
+
+// AppendEvent appends the event; on error e is left as it was.
+func (s *Store) AppendEvent(ctx context.Context, e *store.Event) error {
+	before := *e
+	commit, err := s.StartAppend(ctx, e)
+	if err == nil {
+		err = commit.Err()
+	}
+	if err != nil {
+		*e = before
+	}
+	return err
 }
 
 // GetEvent returns the event with that id, with its body.
@@ -86,7 +133,7 @@ func (s *Store) ListEvents(ctx context.Context, q store.EventQuery) ([]store.Eve
 		limit = defaultListLimit
 	}
 	since, until := storedTime(q.Since), storedTime(q.Until) // compared as stored
-	text := lowerASCII(q.Text)
+	text := store.LowerASCII(q.Text)
 	var es []store.Event
 	for i := end - 1; i >= 0 && len(es) < limit; i-- {
 		e := &candidates[i].e
@@ -166,41 +213,5 @@ func (s *Store) compactAll() {
 // hasText reports whether lowerText (lower case) occurs in a header name, a
 // header value or the body of e, ignoring the case of ASCII letters.
 func hasText(e *store.Event, lowerText string) bool {
-	for _, h := range e.Headers {
-		if containsFold(h.Name, lowerText) || containsFold(h.Value, lowerText) {
-			return true
-		}
-	}
-	return containsFold(e.Body, lowerText)
-}
-
-// containsFold reports whether lowerSub occurs in s when ASCII letters of s
-// are taken in lower case. Other bytes compare as they are, as SQLite's
-// lower() leaves them.
-func containsFold[T string | []byte](s T, lowerSub string) bool {
-	for i := 0; i+len(lowerSub) <= len(s); i++ {
-		j := 0
-		for j < len(lowerSub) && lowerByte(s[i+j]) == lowerSub[j] {
-			j++
-		}
-		if j == len(lowerSub) {
-			return true
-		}
-	}
-	return false
-}
-
-func lowerASCII(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		b[i] = lowerByte(c)
-	}
-	return string(b)
-}
-
-func lowerByte(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
+	return store.HeadersContain(e.Headers, lowerText) || store.ContainsFold(e.Body, lowerText)
 }

@@ -70,61 +70,40 @@ func (s *Store) ListGroups(ctx context.Context, channelID string) ([]store.Group
 	return gs, nil
 }
 
-// TouchGroup sets the group's LastSeenAt.
-func (s *Store) TouchGroup(ctx context.Context, groupID int64, at time.Time) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g, err := s.group(ctx, "touch", groupID)
-	if err != nil {
-		return err
-	}
-	g.g.LastSeenAt = storedTime(at)
-	return nil
-}
-
-// AdvanceGroup raises the group's DoneThrough to seq, never lowering it.
-func (s *Store) AdvanceGroup(ctx context.Context, groupID int64, seq int64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g, err := s.group(ctx, "advance", groupID)
-	if err != nil {
-		return err
-	}
-	g.advance(seq)
-	return nil
-}
-
-// Pending returns accepted events of the group's channel after
-// max(afterSeq, DoneThrough) that are not done for the group, oldest first,
-// with bodies.
-func (s *Store) Pending(ctx context.Context, groupID int64, afterSeq int64, limit int) ([]store.Event, error) {
+// Pending returns a page of the group's backlog and the channel's
+// horizon, as store.Store documents.
+func (s *Store) Pending(ctx context.Context, q store.PendingQuery) (store.PendingPage, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	g, err := s.group(ctx, "pending events of", groupID)
+	g, err := s.group(ctx, "pending events of", q.GroupID)
 	if err != nil {
-		return nil, err
+		return store.PendingPage{}, err
 	}
+	limit := q.Limit
 	if limit <= 0 {
 		limit = defaultPendingLimit
 	}
 	events := s.channels[g.g.ChannelID].events
-	var es []store.Event
-	for _, ev := range events[firstAbove(events, max(afterSeq, g.g.DoneThrough)):] {
+	var page store.PendingPage
+	if len(events) > 0 {
+		page.Horizon = events[len(events)-1].e.Seq
+	}
+	for _, ev := range events[firstAbove(events, max(q.AfterSeq, g.g.DoneThrough)):] {
 		if ev.e.State != store.EventAccepted || g.done[ev.e.Seq] {
 			continue
 		}
-		e := ev.copy(true)
+		e := ev.copy(q.MaxBody <= 0 || ev.e.Size <= q.MaxBody)
 		for _, d := range ev.deliveries {
-			if d.GroupID == groupID {
+			if d.GroupID == q.GroupID {
 				e.GroupAttempts++
 			}
 		}
-		es = append(es, e)
-		if len(es) == limit {
+		page.Events = append(page.Events, e)
+		if len(page.Events) == limit {
 			break
 		}
 	}
-	return es, nil
+	return page, nil
 }
 
 // group returns the group with that id for op, or an error saying why

@@ -22,6 +22,8 @@ import (
 // Store is a store.Store in memory. Create it with New; it is safe for
 // concurrent use.
 type Store struct {
+	limits store.Limits // with defaults; never changes
+
 	mu sync.RWMutex
 	// Everything below is guarded by mu.
 	closed      bool
@@ -67,9 +69,11 @@ var _ store.Store = (*Store)(nil)
 // errClosed is returned by every call after Close.
 var errClosed = fmt.Errorf("memstore is closed: %w", store.ErrUnavailable)
 
-// New returns an empty Store.
-func New() *Store {
+// New returns an empty Store that enforces limits (zero fields take
+// store's defaults).
+func New(limits store.Limits) *Store {
 	return &Store{
+		limits:      limits.WithDefaults(),
 		channels:    make(map[string]*channel),
 		events:      make(map[string]*event),
 		groups:      make(map[int64]*group),

@@ -18,8 +18,8 @@ func TestMain(m *testing.M) {
 
 func TestContract(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T) store.Store {
-		s := memstore.New()
+	storetest.Run(t, func(t *testing.T, l store.Limits) store.Store {
+		s := memstore.New(l)
 		t.Cleanup(func() {
 			if err := s.Close(); err != nil {
 				t.Errorf("close: %v", err)
@@ -34,7 +34,7 @@ func TestContract(t *testing.T) {
 func TestNoAliasing(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	s := memstore.New()
+	s := memstore.New(store.Limits{})
 	t.Cleanup(func() { s.Close() })
 
 	cidrs := []string{"192.0.2.0/24"}
@@ -56,9 +56,9 @@ func TestNoAliasing(t *testing.T) {
 	got.Headers[0].Value, got.Body[0] = "changed too", 'Y'
 	g, err := s.EnsureGroup(ctx, "c", "g", store.FromResume)
 	must(t, err)
-	pending, err := s.Pending(ctx, g.ID, 0, 10)
+	page, err := s.Pending(ctx, store.PendingQuery{GroupID: g.ID})
 	must(t, err)
-	pending[0].Body[1] = 'Z'
+	page.Events[0].Body[1] = 'Z'
 	listed, err := s.ListEvents(ctx, store.EventQuery{ChannelID: "c", WithBody: true})
 	must(t, err)
 	listed[0].Headers[0].Name = "X-Changed"
@@ -69,7 +69,7 @@ func TestNoAliasing(t *testing.T) {
 
 	d := store.Delivery{ID: "d", EventID: "e", GroupID: g.ID, Status: 200,
 		ResponseHeaders: []store.Header{{Name: "X-R", Value: "1"}}, ResponseBody: []byte("ok")}
-	must(t, s.RecordDelivery(ctx, d))
+	must(t, s.RecordProgress(ctx, store.Progress{GroupID: g.ID, Deliveries: []store.Delivery{d}}))
 	d.ResponseHeaders[0].Value, d.ResponseBody[0] = "changed", 'X'
 	ds, err := s.Deliveries(ctx, "e")
 	must(t, err)
@@ -84,7 +84,7 @@ func TestNoAliasing(t *testing.T) {
 // the context's error and changes nothing, as with a database store.
 func TestCanceledContext(t *testing.T) {
 	t.Parallel()
-	s := memstore.New()
+	s := memstore.New(store.Limits{})
 	t.Cleanup(func() { s.Close() })
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()

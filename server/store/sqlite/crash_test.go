@@ -22,7 +22,8 @@ import (
 const crashHelperEnv = "HOOKRELAY_SQLITE_CRASH_HELPER_DB"
 
 // runCrashHelper appends events from several goroutines until it is
-// killed, printing "id seq" for each append that returned nil.
+// killed, printing "- seq" for each seq it was handed (before the commit)
+// and "id seq" for each append whose commit succeeded.
 func runCrashHelper(path string) int {
 	ctx := context.Background()
 	s, err := Open(path, Options{})
@@ -43,7 +44,14 @@ func runCrashHelper(path string) int {
 			for i := 0; ; i++ {
 				e := &store.Event{ID: fmt.Sprintf("g%d-%d", g, i), ChannelID: "c",
 					Body: []byte(strings.Repeat("x", 1024))}
-				if err := s.AppendEvent(ctx, e); err != nil {
+				commit, err := s.StartAppend(ctx, e)
+				if err == nil {
+					mu.Lock()
+					fmt.Fprintf(os.Stdout, "- %d\n", e.Seq)
+					mu.Unlock()
+					err = commit.Wait(ctx)
+				}
+				if err != nil {
 					fmt.Fprintln(os.Stderr, err)
 					os.Exit(1)
 				}
@@ -58,8 +66,9 @@ func runCrashHelper(path string) int {
 }
 
 // TestCrashKeepsAppendedEvents kills (SIGKILL) a process that is appending
-// events and checks that every event whose AppendEvent had returned nil is
-// in the database, with its seq.
+// events and checks that every event whose commit had succeeded is in the
+// database, with its seq, and that no seq handed out before the crash is
+// handed out again.
 func TestCrashKeepsAppendedEvents(t *testing.T) {
 	t.Parallel()
 	exe, err := os.Executable()
@@ -84,6 +93,7 @@ func TestCrashKeepsAppendedEvents(t *testing.T) {
 	// Read acknowledgements until there are enough, kill the process mid-stream,
 	// then read the ones already in the pipe too: all of them were acknowledged.
 	acked := make(map[string]int64)
+	var handedOut int64 // the highest seq the helper was given
 	lines := bufio.NewScanner(stdout)
 	killed := false
 	for lines.Scan() {
@@ -91,6 +101,10 @@ func TestCrashKeepsAppendedEvents(t *testing.T) {
 		seq, err := strconv.ParseInt(seqText, 10, 64)
 		if !ok || err != nil {
 			t.Fatalf("helper printed %q", lines.Text())
+		}
+		if id == "-" {
+			handedOut = max(handedOut, seq)
+			continue
 		}
 		acked[id] = seq
 		if len(acked) == 2000 && !killed {
@@ -120,5 +134,12 @@ func TestCrashKeepsAppendedEvents(t *testing.T) {
 			t.Errorf("event %s: seq %d, acknowledged as %d", id, e.Seq, seq)
 		}
 	}
-	t.Logf("%d acknowledged events survived SIGKILL", len(acked))
+	next := &store.Event{ID: "after-crash", ChannelID: "c"}
+	if err := s.AppendEvent(t.Context(), next); err != nil {
+		t.Fatal(err)
+	}
+	if next.Seq <= handedOut {
+		t.Errorf("first seq after the crash %d, but seqs up to %d were handed out before it", next.Seq, handedOut)
+	}
+	t.Logf("%d acknowledged events survived SIGKILL; seqs went on at %d after %d", len(acked), next.Seq, handedOut)
 }

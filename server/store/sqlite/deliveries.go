@@ -2,6 +2,8 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -11,52 +13,103 @@ import (
 const deliveryColumns = `id, event_seq, event_id, channel_id, group_id, group_name, agent_id, attempt,
 	started_at, duration_ns, status, error, done, response_headers, response_body`
 
-// RecordDelivery stores one attempt in the next group-commit batch, updates
-// the event's summary and, when d.Done, marks the event done for the group.
-// The event's seq and channel are taken from the stored event (d.EventSeq
-// and d.ChannelID may be left zero). It fails with store.ErrNotFound when
-// the event is gone and store.ErrConflict for a duplicate delivery id; a
-// done mark for a group deleted meanwhile is skipped.
-func (s *Store) RecordDelivery(ctx context.Context, d store.Delivery) error {
-	headers, err := marshalHeaders(d.ResponseHeaders)
-	if err != nil {
-		return fmt.Errorf("record delivery %s: %w", d.ID, err)
+// upsertStatus counts one attempt in the event's summary row, creating it
+// on the event's first delivery. The row is small and apart from the body,
+// so this never rewrites the body.
+const upsertStatus = `INSERT INTO event_status (seq, attempts, last_status, delivered_any)
+	VALUES (?1, 1, ?2, ?3)
+	ON CONFLICT (seq) DO UPDATE SET attempts = attempts + 1,
+		last_status = CASE WHEN ?2 > 0 THEN ?2 ELSE last_status END,
+		delivered_any = delivered_any OR ?3`
+
+// RecordProgress writes the worker's report in one write job (one commit),
+// as store.Store documents.
+func (s *Store) RecordProgress(ctx context.Context, p store.Progress) error {
+	type record struct {
+		d       store.Delivery
+		headers []byte
+		body    []byte
 	}
-	body := d.ResponseBody
-	if body == nil {
-		body = []byte{}
+	recs := make([]record, len(p.Deliveries))
+	size := 0
+	for i, d := range p.Deliveries {
+		d.GroupID = p.GroupID
+		body := d.ResponseBody
+		if body == nil {
+			body = []byte{}
+		}
+		recs[i] = record{d: d, headers: store.AppendHeaders([]byte{}, d.ResponseHeaders), body: body}
+		size += len(body)
 	}
-	deliveredAny := d.Status > 0 || (d.Done && d.Error == "")
-	err = s.write(ctx, len(body), func(w *writeConn) error {
-		var seq int64
-		var channelID string
-		if err := w.row(`SELECT seq, channel_id FROM events WHERE id = ?`, d.EventID).
-			Scan(&seq, &channelID); err != nil {
-			return notFound(err, "event "+d.EventID)
-		}
-		_, err := w.exec(`INSERT INTO deliveries (`+deliveryColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			d.ID, seq, d.EventID, channelID, d.GroupID, d.GroupName, d.AgentID, d.Attempt,
-			micros(nowOr(d.StartedAt)), int64(d.Duration), d.Status, d.Error, d.Done, headers, body)
-		if err != nil {
-			return constraintErr(err, "delivery id taken", "event "+d.EventID)
-		}
-		if _, err := w.exec(`UPDATE events SET attempts = attempts + 1,
-				last_status = CASE WHEN ?1 > 0 THEN ?1 ELSE last_status END,
-				delivered_any = delivered_any OR ?2
-			WHERE seq = ?3`, d.Status, deliveredAny, seq); err != nil {
+	op := fmt.Sprintf("record progress of group %d", p.GroupID)
+	err := s.write(ctx, size, func(w *writeConn) error {
+		var (
+			groupChannel string
+			doneThrough  int64
+		)
+		err := w.row(`SELECT channel_id, done_through FROM delivery_groups WHERE id = ?`, p.GroupID).
+			Scan(&groupChannel, &doneThrough)
+		groupExists := err == nil
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		if !d.Done {
+		newDone := max(doneThrough, p.DoneThrough)
+		var marks []int64
+		for _, r := range recs {
+			d := r.d
+			var (
+				seq       int64
+				channelID string
+			)
+			err := w.row(`SELECT seq, channel_id FROM events WHERE id = ?`, d.EventID).Scan(&seq, &channelID)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue // deleted, or its append failed
+			}
+			if err != nil {
+				return err
+			}
+			_, err = w.exec(`INSERT INTO deliveries (`+deliveryColumns+`)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				d.ID, seq, d.EventID, channelID, d.GroupID, d.GroupName, d.AgentID, d.Attempt,
+				micros(nowOr(d.StartedAt)), int64(d.Duration), d.Status, d.Error, d.Done, r.headers, r.body)
+			if err != nil {
+				return constraintErr(err, "delivery id "+d.ID+" taken", "event "+d.EventID)
+			}
+			deliveredAny := d.Status > 0 || (d.Done && d.Error == "")
+			if _, err := w.exec(upsertStatus, seq, d.Status, deliveredAny); err != nil {
+				return err
+			}
+			// A mark at or below done_through would be redundant; only
+			// Pending reads marks, and only for the group's own channel.
+			if d.Done && groupExists && channelID == groupChannel && seq > newDone {
+				marks = append(marks, seq)
+			}
+		}
+		if !groupExists {
 			return nil
 		}
-		// A mark at or below done_through would be redundant; a group that
-		// is gone needs none.
-		_, err = w.exec(`INSERT OR IGNORE INTO done_marks (group_id, event_seq)
-			SELECT id, ? FROM delivery_groups WHERE id = ? AND done_through < ?`, seq, d.GroupID, seq)
-		return err
+		if newDone > doneThrough || !p.SeenAt.IsZero() {
+			if _, err := w.exec(`UPDATE delivery_groups SET done_through = ?,
+					last_seen_at = coalesce(?, last_seen_at) WHERE id = ?`,
+				newDone, nullMicros(p.SeenAt), p.GroupID); err != nil {
+				return err
+			}
+		}
+		if newDone > doneThrough {
+			if _, err := w.exec(`DELETE FROM done_marks WHERE group_id = ? AND event_seq <= ?`,
+				p.GroupID, newDone); err != nil {
+				return err
+			}
+		}
+		for _, seq := range marks {
+			if _, err := w.exec(`INSERT OR IGNORE INTO done_marks (group_id, event_seq) VALUES (?, ?)`,
+				p.GroupID, seq); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
-	return wrapErr("record delivery "+d.ID, err)
+	return wrapErr(op, err)
 }
 
 // Deliveries lists the attempts of one event, oldest first; none for an
@@ -79,7 +132,7 @@ func (s *Store) Deliveries(ctx context.Context, eventID string) ([]store.Deliver
 			d          store.Delivery
 			startedAt  int64
 			durationNS int64
-			headers    string
+			headers    []byte
 		)
 		if err := rows.Scan(&d.ID, &d.EventSeq, &d.EventID, &d.ChannelID, &d.GroupID, &d.GroupName,
 			&d.AgentID, &d.Attempt, &startedAt, &durationNS, &d.Status, &d.Error, &d.Done,
@@ -88,7 +141,7 @@ func (s *Store) Deliveries(ctx context.Context, eventID string) ([]store.Deliver
 		}
 		d.StartedAt = fromMicros(startedAt)
 		d.Duration = time.Duration(durationNS)
-		if d.ResponseHeaders, err = unmarshalHeaders(headers); err != nil {
+		if d.ResponseHeaders, err = store.ParseHeaders(headers); err != nil {
 			return nil, wrapErr(op, fmt.Errorf("delivery %s: %w", d.ID, err))
 		}
 		if d.ResponseBody == nil {

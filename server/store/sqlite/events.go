@@ -1,32 +1,42 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"database/sql"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/hookrelay/hookrelay/server/store"
 )
 
-// eventColumns are the columns scanEvent reads; the body is appended when
-// wanted (it is the table's last column, see the migration).
-const eventColumns = `seq, id, channel_id, method, path, raw_query, remote_addr, received_at,
-	state, reject_reason, last_status, attempts, delivered_any, headers, length(body)`
+// eventColumns are the columns scanEvent reads, from eventTables; the body
+// is appended when wanted (it is the table's last column, see the
+// migrations). An event without a delivery has no event_status row.
+const eventColumns = `e.seq, e.id, e.channel_id, e.method, e.path, e.raw_query, e.remote_addr,
+	e.received_at, e.state, e.reject_reason, coalesce(st.last_status, 0), coalesce(st.attempts, 0),
+	coalesce(st.delivered_any, 0), e.headers, e.size`
 
-const insertEvent = `INSERT INTO events (id, channel_id, method, path, raw_query, remote_addr,
-	received_at, state, reject_reason, headers, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+const eventTables = `events AS e LEFT JOIN event_status AS st ON st.seq = e.seq`
 
-// AppendEvent commits the event in the next group-commit batch and sets
-// e.Seq (and e.ReceivedAt when zero, e.State when empty). It fails with
-// store.ErrNotFound for an unknown channel and store.ErrConflict for a
-// duplicate id.
-func (s *Store) AppendEvent(ctx context.Context, e *store.Event) error {
-	headers, err := marshalHeaders(e.Headers)
-	if err != nil {
-		return fmt.Errorf("append event %s: %w", e.ID, err)
-	}
+const insertEvent = `INSERT INTO events (seq, id, channel_id, method, path, raw_query, remote_addr,
+	received_at, state, reject_reason, size, headers, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+// trimRejected drops the oldest rejected events of channel ?1 until at most
+// ?3 are left with at most ?4 body bytes in all, keeping seq ?2 (the one
+// just appended) whatever its size. The partial index events_rejected
+// answers it; the literal state lets the planner use it.
+const trimRejected = `DELETE FROM events WHERE seq IN (
+	SELECT seq FROM (
+		SELECT seq, row_number() OVER newest AS n, sum(size) OVER newest AS bytes
+		FROM events WHERE channel_id = ?1 AND state = 'rejected'
+		WINDOW newest AS (ORDER BY seq DESC)
+	) WHERE seq <> ?2 AND (n > ?3 OR bytes > ?4))`
+
+// StartAppend hands the event to the writer and returns once the writer
+// has taken it and assigned e.Seq, as store.Store documents.
+func (s *Store) StartAppend(ctx context.Context, e *store.Event) (*store.Commit, error) {
+	headers := store.AppendHeaders(make([]byte, 0, 256), e.Headers)
 	receivedAt := nowOr(e.ReceivedAt)
 	state := e.State
 	if state == "" {
@@ -36,21 +46,50 @@ func (s *Store) AppendEvent(ctx context.Context, e *store.Event) error {
 	if body == nil {
 		body = []byte{} // NOT NULL; an empty body is an empty blob
 	}
-	var seq int64
-	err = s.write(ctx, len(body), func(w *writeConn) error {
-		res, err := w.exec(insertEvent, e.ID, e.ChannelID, e.Method, e.Path, e.RawQuery,
-			e.RemoteAddr, micros(receivedAt), string(state), e.RejectReason, headers, body)
+	maxRejected, maxRejectedBytes := capOrMax(int64(s.opts.Limits.RejectedEvents)), capOrMax(s.opts.Limits.RejectedBytes)
+	commit, settle := store.NewCommit()
+	op := "append event " + e.ID
+	j := &job{size: len(body), taken: make(chan struct{})}
+	j.fn = func(w *writeConn) error {
+		_, err := w.exec(insertEvent, j.seq, e.ID, e.ChannelID, e.Method, e.Path, []byte(e.RawQuery),
+			e.RemoteAddr, micros(receivedAt), string(state), e.RejectReason, len(body), headers, body)
 		if err != nil {
 			return constraintErr(err, "event id taken", "channel "+e.ChannelID)
 		}
-		seq, err = res.LastInsertId()
+		if state == store.EventRejected {
+			_, err = w.exec(trimRejected, e.ChannelID, j.seq, maxRejected, maxRejectedBytes)
+		}
 		return err
-	})
-	if err != nil {
-		return wrapErr("append event "+e.ID, err)
 	}
-	e.Seq, e.ReceivedAt, e.State, e.Size = seq, receivedAt, state, len(body)
-	return nil
+	j.finish = func(err error) { settle(wrapErr(op, err)) }
+	if err := s.submit(ctx, j); err != nil {
+		return nil, wrapErr(op, err)
+	}
+	<-j.taken
+	e.Seq, e.ReceivedAt, e.State, e.Size = j.seq, receivedAt, state, len(body)
+	return commit, nil
+}
+
+// AppendEvent appends the event and waits for its commit.
+func (s *Store) AppendEvent(ctx context.Context, e *store.Event) error {
+	before := *e
+	commit, err := s.StartAppend(ctx, e)
+	if err == nil {
+		<-commit.Done() // taken: it runs to its end whatever ctx does
+		err = commit.Err()
+	}
+	if err != nil {
+		*e = before
+	}
+	return err
+}
+
+// capOrMax is a cap for SQL: a negative one (no cap) is the largest value.
+func capOrMax(n int64) int64 {
+	if n < 0 {
+		return math.MaxInt64
+	}
+	return n
 }
 
 // GetEvent returns the event with that id, with its body.
@@ -58,7 +97,7 @@ func (s *Store) GetEvent(ctx context.Context, id string) (store.Event, error) {
 	if err := s.readable(); err != nil {
 		return store.Event{}, err
 	}
-	row := s.rdb.QueryRowContext(ctx, `SELECT `+eventColumns+`, body FROM events WHERE id = ?`, id)
+	row := s.rdb.QueryRowContext(ctx, `SELECT `+eventColumns+`, e.body FROM `+eventTables+` WHERE e.id = ?`, id)
 	e, err := scanEvent(row, true)
 	return e, wrapErr("get event "+id, notFound(err, "event"))
 }
@@ -77,32 +116,30 @@ func (s *Store) ListEvents(ctx context.Context, q store.EventQuery) ([]store.Eve
 		args = append(args, a...)
 	}
 	if q.ChannelID != "" {
-		add("channel_id = ?", q.ChannelID)
+		add("e.channel_id = ?", q.ChannelID)
 	}
 	if q.BeforeSeq > 0 {
-		add("seq < ?", q.BeforeSeq)
+		add("e.seq < ?", q.BeforeSeq)
 	}
 	if q.AfterSeq > 0 {
-		add("seq > ?", q.AfterSeq)
+		add("e.seq > ?", q.AfterSeq)
 	}
 	if q.Method != "" {
-		add("method = ?", q.Method)
+		add("e.method = ?", q.Method)
 	}
 	if q.Status != 0 {
-		add("last_status = ?", q.Status)
+		add("coalesce(st.last_status, 0) = ?", q.Status)
 	}
 	if !q.Since.IsZero() {
-		add("received_at >= ?", micros(q.Since))
+		add("e.received_at >= ?", micros(q.Since))
 	}
 	if !q.Until.IsZero() {
-		add("received_at < ?", micros(q.Until))
+		add("e.received_at < ?", micros(q.Until))
 	}
 	if q.Text != "" {
-		// lower() folds ASCII letters only; both sides go through it.
-		add(`(instr(lower(CAST(body AS TEXT)), lower(?)) > 0 OR EXISTS (
-			SELECT 1 FROM json_each(headers) AS h
-			WHERE instr(lower(h.value ->> 'name'), lower(?)) > 0
-			   OR instr(lower(h.value ->> 'value'), lower(?)) > 0))`, q.Text, q.Text, q.Text)
+		// lower() folds ASCII letters only, as store.LowerASCII does.
+		text := store.LowerASCII(q.Text)
+		add(`(instr(lower(CAST(e.body AS TEXT)), ?) > 0 OR hookrelay_headers_contain(e.headers, ?))`, text, text)
 	}
 	limit := q.Limit
 	if limit <= 0 {
@@ -110,55 +147,58 @@ func (s *Store) ListEvents(ctx context.Context, q store.EventQuery) ([]store.Eve
 	}
 	cols := eventColumns
 	if q.WithBody {
-		cols += ", body"
+		cols += ", e.body"
 	}
-	query := `SELECT ` + cols + ` FROM events`
+	query := `SELECT ` + cols + ` FROM ` + eventTables
 	if len(where) > 0 {
 		query += ` WHERE ` + strings.Join(where, " AND ")
 	}
-	query += ` ORDER BY seq DESC LIMIT ?`
+	query += ` ORDER BY e.seq DESC LIMIT ?`
 	args = append(args, limit)
-	return s.queryEvents(ctx, "list events", q.WithBody, query, args...)
+	rows, err := s.rdb.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, wrapErr("list events", err)
+	}
+	es, err := scanEvents(rows, q.WithBody)
+	return es, wrapErr("list events", err)
 }
 
-// MaxSeq is the highest seq ever assigned (0 when none), even if that
-// event was deleted since.
-func (s *Store) MaxSeq(ctx context.Context) (int64, error) {
+// MaxSeq is the highest seq assigned (0 when none), as store.Store
+// documents. After a restart that did not close the store, it includes the
+// seqs reserved ahead and skipped (see writer.go).
+func (s *Store) MaxSeq(context.Context) (int64, error) {
 	if err := s.readable(); err != nil {
 		return 0, err
 	}
-	var seq int64
-	err := s.rdb.QueryRowContext(ctx, maxSeqQuery).Scan(&seq)
-	return seq, wrapErr("max seq", err)
+	return s.lastSeq.Load(), nil
 }
 
-// queryEvents runs a query selecting eventColumns (and the body when
-// withBody) on the read pool.
-func (s *Store) queryEvents(ctx context.Context, op string, withBody bool, query string, args ...any) ([]store.Event, error) {
-	rows, err := s.rdb.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, wrapErr(op, err)
-	}
+// scanEvents reads every row of rows (eventColumns, then the body when
+// withBody) and closes it.
+func scanEvents(rows *sql.Rows, withBody bool) ([]store.Event, error) {
 	defer rows.Close()
 	var es []store.Event
 	for rows.Next() {
 		e, err := scanEvent(rows, withBody)
 		if err != nil {
-			return nil, wrapErr(op, err)
+			return nil, err
 		}
 		es = append(es, e)
 	}
-	return es, wrapErr(op, rows.Err())
+	return es, rows.Err()
 }
 
+// scanEvent reads eventColumns and, when withBody, a body column that is
+// NULL when the body was not loaded.
 func scanEvent(r scanner, withBody bool) (store.Event, error) {
 	var (
 		e          store.Event
+		rawQuery   []byte
 		receivedAt int64
 		state      string
-		headers    string
+		headers    []byte
 	)
-	dest := []any{&e.Seq, &e.ID, &e.ChannelID, &e.Method, &e.Path, &e.RawQuery, &e.RemoteAddr,
+	dest := []any{&e.Seq, &e.ID, &e.ChannelID, &e.Method, &e.Path, &rawQuery, &e.RemoteAddr,
 		&receivedAt, &state, &e.RejectReason, &e.LastStatus, &e.Attempts, &e.DeliveredAny, &headers, &e.Size}
 	if withBody {
 		dest = append(dest, &e.Body)
@@ -166,41 +206,15 @@ func scanEvent(r scanner, withBody bool) (store.Event, error) {
 	if err := r.Scan(dest...); err != nil {
 		return store.Event{}, err
 	}
+	e.RawQuery = string(rawQuery)
 	e.ReceivedAt = fromMicros(receivedAt)
 	e.State = store.EventState(state)
-	if withBody && e.Body == nil {
+	if withBody && e.Body == nil && e.Size == 0 {
 		e.Body = []byte{} // loaded but empty: nil means "not loaded"
 	}
 	var err error
-	if e.Headers, err = unmarshalHeaders(headers); err != nil {
+	if e.Headers, err = store.ParseHeaders(headers); err != nil {
 		return store.Event{}, fmt.Errorf("event %s: %w", e.ID, err)
 	}
 	return e, nil
-}
-
-// marshalHeaders encodes headers as a JSON array of {"name","value"},
-// keeping order, case and repeats. HTML escaping is off so the stored text
-// reads as received ("<" rather than "\u003c") when inspected by hand.
-func marshalHeaders(hs []store.Header) (string, error) {
-	if len(hs) == 0 {
-		return "[]", nil
-	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(hs); err != nil {
-		return "", fmt.Errorf("encode headers: %w", err)
-	}
-	return strings.TrimSuffix(b.String(), "\n"), nil
-}
-
-func unmarshalHeaders(s string) ([]store.Header, error) {
-	var hs []store.Header
-	if err := json.Unmarshal([]byte(s), &hs); err != nil {
-		return nil, fmt.Errorf("decode headers: %w", err)
-	}
-	if len(hs) == 0 {
-		return nil, nil
-	}
-	return hs, nil
 }

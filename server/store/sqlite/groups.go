@@ -5,7 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
+	"math"
 	"time"
 
 	"github.com/hookrelay/hookrelay/server/store"
@@ -13,12 +13,9 @@ import (
 
 const groupColumns = `id, channel_id, name, done_through, created_at, last_seen_at`
 
-// maxSeqQuery reads the highest seq ever assigned.
-const maxSeqQuery = `SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)`
-
 // EnsureGroup returns the channel's group with that name, creating it when
 // missing, as store.Store documents. It runs in the writer, so "now" for
-// FromNow is the writer's view: every event committed before it.
+// FromNow is the writer's view: every append it has taken before.
 func (s *Store) EnsureGroup(ctx context.Context, channelID, name string, from store.From) (store.Group, error) {
 	op := fmt.Sprintf("ensure group %s/%s", channelID, name)
 	if from != store.FromNow && from != store.FromResume {
@@ -27,11 +24,9 @@ func (s *Store) EnsureGroup(ctx context.Context, channelID, name string, from st
 	var g store.Group
 	err := s.write(ctx, 0, func(w *writeConn) error {
 		now := time.Now()
-		var maxSeq int64
+		var start int64
 		if from == store.FromNow {
-			if err := w.row(maxSeqQuery).Scan(&maxSeq); err != nil {
-				return err
-			}
+			start = s.lastSeq.Load()
 		}
 		var err error
 		g, err = scanGroup(w.row(`SELECT `+groupColumns+` FROM delivery_groups
@@ -39,21 +34,21 @@ func (s *Store) EnsureGroup(ctx context.Context, channelID, name string, from st
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			// New: FromResume starts before the channel's oldest event (0
-			// does that), FromNow after everything committed so far.
+			// does that), FromNow after every append taken so far.
 			res, err := w.exec(`INSERT INTO delivery_groups (channel_id, name, done_through,
 				created_at, last_seen_at) VALUES (?, ?, ?, ?, ?)`,
-				channelID, name, maxSeq, micros(now), micros(now))
+				channelID, name, start, micros(now), micros(now))
 			if err != nil {
 				return constraintErr(err, "group name taken", "channel")
 			}
 			id, err := res.LastInsertId()
-			g = store.Group{ID: id, ChannelID: channelID, Name: name, DoneThrough: maxSeq,
+			g = store.Group{ID: id, ChannelID: channelID, Name: name, DoneThrough: start,
 				CreatedAt: fromMicros(micros(now)), LastSeenAt: fromMicros(micros(now))}
 			return err
 		case err != nil:
 			return err
 		}
-		g.DoneThrough = max(g.DoneThrough, maxSeq)
+		g.DoneThrough = max(g.DoneThrough, start)
 		g.LastSeenAt = fromMicros(micros(now))
 		if _, err := w.exec(`UPDATE delivery_groups SET done_through = ?, last_seen_at = ? WHERE id = ?`,
 			g.DoneThrough, micros(now), g.ID); err != nil {
@@ -90,92 +85,92 @@ func (s *Store) ListGroups(ctx context.Context, channelID string) ([]store.Group
 	return gs, wrapErr("list groups", rows.Err())
 }
 
-// TouchGroup sets the group's LastSeenAt.
-func (s *Store) TouchGroup(ctx context.Context, groupID int64, at time.Time) error {
-	err := s.write(ctx, 0, func(w *writeConn) error {
-		res, err := w.exec(`UPDATE delivery_groups SET last_seen_at = ? WHERE id = ?`, micros(at), groupID)
-		return affectedOne(res, err, "group")
-	})
-	return wrapErr(fmt.Sprintf("touch group %d", groupID), err)
-}
-
-// AdvanceGroup raises the group's DoneThrough to seq, never lowering it,
-// and drops the done marks it now covers.
-func (s *Store) AdvanceGroup(ctx context.Context, groupID int64, seq int64) error {
-	err := s.write(ctx, 0, func(w *writeConn) error {
-		res, err := w.exec(`UPDATE delivery_groups SET done_through = max(done_through, ?) WHERE id = ?`,
-			seq, groupID)
-		if err := affectedOne(res, err, "group"); err != nil {
-			return err
-		}
-		_, err = w.exec(`DELETE FROM done_marks WHERE group_id = ? AND event_seq <= ?`, groupID, seq)
-		return err
-	})
-	return wrapErr(fmt.Sprintf("advance group %d", groupID), err)
-}
-
 // defaultPendingLimit is Pending's limit when none is given.
 const defaultPendingLimit = 100
 
-// Pending returns accepted events of the group's channel after
-// max(afterSeq, DoneThrough) that are not done for the group, oldest first,
-// with bodies. The events(channel_id, seq) index gives the order and the
-// done_marks primary key answers "done?" per event.
-func (s *Store) Pending(ctx context.Context, groupID int64, afterSeq int64, limit int) ([]store.Event, error) {
+// pendingEvents selects a page of a group's backlog: the events(channel_id,
+// seq) index gives the order, the done_marks primary key answers "done?"
+// and the deliveries_event index counts the group's attempts per event.
+// Bodies over the size asked for are not read (their overflow pages are
+// never walked).
+const pendingEvents = `SELECT ` + eventColumns + `,
+		CASE WHEN e.size <= ?1 THEN e.body END,
+		(SELECT count(*) FROM deliveries AS d WHERE d.event_seq = e.seq AND d.group_id = ?2)
+	FROM ` + eventTables + `
+	WHERE e.channel_id = ?3 AND e.seq > ?4 AND e.state = 'accepted'
+	  AND NOT EXISTS (SELECT 1 FROM done_marks AS m WHERE m.group_id = ?2 AND m.event_seq = e.seq)
+	ORDER BY e.seq LIMIT ?5`
+
+// Pending reads a page of the group's backlog and the channel's horizon
+// from one read transaction (one WAL snapshot), as store.Store documents.
+func (s *Store) Pending(ctx context.Context, q store.PendingQuery) (store.PendingPage, error) {
 	if err := s.readable(); err != nil {
-		return nil, err
+		return store.PendingPage{}, err
 	}
-	op := fmt.Sprintf("pending events of group %d", groupID)
+	op := fmt.Sprintf("pending events of group %d", q.GroupID)
+	tx, err := s.rdb.BeginTx(ctx, nil)
+	if err != nil {
+		return store.PendingPage{}, wrapErr(op, err)
+	}
+	defer func() { _ = tx.Rollback() }() // read only: nothing to undo; after Commit it does nothing
+	page, err := pending(ctx, tx, q)
+	if err == nil {
+		err = tx.Commit()
+	}
+	if err != nil {
+		return store.PendingPage{}, wrapErr(op, err)
+	}
+	return page, nil
+}
+
+func pending(ctx context.Context, tx *sql.Tx, q store.PendingQuery) (store.PendingPage, error) {
 	var (
+		page        store.PendingPage
 		channelID   string
 		doneThrough int64
 	)
-	err := s.rdb.QueryRowContext(ctx, `SELECT channel_id, done_through FROM delivery_groups WHERE id = ?`,
-		groupID).Scan(&channelID, &doneThrough)
+	err := tx.QueryRowContext(ctx, `SELECT channel_id, done_through FROM delivery_groups WHERE id = ?`,
+		q.GroupID).Scan(&channelID, &doneThrough)
 	if err != nil {
-		return nil, wrapErr(op, notFound(err, "group"))
+		return page, notFound(err, "group")
 	}
+	err = tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM events WHERE channel_id = ?`,
+		channelID).Scan(&page.Horizon)
+	if err != nil {
+		return page, err
+	}
+	limit := q.Limit
 	if limit <= 0 {
 		limit = defaultPendingLimit
 	}
-	es, err := s.queryEvents(ctx, op, true, `SELECT `+eventColumns+`, body FROM events AS e
-		WHERE channel_id = ? AND seq > ? AND state = ?
-		  AND NOT EXISTS (SELECT 1 FROM done_marks AS d WHERE d.group_id = ? AND d.event_seq = e.seq)
-		ORDER BY seq LIMIT ?`,
-		channelID, max(afterSeq, doneThrough), string(store.EventAccepted), groupID, limit)
-	if err != nil || len(es) == 0 {
-		return es, err
+	maxBody := int64(q.MaxBody)
+	if maxBody <= 0 {
+		maxBody = math.MaxInt64
 	}
-	// Attempts already made for this group (the deliveries_event index
-	// leads with event_seq, so each count is a short index range).
-	args := make([]any, 0, len(es)+1)
-	args = append(args, groupID)
-	for _, e := range es {
-		args = append(args, e.Seq)
-	}
-	rows, err := s.rdb.QueryContext(ctx, `SELECT event_seq, count(*) FROM deliveries
-		WHERE group_id = ? AND event_seq IN (?`+strings.Repeat(", ?", len(es)-1)+`) GROUP BY event_seq`, args...)
+	rows, err := tx.QueryContext(ctx, pendingEvents, maxBody, q.GroupID, channelID,
+		max(q.AfterSeq, doneThrough), limit)
 	if err != nil {
-		return nil, wrapErr(op, err)
+		return page, err
 	}
 	defer rows.Close()
-	counts := make(map[int64]int)
 	for rows.Next() {
-		var seq int64
-		var n int
-		if err := rows.Scan(&seq, &n); err != nil {
-			return nil, wrapErr(op, err)
+		var attempts int
+		e, err := scanEvent(scanFunc(func(dest ...any) error {
+			return rows.Scan(append(dest, &attempts)...)
+		}), true)
+		if err != nil {
+			return page, err
 		}
-		counts[seq] = n
+		e.GroupAttempts = attempts
+		page.Events = append(page.Events, e)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, wrapErr(op, err)
-	}
-	for i := range es {
-		es[i].GroupAttempts = counts[es[i].Seq]
-	}
-	return es, nil
+	return page, rows.Err()
 }
+
+// scanFunc is a scanner made of a function.
+type scanFunc func(dest ...any) error
+
+func (f scanFunc) Scan(dest ...any) error { return f(dest...) }
 
 func scanGroup(r scanner) (store.Group, error) {
 	var (

@@ -55,6 +55,12 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 // migrate brings the database's schema to the newest embedded version, in
 // one transaction. Applying is idempotent; a database whose schema is newer
 // than this binary knows is refused, since this code would misread it.
+//
+// Foreign keys are off while the migrations run, so a migration can rebuild
+// a table (create the new one, copy, drop the old, rename) without the drop
+// cascading into the tables that reference it; they are checked before the
+// commit. db's connections must come from newDriver (migrations call its
+// functions).
 func migrate(ctx context.Context, db *sql.DB) (err error) {
 	ms, err := loadMigrations(migrationFiles)
 	if err != nil {
@@ -65,6 +71,16 @@ func migrate(ctx context.Context, db *sql.DB) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, conn.Close()) }()
+
+	// Outside a transaction: inside one the pragma does nothing.
+	if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer func() {
+		if _, ferr := conn.ExecContext(context.Background(), "PRAGMA foreign_keys = ON"); ferr != nil {
+			err = errors.Join(err, fmt.Errorf("migrate: turn foreign keys back on: %w", ferr))
+		}
+	}()
 
 	// IMMEDIATE: two processes opening the same new file apply the
 	// migrations one after the other, the second one finding them done.
@@ -106,9 +122,33 @@ func migrate(ctx context.Context, db *sql.DB) (err error) {
 			return fmt.Errorf("migrate to %s: %w", m.name, err)
 		}
 	}
+	if err := checkForeignKeys(ctx, conn); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
 		return fmt.Errorf("migrate: commit: %w", err)
 	}
 	committed = true
 	return nil
+}
+
+// checkForeignKeys fails when a row references one that does not exist.
+func checkForeignKeys(ctx context.Context, conn *sql.Conn) error {
+	rows, err := conn.QueryContext(ctx, "PRAGMA foreign_key_check")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	if rows.Next() {
+		var (
+			table, parent string
+			rowid         sql.NullInt64
+			fkid          int
+		)
+		if err := rows.Scan(&table, &rowid, &parent, &fkid); err != nil {
+			return err
+		}
+		return fmt.Errorf("row %d of %s references a missing row of %s", rowid.Int64, table, parent)
+	}
+	return rows.Err()
 }

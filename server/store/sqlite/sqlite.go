@@ -3,9 +3,13 @@
 //
 // The file is in WAL mode. One connection writes, owned by a writer
 // goroutine that commits every write queued at that moment in one
-// transaction (group commit, see writer.go); a pool of read-only connections
-// serves reads, which WAL lets run alongside the writer. The schema is
-// versioned by the embedded migrations in migrations/ (see migrate.go).
+// transaction (group commit) and assigns seqs (see writer.go); a pool of
+// read-only connections serves reads, which WAL lets run alongside the
+// writer. The schema is versioned by the embedded migrations in migrations/
+// (see migrate.go). An event's delivery summary lives in event_status,
+// apart from the row holding its body, and header lists are kept in the
+// binary encoding of store.AppendHeaders, so values that are not UTF-8
+// survive.
 package sqlite
 
 import (
@@ -56,6 +60,9 @@ type Options struct {
 	// ErrUnavailable, as a full disk does, and works again once retention
 	// or a deletion frees pages.
 	MaxSize int64
+	// Limits are the caps the store enforces on appends (rejected events
+	// per channel); zero fields take store's defaults.
+	Limits store.Limits
 }
 
 // Store is a store.Store on an SQLite file. Create it with Open; it is safe
@@ -72,6 +79,13 @@ type Store struct {
 	closed     atomic.Bool
 	closeOnce  sync.Once
 	closeErr   error
+
+	// lastSeq is the highest seq assigned; the writer raises it (see
+	// writer.go), MaxSeq reads it.
+	lastSeq atomic.Int64
+	// reserved is the stored seq_reserve.reserve: every seq handed out is
+	// at most this. Owned by the writer goroutine.
+	reserved int64
 
 	// Counters for tests and benchmarks: transactions the writer ran and
 	// the jobs in them.
@@ -104,6 +118,9 @@ func Open(path string, opts Options) (*Store, error) {
 	if err := s.openDBs(); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	if err := s.loadSeq(); err != nil {
+		return nil, errors.Join(fmt.Errorf("open store %s: %w", path, err), s.rdb.Close(), s.wdb.Close())
+	}
 	go s.runWriter()
 	return s, nil
 }
@@ -126,6 +143,21 @@ func (o *Options) fill() error {
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 256
 	}
+	o.Limits = o.Limits.WithDefaults()
+	return nil
+}
+
+// loadSeq starts the seq counter at the stored reserve (see writer.go).
+func (s *Store) loadSeq() error {
+	var reserve, maxSeq int64
+	err := s.wdb.QueryRow(`SELECT reserve, (SELECT coalesce(max(seq), 0) FROM events)
+		FROM seq_reserve WHERE id = 1`).Scan(&reserve, &maxSeq)
+	if err != nil {
+		return fmt.Errorf("read the seq reserve: %w", err)
+	}
+	// max(seq) can only exceed the reserve if the row was edited by hand.
+	s.reserved = max(reserve, maxSeq)
+	s.lastSeq.Store(s.reserved)
 	return nil
 }
 
@@ -147,10 +179,8 @@ func (s *Store) openDBs() error {
 	if s.opts.MaxSize > 0 {
 		w.Add("_pragma", fmt.Sprintf("max_page_count(%d)", max(1, s.opts.MaxSize/4096)))
 	}
-	wdb, err := sql.Open("sqlite", s.dsn(w))
-	if err != nil {
-		return err
-	}
+	drv := newDriver()
+	wdb := sql.OpenDB(connector{drv: drv, dsn: s.dsn(w)})
 	wdb.SetMaxOpenConns(1)
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxLifetime(0)
@@ -161,10 +191,7 @@ func (s *Store) openDBs() error {
 
 	r := url.Values{}
 	r.Set("_query_only", "1")
-	rdb, err := sql.Open("sqlite", s.dsn(r))
-	if err != nil {
-		return errors.Join(err, wdb.Close())
-	}
+	rdb := sql.OpenDB(connector{drv: drv, dsn: s.dsn(r)})
 	rdb.SetMaxOpenConns(s.opts.ReadConns)
 	rdb.SetMaxIdleConns(s.opts.ReadConns)
 	rdb.SetConnMaxIdleTime(0)

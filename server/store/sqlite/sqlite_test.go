@@ -43,8 +43,8 @@ func openTest(t testing.TB, path string, opts Options) *Store {
 
 func TestContract(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T) store.Store {
-		return openTest(t, filepath.Join(t.TempDir(), "hookrelay.db"), Options{})
+	storetest.Run(t, func(t *testing.T, l store.Limits) store.Store {
+		return openTest(t, filepath.Join(t.TempDir(), "hookrelay.db"), Options{Limits: l})
 	})
 }
 
@@ -52,8 +52,8 @@ func TestContract(t *testing.T) {
 // batch of one job takes (no savepoints).
 func TestContractOneTxEach(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T) store.Store {
-		return openTest(t, filepath.Join(t.TempDir(), "hookrelay.db"), Options{MaxBatch: 1, Synchronous: "NORMAL"})
+	storetest.Run(t, func(t *testing.T, l store.Limits) store.Store {
+		return openTest(t, filepath.Join(t.TempDir(), "hookrelay.db"), Options{MaxBatch: 1, Synchronous: "NORMAL", Limits: l})
 	})
 }
 
@@ -243,10 +243,24 @@ func TestGroupCommitBatches(t *testing.T) {
 
 // setMaxPageCount sets PRAGMA max_page_count on the writer's connection and
 // returns the database's page count. SQLite refuses to grow the file past
-// max_page_count with SQLITE_FULL, exactly as when the disk is full.
+// max_page_count with SQLITE_FULL, exactly as when the disk is full. With
+// limit 0 the file is full at once: the pages on the free list (the
+// migrations leave some) are used up first.
 func setMaxPageCount(t *testing.T, s *Store, limit int64) (pages int64) {
 	t.Helper()
 	err := s.write(t.Context(), 0, func(w *writeConn) error {
+		for id := 100; limit <= 0; id++ {
+			var free int64
+			if err := w.row("PRAGMA freelist_count").Scan(&free); err != nil {
+				return err
+			}
+			if free == 0 {
+				break
+			}
+			if _, err := w.exec("INSERT INTO probe (id, pad) VALUES (?, zeroblob(3000))", id); err != nil {
+				return err
+			}
+		}
 		if err := w.row("PRAGMA page_count").Scan(&pages); err != nil {
 			return err
 		}
@@ -304,7 +318,7 @@ func TestDiskFullFailsAndRecovers(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if err := s.RecordDelivery(ctx, store.Delivery{ID: "d", EventID: "before", ResponseBody: big}); !errors.Is(err, store.ErrUnavailable) {
+	if err := s.RecordProgress(ctx, store.Progress{Deliveries: []store.Delivery{{ID: "d", EventID: "before", ResponseBody: big}}}); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("record delivery in a full database: %v, want ErrUnavailable", err)
 	}
 	if _, err := s.GetEvent(ctx, "before"); err != nil {
@@ -380,10 +394,7 @@ func TestCanceledContextBeforeHandOff(t *testing.T) {
 // commit.
 func TestBatchRollsBackOnlyTheFailedJob(t *testing.T) {
 	t.Parallel()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "hookrelay.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := sql.OpenDB(connector{drv: newDriver(), dsn: "file:" + filepath.Join(t.TempDir(), "hookrelay.db")})
 	defer db.Close()
 	if err := migrate(t.Context(), db); err != nil {
 		t.Fatal(err)
@@ -406,7 +417,7 @@ func TestBatchRollsBackOnlyTheFailedJob(t *testing.T) {
 	errLogical := errors.New("second thoughts")
 	batch := []*job{insert("a", nil), insert("b", errLogical), insert("c", nil), insert("a", nil)}
 	errs := make([]error, len(batch))
-	if err := runBatch(w, batch, errs); err != nil {
+	if _, err := runBatch(w, batch, errs, func(*writeConn) error { return nil }); err != nil {
 		t.Fatalf("runBatch: %v", err)
 	}
 	if errs[0] != nil || errs[2] != nil {

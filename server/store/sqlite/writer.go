@@ -25,19 +25,40 @@ import (
 // fails, so the next batch starts clean: a failure never poisons the
 // writer, and writes succeed again as soon as the disk does.
 //
-// Seqs are assigned by INTEGER PRIMARY KEY AUTOINCREMENT inside the single
-// writer's transactions, so they grow in commit order: a reader that sees
-// seq N sees every seq below N.
+// Seqs. The writer assigns an event's seq the moment it takes the append's
+// job, from a counter of its own (lastSeq), and tells the caller at once
+// (job.taken), before the batch commits. Batches commit one after the
+// other and a batch is atomic, so events become visible in seq order: a
+// reader that sees seq N sees every committed seq below N, and nothing
+// below N becomes visible later. A job that fails, or a batch that rolls
+// back, leaves a gap: the counter never goes back.
+//
+// The counter must not go back across a restart either, or a seq handed to
+// a caller of a failed append (and perhaps already written into a group's
+// done_through) could be given to a new event. So every seq handed out is
+// at most seq_reserve.reserve, a row the writer raises (seqReserveAhead at
+// a time) in the same transaction as the first batch that goes past it,
+// before it settles anyone: a seq above the stored reserve belongs to a
+// batch that either commits the higher reserve with it or commits nothing.
+// Open starts the counter at the reserve; Close stores the counter as the
+// reserve, so a clean restart leaves no gap.
 
 // maxBatchBytes bounds the payload (event and response bodies) of one batch.
 const maxBatchBytes = 64 << 20
 
-// job is one write. The writer sends exactly one result on done (buffered,
-// so the writer never waits for the caller).
+// seqReserveAhead is how far the stored reserve runs ahead of the counter.
+const seqReserveAhead = 1024
+
+// job is one write. The writer calls finish exactly once, with the job's
+// result, once its batch is committed or failed; finish must not block.
 type job struct {
-	size int // payload bytes, for maxBatchBytes
-	fn   func(w *writeConn) error
-	done chan error
+	size   int // payload bytes, for maxBatchBytes
+	fn     func(w *writeConn) error
+	finish func(error)
+	// An append's job: the writer sets seq and closes taken as soon as it
+	// takes the job, before the batch runs. nil for other jobs.
+	taken chan struct{}
+	seq   int64
 }
 
 // writeConn is the writer's connection with its prepared statements. Only
@@ -93,21 +114,31 @@ func (r errRow) Scan(...any) error { return r.err }
 // ctx bounds only the wait for the writer to take the job: once taken, the
 // job's result is awaited, so nil means committed and an error means not.
 func (s *Store) write(ctx context.Context, size int, fn func(w *writeConn) error) error {
+	done := make(chan error, 1)
+	j := &job{size: size, fn: fn, finish: func(err error) { done <- err }}
+	if err := s.submit(ctx, j); err != nil {
+		return err
+	}
+	return <-done
+}
+
+// submit hands j to the writer. It fails, and the writer never runs j, only
+// when ctx ends or the store closes first.
+func (s *Store) submit(ctx context.Context, j *job) error {
 	if s.closed.Load() {
 		return errClosed
 	}
 	if err := ctx.Err(); err != nil {
 		return err // select below would pick a ready writer at random
 	}
-	j := &job{size: size, fn: fn, done: make(chan error, 1)}
 	select {
 	case s.jobs <- j:
+		return nil
 	case <-s.quit:
 		return errClosed
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return <-j.done
 }
 
 // runWriter is the writer goroutine, started by Open and ended by Close.
@@ -115,6 +146,7 @@ func (s *Store) runWriter() {
 	var wc *writeConn // the current connection; nil after a failure
 	defer func() {
 		if wc != nil {
+			s.storeReserve(wc, s.lastSeq.Load())
 			wc.release(false)
 		}
 		close(s.writerDone)
@@ -125,7 +157,7 @@ func (s *Store) runWriter() {
 		batch = batch[:0]
 		select {
 		case j := <-s.jobs:
-			batch = append(batch, j)
+			batch = append(batch, s.take(j))
 		case <-s.quit:
 			return
 		}
@@ -134,7 +166,7 @@ func (s *Store) runWriter() {
 		for len(batch) < s.opts.MaxBatch && size < maxBatchBytes {
 			select {
 			case j := <-s.jobs:
-				batch = append(batch, j)
+				batch = append(batch, s.take(j))
 				size += j.size
 			default:
 				break fill
@@ -152,19 +184,55 @@ func (s *Store) runWriter() {
 			}
 		}
 		if wc != nil {
-			if err := runBatch(wc, batch, errs); err != nil {
+			// Seqs went past the stored reserve: raise it in this batch.
+			reserve, raise := s.reserved, s.lastSeq.Load() > s.reserved
+			if raise {
+				reserve = s.lastSeq.Load() + seqReserveAhead
+			}
+			committed, err := runBatch(wc, batch, errs, func(w *writeConn) error {
+				if !raise {
+					return nil
+				}
+				_, err := w.exec(`UPDATE seq_reserve SET reserve = ? WHERE id = 1`, reserve)
+				return err
+			})
+			if err != nil {
 				fillErr(errs, err)
 				if !wc.reset() {
 					wc.release(true)
 					wc = nil
 				}
+			} else if committed {
+				s.reserved = reserve
 			}
 		}
 		s.batches.Add(1)
 		s.batchedJobs.Add(int64(len(batch)))
 		for i, j := range batch {
-			j.done <- errs[i]
+			j.finish(errs[i])
 		}
+	}
+}
+
+// take is the writer taking j: an append gets its seq now, and its caller
+// learns it at once.
+func (s *Store) take(j *job) *job {
+	if j.taken != nil {
+		j.seq = s.lastSeq.Add(1)
+		close(j.taken)
+	}
+	return j
+}
+
+// storeReserve lowers the stored reserve to the counter when the writer
+// stops, so that the next Open goes on without a gap. It is best effort:
+// when it fails the reserve stays higher, which only leaves a gap.
+func (s *Store) storeReserve(w *writeConn, seq int64) {
+	if seq >= s.reserved {
+		return
+	}
+	if _, err := w.exec(`UPDATE seq_reserve SET reserve = ? WHERE id = 1`, seq); err == nil {
+		s.reserved = seq
 	}
 }
 
@@ -177,29 +245,41 @@ func fillErr(errs []error, err error) {
 	}
 }
 
-// runBatch runs the jobs in one transaction, recording each job's own
-// error in errs. It returns an error when the transaction failed as a
-// whole: then nothing of the batch is committed.
+// runBatch runs the jobs in one transaction, after prelude, recording each
+// job's own error in errs. It returns an error when the transaction failed
+// as a whole: then nothing of the batch is committed. committed says
+// whether the transaction was committed (it is not when every job failed).
 //
 // A batch first runs without savepoints, which saves two statements per
 // job; only when a job fails is the batch rolled back and run again with a
 // savepoint around each job, so the failing job is undone alone. Jobs only
 // set their results when they run, so running one twice is harmless.
-func runBatch(w *writeConn, batch []*job, errs []error) error {
+func runBatch(w *writeConn, batch []*job, errs []error, prelude func(*writeConn) error) (committed bool, err error) {
 	if len(batch) > 1 {
-		done, err := runPlain(w, batch)
+		done, err := runPlain(w, batch, prelude)
 		if err != nil || done {
-			return err
+			return done, err
 		}
 	}
-	return runWithSavepoints(w, batch, errs)
+	return runWithSavepoints(w, batch, errs, prelude)
+}
+
+// begin starts the batch's transaction and runs prelude in it.
+func begin(w *writeConn, prelude func(*writeConn) error) error {
+	if _, err := w.exec("BEGIN IMMEDIATE"); err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := prelude(w); err != nil {
+		return fmt.Errorf("start batch: %w", err)
+	}
+	return nil
 }
 
 // runPlain runs the batch in one transaction with no savepoints. It
 // reports done=false, with the transaction rolled back, when a job failed.
-func runPlain(w *writeConn, batch []*job) (done bool, err error) {
-	if _, err := w.exec("BEGIN IMMEDIATE"); err != nil {
-		return false, fmt.Errorf("begin: %w", err)
+func runPlain(w *writeConn, batch []*job, prelude func(*writeConn) error) (done bool, err error) {
+	if err := begin(w, prelude); err != nil {
+		return false, err
 	}
 	for _, j := range batch {
 		if err := j.fn(w); err != nil {
@@ -217,16 +297,16 @@ func runPlain(w *writeConn, batch []*job) (done bool, err error) {
 
 // runWithSavepoints runs the jobs in one transaction, each inside its own
 // savepoint when there are several.
-func runWithSavepoints(w *writeConn, batch []*job, errs []error) error {
-	if _, err := w.exec("BEGIN IMMEDIATE"); err != nil {
-		return fmt.Errorf("begin: %w", err)
+func runWithSavepoints(w *writeConn, batch []*job, errs []error, prelude func(*writeConn) error) (committed bool, err error) {
+	if err := begin(w, prelude); err != nil {
+		return false, err
 	}
 	savepoints := len(batch) > 1
 	succeeded := 0
 	for i, j := range batch {
 		if savepoints {
 			if _, err := w.exec("SAVEPOINT job"); err != nil {
-				return fmt.Errorf("savepoint: %w", err)
+				return false, fmt.Errorf("savepoint: %w", err)
 			}
 		}
 		err := j.fn(w)
@@ -240,23 +320,23 @@ func runWithSavepoints(w *writeConn, batch []*job, errs []error) error {
 		}
 		if err != nil {
 			if _, rerr := w.exec("ROLLBACK TO job"); rerr != nil {
-				return fmt.Errorf("roll back a failed write (%v): %w", err, rerr)
+				return false, fmt.Errorf("roll back a failed write (%v): %w", err, rerr)
 			}
 		}
 		if _, err := w.exec("RELEASE job"); err != nil {
-			return fmt.Errorf("release savepoint: %w", err)
+			return false, fmt.Errorf("release savepoint: %w", err)
 		}
 	}
 	if succeeded == 0 {
 		if _, err := w.exec("ROLLBACK"); err != nil {
-			return fmt.Errorf("rollback: %w", err)
+			return false, fmt.Errorf("rollback: %w", err)
 		}
-		return nil
+		return false, nil
 	}
 	if _, err := w.exec("COMMIT"); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return false, fmt.Errorf("commit: %w", err)
 	}
-	return nil
+	return true, nil
 }
 
 // reset brings the connection back to autocommit mode after a failed

@@ -134,9 +134,9 @@ func testDeleteChannelCascades(t *testing.T, s store.Store) {
 	must(t, "ensure group", err)
 	kg, err := s.EnsureGroup(ctx, "kept", "g", store.FromResume)
 	must(t, "ensure group", err)
-	must(t, "record", s.RecordDelivery(ctx, store.Delivery{ID: "d1", EventID: "e1", GroupID: g.ID,
+	must(t, "record", recordOne(ctx, s, store.Delivery{ID: "d1", EventID: "e1", GroupID: g.ID,
 		Status: 200, Done: true, StartedAt: baseTime()}))
-	must(t, "record", s.RecordDelivery(ctx, store.Delivery{ID: "dk", EventID: "k1", GroupID: kg.ID,
+	must(t, "record", recordOne(ctx, s, store.Delivery{ID: "dk", EventID: "k1", GroupID: kg.ID,
 		Status: 200, Done: true, StartedAt: baseTime()}))
 
 	must(t, "delete channel", s.DeleteChannel(ctx, "gone"))
@@ -155,7 +155,7 @@ func testDeleteChannelCascades(t *testing.T, s store.Store) {
 	if len(gs) != 0 {
 		t.Errorf("groups of a deleted channel: %d, want none", len(gs))
 	}
-	_, err = s.Pending(ctx, g.ID, 0, 10)
+	_, err = pendingEvents(ctx, s, g.ID, 0, 10)
 	wantErr(t, "pending of a deleted group", err, store.ErrNotFound)
 	es, err := s.ListEvents(ctx, store.EventQuery{ChannelID: "gone"})
 	must(t, "list events", err)

@@ -31,7 +31,7 @@ func testDeliverySummary(t *testing.T, s store.Store) {
 	must(t, "ensure", err)
 	record := func(id string, group int64, status int, errText string, done bool) {
 		t.Helper()
-		must(t, "record "+id, s.RecordDelivery(ctx, store.Delivery{ID: id, EventID: "e", GroupID: group,
+		must(t, "record "+id, recordOne(ctx, s, store.Delivery{ID: id, EventID: "e", GroupID: group,
 			Status: status, Error: errText, Done: done, StartedAt: baseTime()}))
 	}
 	checkSummary(t, s, "e", 0, 0, false)
@@ -54,14 +54,14 @@ func testDeliverySummary(t *testing.T, s store.Store) {
 
 	// Given up after the attempt cap: done, but not delivered.
 	mustAppend(t, s, newEvent("c", "given-up"))
-	must(t, "record", s.RecordDelivery(ctx, store.Delivery{ID: "d5", EventID: "given-up", GroupID: g.ID,
+	must(t, "record", recordOne(ctx, s, store.Delivery{ID: "d5", EventID: "given-up", GroupID: g.ID,
 		Error: "timeout", Done: true, StartedAt: baseTime()}))
 	checkSummary(t, s, "given-up", 1, 0, false)
 	checkIDs(t, "pending after giving up", pending(t, s, g.ID, 0, 10), "quiet")
 
 	// Done without an error and without a status counts as delivered.
 	mustAppend(t, s, newEvent("c", "no-status"))
-	must(t, "record", s.RecordDelivery(ctx, store.Delivery{ID: "d6", EventID: "no-status", GroupID: g.ID,
+	must(t, "record", recordOne(ctx, s, store.Delivery{ID: "d6", EventID: "no-status", GroupID: g.ID,
 		Done: true, StartedAt: baseTime()}))
 	checkSummary(t, s, "no-status", 1, 0, true)
 }
@@ -97,7 +97,7 @@ func testDeliveriesOrder(t *testing.T, s store.Store) {
 		if i == 1 {
 			d.Status, d.Error, d.ResponseHeaders, d.ResponseBody = 0, "dial tcp: connection refused", nil, nil
 		}
-		must(t, "record "+d.ID, s.RecordDelivery(ctx, d))
+		must(t, "record "+d.ID, recordOne(ctx, s, d))
 		d.EventSeq, d.ChannelID = e.Seq, "c" // filled in from the event
 		want = append(want, d)
 	}
@@ -136,16 +136,38 @@ func testDeliveryErrors(t *testing.T, s store.Store) {
 	g, err := s.EnsureGroup(ctx, "c", "g", store.FromResume)
 	must(t, "ensure", err)
 	d := store.Delivery{ID: "d", EventID: "e", GroupID: g.ID, Status: 200, StartedAt: baseTime()}
-	must(t, "record", s.RecordDelivery(ctx, d))
-	wantErr(t, "record a taken id", s.RecordDelivery(ctx, d), store.ErrConflict)
+	must(t, "record", recordOne(ctx, s, d))
+	wantErr(t, "record a taken id", recordOne(ctx, s, d), store.ErrConflict)
 	checkSummary(t, s, "e", 1, 200, true) // the failed record changed nothing
 
+	// A taken id fails the whole report: nothing of it is written.
+	mustAppend(t, s, newEvent("c", "other"))
+	err = s.RecordProgress(ctx, store.Progress{GroupID: g.ID, DoneThrough: 99, Deliveries: []store.Delivery{
+		{ID: "fresh", EventID: "other", Status: 201, Done: true, StartedAt: baseTime()},
+		d,
+	}})
+	wantErr(t, "record a report holding a taken id", err, store.ErrConflict)
+	checkSummary(t, s, "other", 0, 0, false)
+	if gs, err := s.ListGroups(ctx, "c"); err != nil || len(gs) != 1 || gs[0].DoneThrough != 0 {
+		t.Errorf("group after a failed report: %+v, %v; want DoneThrough 0", gs, err)
+	}
+
+	// A record of an event that is gone is skipped; the others are kept.
 	missing := d
 	missing.ID, missing.EventID = "d2", "no-such-event"
-	wantErr(t, "record for a missing event", s.RecordDelivery(ctx, missing), store.ErrNotFound)
+	must(t, "record a report with a missing event", s.RecordProgress(ctx, store.Progress{
+		GroupID:    g.ID,
+		Deliveries: []store.Delivery{missing, {ID: "d3", EventID: "other", Status: 202, StartedAt: baseTime()}},
+	}))
 	ds, err := s.Deliveries(ctx, "no-such-event")
 	must(t, "deliveries of a missing event", err)
 	if len(ds) != 0 {
 		t.Errorf("Deliveries of a missing event = %+v", ds)
 	}
+	checkSummary(t, s, "other", 1, 202, true)
+
+	// A group that is gone: its deliveries are still kept.
+	must(t, "record for a missing group", recordOne(ctx, s, store.Delivery{ID: "d4", EventID: "e",
+		GroupID: 9999, Status: 500, Done: true, StartedAt: baseTime()}))
+	checkSummary(t, s, "e", 2, 500, true)
 }

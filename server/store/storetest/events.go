@@ -85,7 +85,7 @@ func testEventRoundTrip(t *testing.T, s store.Store) {
 	must(t, "append", s.AppendEvent(ctx, &e2))
 	g, err := s.EnsureGroup(ctx, "c", "g", store.FromResume)
 	must(t, "ensure group", err)
-	es, err = s.Pending(ctx, g.ID, 0, 10)
+	es, err = pendingEvents(ctx, s, g.ID, 0, 10)
 	must(t, "pending", err)
 	if len(es) != 1 {
 		t.Fatalf("Pending returned %d events, want 1", len(es))
@@ -333,7 +333,7 @@ func testListFilters(t *testing.T, s store.Store) {
 	o.Headers = []store.Header{{Name: "Stripe-Signature", Value: "x"}}
 	mustAppend(t, s, o)
 	for id, status := range map[string]int{"stripe": 200, "github": 500} {
-		must(t, "record", s.RecordDelivery(ctx, store.Delivery{ID: "d-" + id, EventID: id, GroupID: g.ID,
+		must(t, "record", recordOne(ctx, s, store.Delivery{ID: "d-" + id, EventID: id, GroupID: g.ID,
 			Status: status, StartedAt: baseTime()}))
 	}
 

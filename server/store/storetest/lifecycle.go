@@ -41,12 +41,14 @@ func testClose(t *testing.T, s store.Store) {
 			_, err := s.EnsureGroup(ctx, "c", "g", store.FromResume)
 			return err
 		},
-		"ListGroups":   func(ctx context.Context) error { _, err := s.ListGroups(ctx, "c"); return err },
-		"TouchGroup":   func(ctx context.Context) error { return s.TouchGroup(ctx, g.ID, baseTime()) },
-		"AdvanceGroup": func(ctx context.Context) error { return s.AdvanceGroup(ctx, g.ID, 1) },
-		"Pending":      func(ctx context.Context) error { _, err := s.Pending(ctx, g.ID, 0, 10); return err },
-		"RecordDelivery": func(ctx context.Context) error {
-			return s.RecordDelivery(ctx, store.Delivery{ID: "d", EventID: "e", GroupID: g.ID, Status: 200})
+		"ListGroups": func(ctx context.Context) error { _, err := s.ListGroups(ctx, "c"); return err },
+		"StartAppend": func(ctx context.Context) error {
+			_, err := s.StartAppend(ctx, newEvent("c", "e3"))
+			return err
+		},
+		"Pending": func(ctx context.Context) error { _, err := pendingEvents(ctx, s, g.ID, 0, 10); return err },
+		"RecordProgress": func(ctx context.Context) error {
+			return recordOne(ctx, s, store.Delivery{ID: "d", EventID: "e", GroupID: g.ID, Status: 200})
 		},
 		"Deliveries":  func(ctx context.Context) error { _, err := s.Deliveries(ctx, "e"); return err },
 		"CreateTeam":  func(ctx context.Context) error { return s.CreateTeam(ctx, store.Team{ID: "t", Name: "t"}) },

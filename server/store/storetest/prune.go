@@ -52,7 +52,7 @@ func testPruneEventsBefore(t *testing.T, s store.Store) {
 		e := newEvent("c", fmt.Sprint("e", i))
 		e.ReceivedAt = baseTime().Add(time.Duration(i) * time.Minute)
 		mustAppend(t, s, e)
-		must(t, "record", s.RecordDelivery(ctx, store.Delivery{ID: fmt.Sprint("d", i), EventID: e.ID,
+		must(t, "record", recordOne(ctx, s, store.Delivery{ID: fmt.Sprint("d", i), EventID: e.ID,
 			GroupID: g.ID, Status: 200, Done: i%2 == 0, StartedAt: e.ReceivedAt}))
 	}
 	o := newEvent("other", "o-old")
@@ -108,9 +108,9 @@ func testPruneIdleGroups(t *testing.T, s store.Store) {
 	must(t, "ensure", err)
 	live, err := s.EnsureGroup(ctx, "c", "live", store.FromResume)
 	must(t, "ensure", err)
-	must(t, "touch", s.TouchGroup(ctx, idle.ID, baseTime()))
-	must(t, "touch", s.TouchGroup(ctx, live.ID, baseTime().Add(2*time.Hour)))
-	must(t, "record", s.RecordDelivery(ctx, store.Delivery{ID: "d", EventID: "e", GroupID: idle.ID,
+	must(t, "touch", touch(ctx, s, idle.ID, baseTime()))
+	must(t, "touch", touch(ctx, s, live.ID, baseTime().Add(2*time.Hour)))
+	must(t, "record", recordOne(ctx, s, store.Delivery{ID: "d", EventID: "e", GroupID: idle.ID,
 		Status: 200, Done: true, StartedAt: baseTime()}))
 
 	prune(t, s, store.PruneOptions{Now: baseTime().Add(3 * time.Hour), GroupsIdleBefore: baseTime().Add(time.Hour)},
@@ -120,7 +120,7 @@ func testPruneIdleGroups(t *testing.T, s store.Store) {
 	if len(gs) != 1 || gs[0].ID != live.ID {
 		t.Errorf("groups after prune = %+v, want only %q", gs, "live")
 	}
-	_, err = s.Pending(ctx, idle.ID, 0, 10)
+	_, err = pendingEvents(ctx, s, idle.ID, 0, 10)
 	wantErr(t, "pending of a pruned group", err, store.ErrNotFound)
 	checkIDs(t, "events are kept", listIDs(t, s, "c"), "e")
 	ds, err := s.Deliveries(ctx, "e")
@@ -148,7 +148,7 @@ func testPruneExpiredChannels(t *testing.T, s store.Store) {
 		mustAppend(t, s, newEvent(c.ID, c.ID+"-1"), newEvent(c.ID, c.ID+"-2"))
 		g, err := s.EnsureGroup(ctx, c.ID, "g", store.FromResume)
 		must(t, "ensure", err)
-		must(t, "record", s.RecordDelivery(ctx, store.Delivery{ID: c.ID + "-d", EventID: c.ID + "-1",
+		must(t, "record", recordOne(ctx, s, store.Delivery{ID: c.ID + "-d", EventID: c.ID + "-1",
 			GroupID: g.ID, Status: 200, Done: true, StartedAt: baseTime()}))
 	}
 	prune(t, s, store.PruneOptions{Now: baseTime().Add(2 * time.Hour)},

@@ -1,10 +1,10 @@
 // Package storetest is the contract every store.Store implementation must
 // pass. An implementation's tests call Run with a function that opens a
-// fresh, empty store:
+// fresh, empty store enforcing the given limits:
 //
 //	func TestContract(t *testing.T) {
-//		storetest.Run(t, func(t *testing.T) store.Store {
-//			s, err := sqlite.Open(filepath.Join(t.TempDir(), "db"), sqlite.Options{})
+//		storetest.Run(t, func(t *testing.T, l store.Limits) store.Store {
+//			s, err := sqlite.Open(filepath.Join(t.TempDir(), "db"), sqlite.Options{Limits: l})
 //			if err != nil {
 //				t.Fatal(err)
 //			}
@@ -16,6 +16,7 @@ package storetest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -27,10 +28,10 @@ import (
 )
 
 // Run runs the contract tests as parallel subtests of t. open is called
-// once per subtest and must return a new, empty store that it closes when
-// the subtest ends (t.Cleanup); one subtest closes the store itself, so
-// Close must be safe to call twice.
-func Run(t *testing.T, open func(t *testing.T) store.Store) {
+// once per subtest and must return a new, empty store that enforces limits
+// and that it closes when the subtest ends (t.Cleanup); one subtest closes
+// the store itself, so Close must be safe to call twice.
+func Run(t *testing.T, open func(t *testing.T, limits store.Limits) store.Store) {
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, s store.Store)
@@ -47,14 +48,23 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Events/ConcurrentAppend", testConcurrentAppend},
 		{"Events/ListPagination", testListPagination},
 		{"Events/ListFilters", testListFilters},
+		{"Events/NotUTF8", testNotUTF8},
+		{"Events/StartAppend", testStartAppend},
+		{"Events/StartAppendFailures", testStartAppendFailures},
+		{"Events/VisibleInSeqOrder", testVisibleInSeqOrder},
+		{"Events/RejectedCapDefault", testRejectedCapDefault},
 		{"Groups/EnsureNew", testEnsureNewGroup},
 		{"Groups/EnsureExisting", testEnsureExistingGroup},
 		{"Groups/Pending", testPending},
+		{"Groups/PendingHorizon", testPendingHorizon},
+		{"Groups/PendingMaxBody", testPendingMaxBody},
 		{"Groups/Advance", testAdvanceGroup},
 		{"Groups/Touch", testTouchGroup},
 		{"Deliveries/Summary", testDeliverySummary},
 		{"Deliveries/RoundTripAndOrder", testDeliveriesOrder},
 		{"Deliveries/Errors", testDeliveryErrors},
+		{"Progress/OneReport", testProgressReport},
+		{"Progress/OutOfOrder", testProgressOutOfOrder},
 		{"Prune/Nothing", testPruneNothing},
 		{"Prune/EventsBefore", testPruneEventsBefore},
 		{"Prune/MaxEventsPerChannel", testPruneCap},
@@ -68,7 +78,23 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			tc.fn(t, open(t))
+			tc.fn(t, open(t, store.Limits{}))
+		})
+	}
+	// Tests of a store opened with other limits than the defaults.
+	limited := []struct {
+		name   string
+		fn     func(t *testing.T, s store.Store)
+		limits store.Limits
+	}{
+		{"Events/RejectedCapCount", testRejectedCapCount, store.Limits{RejectedEvents: 3, RejectedBytes: -1}},
+		{"Events/RejectedCapBytes", testRejectedCapBytes, store.Limits{RejectedEvents: -1, RejectedBytes: 100}},
+		{"Events/RejectedNoCap", testRejectedNoCap, store.Limits{RejectedEvents: -1, RejectedBytes: -1}},
+	}
+	for _, tc := range limited {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, open(t, tc.limits))
 		})
 	}
 }
@@ -224,4 +250,25 @@ func checkIDs(t *testing.T, what string, got []store.Event, want ...string) {
 	if g := ids(got); !slices.Equal(g, want) && (len(g) != 0 || len(want) != 0) {
 		t.Errorf("%s: got events %q, want %q", what, g, want)
 	}
+}
+
+// recordOne records one delivery on its own (RecordProgress with nothing else).
+func recordOne(ctx context.Context, s store.Store, d store.Delivery) error {
+	return s.RecordProgress(ctx, store.Progress{GroupID: d.GroupID, Deliveries: []store.Delivery{d}})
+}
+
+// advance raises a group's DoneThrough on its own.
+func advance(ctx context.Context, s store.Store, groupID, seq int64) error {
+	return s.RecordProgress(ctx, store.Progress{GroupID: groupID, DoneThrough: seq})
+}
+
+// touch sets a group's LastSeenAt on its own.
+func touch(ctx context.Context, s store.Store, groupID int64, at time.Time) error {
+	return s.RecordProgress(ctx, store.Progress{GroupID: groupID, SeenAt: at})
+}
+
+// pendingEvents returns the events of a Pending page with every body.
+func pendingEvents(ctx context.Context, s store.Store, groupID, afterSeq int64, limit int) ([]store.Event, error) {
+	page, err := s.Pending(ctx, store.PendingQuery{GroupID: groupID, AfterSeq: afterSeq, Limit: limit})
+	return page.Events, err
 }

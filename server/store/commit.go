@@ -1,0 +1,46 @@
+package store
+
+import "context"
+
+// Commit is the outcome, still to come, of an append whose seq is already
+// assigned (Store.StartAppend). It lets a caller act on the seq at once and
+// learn later whether the event was committed.
+type Commit struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// NewCommit returns a Commit whose outcome is still to come, and the
+// function that settles it with the commit's result (nil: committed). It is
+// for implementations of Store; settle must be called exactly once.
+func NewCommit() (c *Commit, settle func(error)) {
+	c = &Commit{done: make(chan struct{})}
+	return c, func(err error) {
+		c.err = err
+		close(c.done)
+	}
+}
+
+// Done is closed once the outcome is known.
+func (c *Commit) Done() <-chan struct{} { return c.done }
+
+// Err is the outcome once Done is closed (nil: committed); nil before.
+func (c *Commit) Err() error {
+	select {
+	case <-c.done:
+		return c.err
+	default:
+		return nil
+	}
+}
+
+// Wait waits for the outcome and returns it. When ctx ends first it returns
+// ctx's error, which says nothing about the commit: it goes on regardless.
+func (c *Commit) Wait(ctx context.Context) error {
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
