@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // API is a small client of the relay's JSON API (/api/v1), used by the
@@ -148,13 +150,60 @@ func (c *API) DeleteChannel(ctx context.Context, id string) error {
 	return c.Do(ctx, http.MethodDelete, "/api/v1/channels/"+url.PathEscape(id), nil, nil)
 }
 
-// Header is one header line.
+// Header is one header line. Value holds the exact bytes. In JSON (the
+// API's answers, saved and captured events) "value" is text, where bytes
+// that are not valid UTF-8 read as U+FFFD, so such a value also carries its
+// exact bytes in "value_base64"; decoding prefers those.
 type Header struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
+	Name  string
+	Value string
 }
 
-// Event is a stored webhook as the API returns it.
+// headerJSON is a Header as JSON holds it.
+type headerJSON struct {
+	Name        string `json:"name"`
+	Value       string `json:"value"`
+	ValueBase64 string `json:"value_base64,omitempty"`
+}
+
+// MarshalJSON writes the form described on Header.
+func (h Header) MarshalJSON() ([]byte, error) {
+	return marshalLine(headerJSON{Name: h.Name, Value: h.Value, ValueBase64: base64IfNotUTF8(h.Value)})
+}
+
+// UnmarshalJSON reads the form MarshalJSON writes.
+func (h *Header) UnmarshalJSON(data []byte) error {
+	var j headerJSON
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	value, err := exact(j.Value, j.ValueBase64)
+	if err != nil {
+		return fmt.Errorf("header %s: value_base64: %w", j.Name, err)
+	}
+	*h = Header{Name: j.Name, Value: value}
+	return nil
+}
+
+// base64IfNotUTF8 is s in standard base64 when s is not valid UTF-8, else "".
+func base64IfNotUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString([]byte(s))
+}
+
+// exact returns the bytes in b64 when it is set, else text.
+func exact(text, b64 string) (string, error) {
+	if b64 == "" {
+		return text, nil
+	}
+	b, err := base64.StdEncoding.DecodeString(b64)
+	return string(b), err
+}
+
+// Event is a stored webhook as the API returns it. Query holds the exact
+// bytes (the API adds "query_base64" when they are not UTF-8).
 type Event struct {
 	ID           string    `json:"id"`
 	Channel      string    `json:"channel"`
@@ -162,6 +211,7 @@ type Event struct {
 	Method       string    `json:"method"`
 	Path         string    `json:"path"`
 	Query        string    `json:"query"`
+	QueryBase64  string    `json:"query_base64,omitempty"`
 	Headers      []Header  `json:"headers"`
 	Body         *string   `json:"body,omitempty"`
 	BodyEncoding string    `json:"body_encoding,omitempty"`
@@ -173,6 +223,21 @@ type Event struct {
 	LastStatus   int       `json:"last_status,omitempty"`
 	Attempts     int       `json:"attempts"`
 	Delivered    bool      `json:"delivered"`
+}
+
+// UnmarshalJSON reads an event as the API writes it, taking the exact
+// query from query_base64 when it is there.
+func (e *Event) UnmarshalJSON(data []byte) error {
+	type plain Event // without the methods, to avoid recursion
+	if err := json.Unmarshal(data, (*plain)(e)); err != nil {
+		return err
+	}
+	query, err := exact(e.Query, e.QueryBase64)
+	if err != nil {
+		return fmt.Errorf("event %s: query_base64: %w", e.ID, err)
+	}
+	e.Query = query
+	return nil
 }
 
 // EventPage is one page of ListEvents.

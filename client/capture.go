@@ -119,8 +119,9 @@ func (m Match) matches(req *protocol.DeliveryRequest) bool {
 // per line. In JSON the body is "body", as text when it is valid UTF-8 and
 // in standard base64 otherwise, with "body_encoding" BodyUTF8 or
 // BodyBase64. Headers keep the sender's order, case and repeats. Query and
-// header values are JSON strings: bytes in them that are not UTF-8 read as
-// U+FFFD.
+// header values are JSON strings, where bytes that are not UTF-8 read as
+// U+FFFD; such a value also carries its exact bytes in base64
+// ("query_base64", and see Header).
 type CapturedEvent struct {
 	ID         string        `json:"id"`
 	Channel    string        `json:"channel"`
@@ -143,8 +144,9 @@ func (e CapturedEvent) MarshalJSON() ([]byte, error) {
 	}
 	return marshalLine(struct {
 		plain
+		QueryBase64 string `json:"query_base64,omitempty"`
 		jsonBody
-	}{plain(e), newJSONBody(e.Body)})
+	}{plain(e), base64IfNotUTF8(e.Query), newJSONBody(e.Body)})
 }
 
 // UnmarshalJSON reads the form MarshalJSON writes.
@@ -152,6 +154,7 @@ func (e *CapturedEvent) UnmarshalJSON(data []byte) error {
 	type plain CapturedEvent
 	var f struct {
 		plain
+		QueryBase64 string `json:"query_base64"`
 		jsonBody
 	}
 	if err := json.Unmarshal(data, &f); err != nil {
@@ -159,6 +162,9 @@ func (e *CapturedEvent) UnmarshalJSON(data []byte) error {
 	}
 	*e = CapturedEvent(f.plain)
 	var err error
+	if e.Query, err = exact(e.Query, f.QueryBase64); err != nil {
+		return fmt.Errorf("query_base64: %w", err)
+	}
 	e.Body, err = f.jsonBody.bytes()
 	return err
 }

@@ -201,6 +201,29 @@ func TestCapturedEventJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(`{"body":"x","body_encoding":"rot13"}`), new(CapturedEvent)); err == nil {
 		t.Error("unknown body_encoding accepted")
 	}
+
+	// Bytes that are not UTF-8 in a header value or the query: text with
+	// U+FFFD, and the exact bytes in base64 beside it.
+	raw := newRequest("evt-raw", "POST", "/", protocol.Header{Name: "X-Sig", Value: "a\xffb"})
+	raw.RawQuery = "s=\xfe"
+	line, err = json.Marshal(capturedEvent(raw, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(line, []byte(`"query":"s=\ufffd"`)) || !bytes.Contains(line, []byte(`"query_base64":"cz3+"`)) ||
+		!bytes.Contains(line, []byte(`{"name":"X-Sig","value":"a\ufffdb","value_base64":"Yf9i"}`)) {
+		t.Errorf("line %s: want query_base64 and value_base64", line)
+	}
+	var back CapturedEvent
+	if err := json.Unmarshal(line, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Query != raw.RawQuery || len(back.Headers) != 1 || back.Headers[0].Value != "a\xffb" {
+		t.Errorf("round trip: query %q, headers %q; want the exact bytes", back.Query, back.Headers)
+	}
+	if err := json.Unmarshal([]byte(`{"headers":[{"name":"X","value":"","value_base64":"!"}]}`), new(CapturedEvent)); err == nil {
+		t.Error("bad value_base64 accepted")
+	}
 }
 
 func TestCaptureConfigValidates(t *testing.T) {

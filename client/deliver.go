@@ -177,21 +177,22 @@ func (t *tunnel) refuse(st *yamux.Stream) {
 	t.answer(st, errorResponse(protocol.ErrCodeAgentStopping, "the agent is shutting down", 0), nil)
 }
 
-// readRequest reads a request frame. When the frame is well formed but its
-// fields are not, the body it announces is read and dropped so the answer
-// can still reach the relay.
+// readRequest reads a request frame with protocol.ReadRequest, which keeps
+// the exact bytes of header values and a query that are not UTF-8. When the
+// frame is well formed but its fields are not, the body it announces is
+// read and dropped so the answer can still reach the relay.
 func readRequest(st *yamux.Stream) (*protocol.DeliveryRequest, error) {
-	var req protocol.DeliveryRequest
-	if err := protocol.ReadFrame(st, &req, protocol.MaxHeaderFrame); err != nil {
+	req, err := protocol.ReadRequest(st)
+	if err != nil && req == nil {
 		return nil, fmt.Errorf("read request frame: %w", err)
 	}
-	if err := req.Validate(); err != nil {
+	if err != nil {
 		if req.BodyLength > 0 && req.BodyLength <= protocol.MaxBodyLength {
 			_, _ = io.CopyN(io.Discard, st, req.BodyLength) // best effort: the answer is an error anyway
 		}
 		return nil, err
 	}
-	return &req, nil
+	return req, nil
 }
 
 // answer writes resp and body on st, giving the write its own deadline.

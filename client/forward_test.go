@@ -540,3 +540,29 @@ func TestTargetFailures(t *testing.T) {
 		}
 	})
 }
+
+// TestHeaderValuesNotUTF8 checks that header values that are not valid
+// UTF-8 reach the target byte for byte, and come back so from its answer.
+func TestHeaderValuesNotUTF8(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 1)
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("X-Sig")
+		w.Header().Set("X-Resp", "\xfe ok \xff")
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(target.Close)
+	relay := newFakeRelay(t, nil)
+	agent := startAgent(t, testConfig(t, relay, target.URL))
+	agent.waitConnected(t)
+	rs := relay.next(t)
+	req := newRequest("evt-bytes", "POST", "/", protocol.Header{Name: "X-Sig", Value: "a\xffb"})
+	resp, _ := rs.mustDeliver(t, req, nil)
+	if v := <-got; v != "a\xffb" {
+		t.Errorf("target got X-Sig %q, want %q", v, "a\xffb")
+	}
+	i := slices.IndexFunc(resp.Headers, func(h protocol.Header) bool { return h.Name == "X-Resp" })
+	if i < 0 || resp.Headers[i].Value != "\xfe ok \xff" {
+		t.Errorf("response headers %q, want X-Resp %q", resp.Headers, "\xfe ok \xff")
+	}
+}

@@ -25,7 +25,10 @@ const (
 )
 
 // SavedEvent is an event as the agent writes it to Config.SaveDir, one JSON
-// file per event, named <received time>-<event id>.json.
+// file per event, named <received time>-<event id>.json. RawQuery and
+// header values hold the exact bytes; in the file, one that is not valid
+// UTF-8 also carries its bytes in base64 ("raw_query_base64", and see
+// Header), so Replay sends them exactly.
 type SavedEvent struct {
 	EventID  string        `json:"event_id"`
 	Channel  string        `json:"channel"`
@@ -40,11 +43,8 @@ type SavedEvent struct {
 	RemoteAddr string    `json:"remote_addr,omitempty"`
 }
 
-// SavedHeader is one header line of a saved event.
-type SavedHeader struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
-}
+// SavedHeader is one header line of a saved or captured event.
+type SavedHeader = Header
 
 // MarshalJSON writes the body as text when it is valid UTF-8 (JSON strings
 // carry that losslessly) and as base64 otherwise.
@@ -52,8 +52,9 @@ func (e SavedEvent) MarshalJSON() ([]byte, error) {
 	type plain SavedEvent // without the methods, to avoid recursion
 	return marshalLine(struct {
 		plain
+		RawQueryBase64 string `json:"raw_query_base64,omitempty"`
 		jsonBody
-	}{plain(e), newJSONBody(e.Body)})
+	}{plain(e), base64IfNotUTF8(e.RawQuery), newJSONBody(e.Body)})
 }
 
 // UnmarshalJSON reads the form MarshalJSON writes.
@@ -61,6 +62,7 @@ func (e *SavedEvent) UnmarshalJSON(data []byte) error {
 	type plain SavedEvent
 	var f struct {
 		plain
+		RawQueryBase64 string `json:"raw_query_base64"`
 		jsonBody
 	}
 	if err := json.Unmarshal(data, &f); err != nil {
@@ -68,6 +70,9 @@ func (e *SavedEvent) UnmarshalJSON(data []byte) error {
 	}
 	*e = SavedEvent(f.plain)
 	var err error
+	if e.RawQuery, err = exact(e.RawQuery, f.RawQueryBase64); err != nil {
+		return fmt.Errorf("raw_query_base64: %w", err)
+	}
 	e.Body, err = f.jsonBody.bytes()
 	return err
 }

@@ -27,8 +27,8 @@ func TestSavedEventJSON(t *testing.T) {
 		{"binary", []byte{0xff, 0xfe, 0, 1, 'a'}, BodyBase64},
 		{"empty", nil, BodyUTF8},
 	} {
-		ev := SavedEvent{EventID: "e1", Method: "POST", Path: "/", Body: tt.body,
-			Headers: []SavedHeader{{"X-A", "1"}, {"x-a", "2"}}, ReceivedAt: time.Unix(1, 0).UTC()}
+		ev := SavedEvent{EventID: "e1", Method: "POST", Path: "/", Body: tt.body, RawQuery: "q=\xff",
+			Headers: []SavedHeader{{"X-A", "1"}, {"x-a", "2"}, {"X-Sig", "a\xffb"}}, ReceivedAt: time.Unix(1, 0).UTC()}
 		data, err := json.Marshal(ev)
 		if err != nil {
 			t.Fatal(err)
@@ -43,11 +43,16 @@ func TestSavedEventJSON(t *testing.T) {
 		if tt.encoding == BodyUTF8 && fields["body"] != string(tt.body) {
 			t.Errorf("%s: body %q, want the text itself", tt.name, fields["body"])
 		}
+		if !bytes.Contains(data, []byte(`{"name":"X-Sig","value":"a\ufffdb","value_base64":"Yf9i"}`)) ||
+			!bytes.Contains(data, []byte(`"raw_query_base64":"cT3/"`)) || bytes.Contains(data, []byte(`"value":"1","value_base64"`)) {
+			t.Errorf("%s: JSON %s, want value_base64 and raw_query_base64 for the bytes that are not UTF-8 only", tt.name, data)
+		}
 		var back SavedEvent
 		if err := json.Unmarshal(data, &back); err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(back.Body, tt.body) || !slices.Equal(back.Headers, ev.Headers) || !back.ReceivedAt.Equal(ev.ReceivedAt) {
+		if !bytes.Equal(back.Body, tt.body) || !slices.Equal(back.Headers, ev.Headers) || !back.ReceivedAt.Equal(ev.ReceivedAt) ||
+			back.RawQuery != ev.RawQuery {
 			t.Errorf("%s: round trip %+v, want %+v", tt.name, back, ev)
 		}
 	}
@@ -77,13 +82,14 @@ func TestSaveAndReplay(t *testing.T) {
 			protocol.Header{Name: "X-GitHub-Event", Value: "push"},
 			protocol.Header{Name: "X-Hub-Signature-256", Value: "sha256=0123"},
 			protocol.Header{Name: "x-dup", Value: "1"},
-			protocol.Header{Name: "x-dup", Value: "2"}),
+			protocol.Header{Name: "x-dup", Value: "2"},
+			protocol.Header{Name: "X-Sig", Value: "a\xffb"}), // not UTF-8: kept byte for byte
 			[]byte(`{"zen":"Keep it <logically> awesome & é"}`)},
 		{newRequest("evt/bin:2", "PUT", "/upload/a%2Fb",
 			protocol.Header{Name: "Content-Type", Value: "application/octet-stream"}),
 			binary},
 	}
-	events[1].req.RawQuery = "part=1&x=%20"
+	events[1].req.RawQuery = "part=1&x=%20&raw=\xfe"
 	events[1].req.ReceivedAt = events[1].req.ReceivedAt.Add(time.Second)
 
 	var live []rawRequest

@@ -101,8 +101,14 @@ func WriteRequest(w io.Writer, req *DeliveryRequest, body io.Reader) error {
 	return copyBody(w, body, req.BodyLength)
 }
 
-// ReadRequest reads and checks a request frame. The caller then reads
-// exactly BodyLength body bytes from r.
+// ReadRequest reads and checks a request frame, with the exact bytes of a
+// query and header values that are not UTF-8. The caller then reads exactly
+// BodyLength body bytes from r.
+//
+// When the frame decodes but its fields break the rules (Validate fails),
+// ReadRequest returns the decoded request together with the error, so that
+// a receiver can still skip the body the frame announces and answer on the
+// stream; otherwise the request is nil on error.
 func ReadRequest(r io.Reader) (*DeliveryRequest, error) {
 	var req DeliveryRequest
 	frame := requestFrame{DeliveryRequest: &req}
@@ -116,7 +122,7 @@ func ReadRequest(r io.Reader) (*DeliveryRequest, error) {
 		return nil, err
 	}
 	if err := req.Validate(); err != nil {
-		return nil, err
+		return &req, err
 	}
 	return &req, nil
 }

@@ -439,3 +439,19 @@ func TestWriteRequestLongBody(t *testing.T) {
 		t.Errorf("body on the wire = %q, want %q", got, "abc")
 	}
 }
+
+// TestReadRequestReturnsInvalidFrame checks that a frame that decodes but
+// breaks the rules comes back with the error, so the receiver can skip its
+// body, while one that does not decode comes back nil.
+func TestReadRequestReturnsInvalidFrame(t *testing.T) {
+	t.Parallel()
+	base := `"event_id":"e","delivery_id":"d","attempt":1,"channel":"c","headers":[],"received_at":"2025-01-01T00:00:00Z"`
+	req, err := protocol.ReadRequest(bytes.NewReader(rawFrame(`{` + base + `,"method":"G T","path":"/","body_length":7}`)))
+	if err == nil || req == nil || req.BodyLength != 7 {
+		t.Errorf("invalid frame: request %+v, error %v; want the request with its body length and an error", req, err)
+	}
+	req, err = protocol.ReadRequest(bytes.NewReader(frame(100, `{"event_id":`)))
+	if err == nil || req != nil {
+		t.Errorf("truncated frame: request %+v, error %v; want nil and an error", req, err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -107,7 +108,11 @@ func newEventsCmd() *cobra.Command {
 			fmt.Fprintf(out, "%s %s\nevent %s on channel %s, received %s from %s (%d bytes, %s)\n\n",
 				ev.Method, target, ev.ID, ev.Channel, ev.ReceivedAt.Format(time.RFC3339Nano), ev.RemoteAddr, ev.Size, ev.State)
 			for _, h := range ev.Headers {
-				fmt.Fprintf(out, "%s: %s\n", h.Name, h.Value)
+				v := h.Value
+				if !utf8.ValidString(v) {
+					v = strconv.Quote(v) // bytes that are not UTF-8 as \xNN escapes
+				}
+				fmt.Fprintf(out, "%s: %s\n", h.Name, v)
 			}
 			fmt.Fprintln(out)
 			if ev.Body != nil {

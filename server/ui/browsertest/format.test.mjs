@@ -8,7 +8,7 @@ import http from 'node:http';
 import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import {
-  bodyKind, bytesToBase64, curlCommand, formatBytes, formatDuration, hexDump, parseForm,
+  bodyKind, bytesToBase64, curlCommand, escapeBytes, formatBytes, formatDuration, headerText, hexDump, parseForm,
   prettyJSON, prettyXML, segmentsText, shellQuote,
 } from '../static/format.js';
 
@@ -77,6 +77,18 @@ test('shellQuote', () => {
   assert.equal(shellQuote(''), "''");
 });
 
+test('header values that are not UTF-8 are shown escaped', () => {
+  assert.equal(headerText({ name: 'X', value: 'plain \\ text' }), 'plain \\ text');
+  assert.equal(headerText({ name: 'X', value: 'a\ufffdb', value_base64: 'Yf9i' }), 'a\\xffb');
+  const bytes = (...b) => new Uint8Array(b);
+  assert.equal(escapeBytes(bytes(0x63, 0x61, 0x66, 0xc3, 0xa9)), 'caf\u00e9'); // valid UTF-8 stays text
+  assert.equal(escapeBytes(bytes(0xe9, 0x5c, 0x41)), '\\xe9\\\\A'); // Latin-1 byte, backslash
+  assert.equal(escapeBytes(bytes(0xe2, 0x82)), '\\xe2\\x82'); // cut sequence
+  assert.equal(escapeBytes(bytes(0xc0, 0xaf)), '\\xc0\\xaf'); // overlong
+  assert.equal(escapeBytes(bytes(0xed, 0xa0, 0x80)), '\\xed\\xa0\\x80'); // surrogate
+  assert.equal(escapeBytes(bytes(0xf0, 0x9f, 0x98, 0x80)), '\u{1f600}');
+});
+
 // run runs a command with bash, as a pasted script (on stdin: a command
 // line may be longer than exec allows), and returns its stdout.
 function run(cmd) {
@@ -132,6 +144,12 @@ const cases = [
     body: Buffer.alloc(0),
   },
   {
+    name: 'header values that are not UTF-8',
+    method: 'POST', path: '/sig', query: '',
+    headers: [['X-Sig', Buffer.from([0x61, 0xff, 0x62])], ['X-Quote', Buffer.from([0x27, 0x5c, 0xe9])], ['Content-Type', 'text/plain']],
+    body: Buffer.from('signed'),
+  },
+  {
     name: 'large text body over one MiB (no Expect: 100-continue)',
     method: 'POST', path: '/big', query: '',
     headers: [['Content-Type', 'text/plain']],
@@ -151,7 +169,9 @@ for (const c of cases) {
     const got = await capture(async (base) => {
       const ev = {
         method: c.method, path: c.path, query: c.query, size: c.body.length,
-        headers: c.headers.map(([name, value]) => ({ name, value })),
+        headers: c.headers.map(([name, value]) => (Buffer.isBuffer(value)
+          ? { name, value: value.toString('utf8'), value_base64: value.toString('base64') }
+          : { name, value })),
         body: utf8 !== null ? utf8 : bytesToBase64(new Uint8Array(c.body)),
         body_encoding: utf8 !== null ? 'utf8' : 'base64',
       };
@@ -160,7 +180,9 @@ for (const c of cases) {
     assert.equal(got.method, c.method);
     assert.equal(got.url, `/h/chan${c.path}${c.query ? `?${c.query}` : ''}`);
     assert.equal(crypto.createHash('sha256').update(got.body).digest('hex'), crypto.createHash('sha256').update(c.body).digest('hex'));
-    const want = c.headers.filter(([n]) => !/^(host|content-length)$/i.test(n));
+    // node reads header bytes as latin1: one character per byte.
+    const want = c.headers.filter(([n]) => !/^(host|content-length)$/i.test(n))
+      .map(([n, v]) => [n, Buffer.isBuffer(v) ? v.toString('latin1') : v]);
     const sent = pairs(got.headers).filter(([n]) => !/^(host|content-length)$/i.test(n));
     assert.deepEqual(sent, want);
   });

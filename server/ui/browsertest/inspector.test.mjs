@@ -155,6 +155,7 @@ try {
     'X-GitHub-Event': 'push',
     'X-GitHub-Delivery': crypto.randomUUID(),
     'X-Hub-Signature-256': `sha256=${crypto.createHmac('sha256', 'secret').update(jsonBody).digest('hex')}`,
+    'X-Sig': 'a\u00ffb', // node sends the byte 0xff: a value that is not UTF-8
   };
   const sentAt = Date.now();
   const posted = post(`${ingress}/github?source=test`, ghHeaders, jsonBody);
@@ -187,6 +188,9 @@ try {
   check(page.url().endsWith(`/#/c/alpha-github/${eventID}`), `URL ${page.url()}`);
   const headerRow = page.locator('#headers tr').filter({ has: page.locator('th', { hasText: /^X-GitHub-Event$/ }) });
   check((await headerRow.locator('td').textContent()) === 'push', 'X-GitHub-Event header not shown');
+  const sigRow = page.locator('#headers tr').filter({ has: page.locator('th', { hasText: /^X-Sig$/ }) });
+  const sigText = await sigRow.locator('td').textContent();
+  check(sigText === 'a\\xffb', `a header value that is not UTF-8 is shown as ${JSON.stringify(sigText)}, want a\\xffb`);
   const names = await page.locator('#headers th').allTextContents();
   const sent = Object.keys(ghHeaders);
   check(names.filter((n) => sent.includes(n)).join(',') === sent.join(','), `headers in order, with their case: ${names}`);

@@ -3,7 +3,7 @@
 // the event view, replay and copy-as-curl. Plain DOM, no framework; every
 // piece of data goes into the page as text (textContent), never as HTML.
 import {
-  bodyBytes, bodyKind, curlCommand, formatBytes, formatDuration, headerValue, hexDump,
+  bodyBytes, bodyKind, curlCommand, formatBytes, formatDuration, headerText, headerValue, hexDump,
   parseForm, prettyJSON, prettyXML, segmentsText,
 } from './format.js';
 
@@ -968,7 +968,7 @@ class ChannelPage {
         this.curlBox),
       el('section', { 'aria-labelledby': 'headers-title' },
         el('h3', { id: 'headers-title' }, `Headers (${ev.headers.length})`),
-        kvTable(ev.headers.map((h) => [h.name, h.value]), 'Request headers', 'headers')),
+        kvTable(ev.headers.map((h) => [h.name, headerCell(h)]), 'Request headers', 'headers')),
       ev.query ? el('section', { 'aria-labelledby': 'query-title' },
         el('h3', { id: 'query-title' }, 'Query'),
         kvTable(parseForm(ev.query), 'Query parameters', 'query')) : null,
@@ -1023,6 +1023,16 @@ class ChannelPage {
     const ok = await copyText(cmd);
     toast(ok ? 'Copied the curl command' : 'Select the command below and copy it');
   }
+}
+
+// headerCell shows a header value; one that is not UTF-8 is escaped
+// (headerText) and marked, since what is shown is not the bytes themselves.
+function headerCell(h) {
+  if (!h.value_base64) return h.value;
+  return el('span', {
+    class: 'raw-bytes',
+    title: 'Not UTF-8: bytes shown as \\xHH. The API gives the exact bytes in value_base64.',
+  }, headerText(h));
 }
 
 function kvTable(pairs, label, id) {
@@ -1129,7 +1139,7 @@ function deliveryItem(d) {
     d.error ? el('p', { class: 'error' }, d.error) : null,
     d.response_headers && d.response_headers.length
       ? el('details', {}, el('summary', {}, `Response headers (${d.response_headers.length})`),
-        kvTable(d.response_headers.map((h) => [h.name, h.value]), 'Response headers'))
+        kvTable(d.response_headers.map((h) => [h.name, headerCell(h)]), 'Response headers'))
       : null,
     bodyNode);
 }

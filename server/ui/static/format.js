@@ -25,6 +25,53 @@ export function bodyBytes(ev) {
   return ev.body_encoding === 'base64' ? base64ToBytes(ev.body) : new TextEncoder().encode(ev.body);
 }
 
+/**
+ * The text to show for a header value ({name, value, value_base64} from the
+ * API). A value that is not valid UTF-8 comes with its exact bytes in
+ * value_base64: it is shown with each byte that is not part of valid UTF-8
+ * as \xHH and a backslash as \\, so "a\xffb" reads as sent.
+ */
+export function headerText(h) {
+  return h.value_base64 ? escapeBytes(base64ToBytes(h.value_base64)) : h.value;
+}
+
+/** Bytes as text, with \xHH for each byte outside valid UTF-8 and \\ for "\". */
+export function escapeBytes(bytes) {
+  const dec = new TextDecoder();
+  let out = '';
+  for (let i = 0; i < bytes.length;) {
+    const n = utf8Length(bytes, i);
+    if (n === 0) {
+      out += '\\x' + bytes[i].toString(16).padStart(2, '0');
+      i++;
+    } else {
+      const s = dec.decode(bytes.subarray(i, i + n));
+      out += s === '\\' ? '\\\\' : s;
+      i += n;
+    }
+  }
+  return out;
+}
+
+/** The length of the valid UTF-8 sequence at bytes[i] (RFC 3629), or 0. */
+function utf8Length(bytes, i) {
+  const b = bytes[i];
+  const cont = (j, lo = 0x80, hi = 0xbf) => i + j < bytes.length && bytes[i + j] >= lo && bytes[i + j] <= hi;
+  if (b < 0x80) return 1;
+  if (b >= 0xc2 && b <= 0xdf) return cont(1) ? 2 : 0;
+  if (b >= 0xe0 && b <= 0xef) {
+    const lo = b === 0xe0 ? 0xa0 : 0x80;
+    const hi = b === 0xed ? 0x9f : 0xbf;
+    return cont(1, lo, hi) && cont(2) ? 3 : 0;
+  }
+  if (b >= 0xf0 && b <= 0xf4) {
+    const lo = b === 0xf0 ? 0x90 : 0x80;
+    const hi = b === 0xf4 ? 0x8f : 0xbf;
+    return cont(1, lo, hi) && cont(2) && cont(3) ? 4 : 0;
+  }
+  return 0;
+}
+
 /** The first value of a header, matched without case, or ''. */
 export function headerValue(headers, name) {
   const lower = name.toLowerCase();
@@ -224,8 +271,13 @@ export function shellQuote(s, quoted = false) {
   if (s === '') return "''";
   if (!quoted && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
   if (!/[\x00-\x08\x0a-\x1f\x7f]/.test(s)) return "'" + s.replace(/'/g, "'\\''") + "'";
+  return shellQuoteBytes(new TextEncoder().encode(s));
+}
+
+/** Quotes bytes for bash as $'…', with \xHH escapes for every byte but printable ASCII. */
+export function shellQuoteBytes(bytes) {
   let out = "$'";
-  for (const b of new TextEncoder().encode(s)) {
+  for (const b of bytes) {
     if (b === 0x27) out += "\\'";
     else if (b === 0x5c) out += '\\\\';
     else if (b >= 0x20 && b < 0x7f) out += String.fromCharCode(b);
@@ -255,16 +307,22 @@ export function curlCommand(ev, channelURL) {
   else args.push('--request', shellQuote(ev.method));
   args.push(shellQuote(channelURL + ev.path + (ev.query ? '?' + ev.query : '')));
   const hdr = [];
-  for (const name of curlDefaults) if (!has(name)) hdr.push(`${name}:`);
-  if (withBody && !has('Content-Type')) hdr.push('Content-Type:');
-  if (withBody && !has('Expect')) hdr.push('Expect:');
+  for (const name of curlDefaults) if (!has(name)) hdr.push(shellQuote(`${name}:`, true));
+  if (withBody && !has('Content-Type')) hdr.push(shellQuote('Content-Type:', true));
+  if (withBody && !has('Expect')) hdr.push(shellQuote('Expect:', true));
   for (const h of headers) {
     const lower = h.name.toLowerCase();
     if (lower === 'host' || lower === 'content-length') continue;
-    hdr.push(h.value === '' ? `${h.name};` : `${h.name}: ${h.value}`);
+    if (h.value_base64) {
+      // Not UTF-8: the exact bytes, which a JavaScript string cannot hold.
+      const line = new Uint8Array([...new TextEncoder().encode(`${h.name}: `), ...base64ToBytes(h.value_base64)]);
+      hdr.push(shellQuoteBytes(line));
+    } else {
+      hdr.push(shellQuote(h.value === '' ? `${h.name};` : `${h.name}: ${h.value}`, true));
+    }
   }
   const lines = [args.join(' ')];
-  for (const h of hdr) lines.push(`-H ${shellQuote(h, true)}`);
+  for (const h of hdr) lines.push(`-H ${h}`);
   if (!withBody) return lines.join(' \\\n  ');
   lines.push('--data-binary @-');
   let feed;
