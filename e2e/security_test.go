@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,8 @@ import (
 	"github.com/hookrelay/hookrelay/client"
 	"github.com/hookrelay/hookrelay/protocol"
 	"github.com/hookrelay/hookrelay/server"
+	"github.com/hookrelay/hookrelay/server/store"
+	"github.com/hookrelay/hookrelay/server/store/sqlite"
 )
 
 // teamSetup makes two teams with admin, member and agent tokens and a
@@ -464,5 +467,49 @@ func TestSubPathTravelsAsSent(t *testing.T) {
 		if got := <-paths; got != want {
 			t.Errorf("sent %s, target saw %s, want %s", sent, got, want)
 		}
+	}
+}
+
+// TestRejectedWebhooksAreCapped posts bad-signature webhooks to a relay
+// that keeps at most 3 rejected events per channel: the newest 3 are kept
+// for inspection, older ones dropped as new ones arrive, accepted events
+// stay.
+func TestRejectedWebhooksAreCapped(t *testing.T) {
+	t.Parallel()
+	relay := startRelayDB(t, sqlite.Options{Limits: store.Limits{RejectedEvents: 3}})
+	ch := relay.channel(t, client.CreateChannel{})
+	verify, secret := "github", "s3cret"
+	if _, err := relay.api().UpdateChannel(t.Context(), ch, client.UpdateChannel{Verify: &verify, Secret: &secret}); err != nil {
+		t.Fatal(err)
+	}
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte("good"))
+	resp, _ := do(t, http.MethodPost, relay.ingress(ch), map[string]string{"X-Hub-Signature-256": "sha256=" + hex.EncodeToString(m.Sum(nil))}, []byte("good"))
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("valid signature, no agent: %d, want 202", resp.StatusCode)
+	}
+	var rejected []string
+	for i := range 5 {
+		resp, _ := do(t, http.MethodPost, relay.ingress(ch), map[string]string{"X-Hub-Signature-256": "sha256=00"}, []byte(fmt.Sprint("forged ", i)))
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("forged webhook %d: %d, want 401", i, resp.StatusCode)
+		}
+		rejected = append(rejected, resp.Header.Get("Hookrelay-Event-Id"))
+	}
+	page, err := relay.api().ListEvents(t.Context(), ch, url.Values{"limit": {"100"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	accepted := 0
+	for _, ev := range page.Events {
+		if ev.State == "rejected" {
+			got = append(got, ev.ID)
+		} else {
+			accepted++
+		}
+	}
+	if want := []string{rejected[4], rejected[3], rejected[2]}; !slices.Equal(got, want) || accepted != 1 {
+		t.Errorf("kept rejected %q and %d accepted, want the newest three rejected %q and the accepted one", got, accepted, want)
 	}
 }

@@ -241,8 +241,17 @@ func TestCLIErrors(t *testing.T) {
 	if code == 0 || !strings.Contains(out, "max_body") {
 		t.Fatalf("bad max-body: exit %d: %s", code, out)
 	}
+	out, code = run(t, nil, "server", "--max-rejected-bytes-per-channel", "lots")
+	if code == 0 || !strings.Contains(out, "max_rejected_bytes_per_channel") {
+		t.Fatalf("bad max-rejected-bytes-per-channel: exit %d: %s", code, out)
+	}
+	out, code = run(t, nil, "server", "--max-rejected-per-channel", "-1")
+	if code == 0 || !strings.Contains(out, "max_rejected_per_channel") {
+		t.Fatalf("bad max-rejected-per-channel: exit %d: %s", code, out)
+	}
 	out, code = run(t, nil, "server", "--help")
-	for _, key := range []string{"listen", "public_url", "data_dir", "admin_token", "response_timeout", "max_body"} {
+	for _, key := range []string{"listen", "public_url", "data_dir", "admin_token", "response_timeout", "max_body",
+		"max_rejected_per_channel", "max_rejected_bytes_per_channel"} {
 		if code != 0 || !strings.Contains(out, key) {
 			t.Fatalf("server --help does not document %s:\n%s", key, out)
 		}

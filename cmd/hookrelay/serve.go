@@ -42,6 +42,8 @@ over the file):
   max_body                --max-body                25MiB
   retention               --retention               168h
   max_events_per_channel  --max-events-per-channel  0 (no cap)
+  max_rejected_per_channel        --max-rejected-per-channel        100 (0: no cap)
+  max_rejected_bytes_per_channel  --max-rejected-bytes-per-channel  10MiB (0: no cap)
   delivery_timeout        --delivery-timeout        2m
   max_attempts            --max-attempts            20
   log_level               --log-level               info
@@ -85,6 +87,10 @@ func newServerCmd() *cobra.Command {
 	f.String("max-body", "25MiB", "largest webhook body accepted (413 beyond)")
 	f.Duration("retention", server.DefaultRetention, "delete events older than this")
 	f.Int("max-events-per-channel", 0, "keep at most this many events per channel (0: no cap)")
+	f.Int("max-rejected-per-channel", store.DefaultRejectedEvents,
+		"keep at most this many rejected (bad signature) events per channel, oldest dropped first (0: no cap)")
+	f.String("max-rejected-bytes-per-channel", "10MiB",
+		"keep rejected events' bodies up to this size in all per channel, oldest dropped first (0: no cap)")
 	f.Duration("delivery-timeout", server.DefaultDeliveryTimeout, "bound on one delivery attempt")
 	f.Int("max-attempts", server.DefaultMaxAttempts, "delivery attempts per event and group before giving up")
 	f.String("log-level", "info", "debug, info, warn or error")
@@ -118,6 +124,10 @@ func runServer(cmd *cobra.Command, _ []string) error {
 	maxBody, err := parseSize(v.GetString("max_body"))
 	if err != nil {
 		return fmt.Errorf("max_body: %w", err)
+	}
+	limits, err := storeLimits(v)
+	if err != nil {
+		return err
 	}
 	dataDir := v.GetString("data_dir")
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
@@ -155,7 +165,7 @@ func runServer(cmd *cobra.Command, _ []string) error {
 			return fmt.Errorf("max_db_size: %w", err)
 		}
 	}
-	st, err := sqlite.Open(filepath.Join(dataDir, "hookrelay.db"), sqlite.Options{MaxSize: maxDB})
+	st, err := sqlite.Open(filepath.Join(dataDir, "hookrelay.db"), sqlite.Options{MaxSize: maxDB, Limits: limits})
 	if err != nil {
 		return err
 	}
@@ -208,6 +218,30 @@ func runServer(cmd *cobra.Command, _ []string) error {
 		err = nil
 	}
 	return err
+}
+
+// storeLimits reads the caps the store enforces on its own; 0 in the
+// configuration means no cap.
+func storeLimits(v *viper.Viper) (store.Limits, error) {
+	var l store.Limits
+	switch n := v.GetInt("max_rejected_per_channel"); {
+	case n < 0:
+		return l, fmt.Errorf("max_rejected_per_channel %d: want 0 (no cap) or more", n)
+	case n == 0:
+		l.RejectedEvents = -1
+	default:
+		l.RejectedEvents = n
+	}
+	if s := strings.TrimSpace(v.GetString("max_rejected_bytes_per_channel")); s == "0" {
+		l.RejectedBytes = -1
+	} else {
+		n, err := parseSize(s)
+		if err != nil {
+			return l, fmt.Errorf("max_rejected_bytes_per_channel: %w", err)
+		}
+		l.RejectedBytes = n
+	}
+	return l, nil
 }
 
 // displayAddr turns a listen address into one a user can paste.
