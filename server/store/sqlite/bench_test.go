@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hookrelay/hookrelay/server/store"
 )
@@ -60,4 +61,37 @@ func BenchmarkAppendEventOneTxEach(b *testing.B) {
 			benchmarkAppend(b, Options{Synchronous: sync, MaxBatch: 1})
 		})
 	}
+}
+
+// BenchmarkPruneDelivered deletes by retention events of 4 KiB that each
+// had one delivery (half of them marked done above the watermark), and
+// reports the time per deleted event.
+func BenchmarkPruneDelivered(b *testing.B) {
+	ctx := b.Context()
+	s := openTest(b, filepath.Join(b.TempDir(), "hookrelay.db"), Options{Synchronous: "NORMAL"})
+	if err := s.CreateChannel(ctx, store.Channel{ID: "c"}); err != nil {
+		b.Fatal(err)
+	}
+	g, err := s.EnsureGroup(ctx, "c", "g", store.FromResume)
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := make([]byte, 4096)
+	old := time.Now().Add(-time.Hour)
+	for i := range b.N {
+		id := fmt.Sprint("e", i)
+		if err := s.AppendEvent(ctx, &store.Event{ID: id, ChannelID: "c", Method: "POST", Path: "/", Body: body, ReceivedAt: old}); err != nil {
+			b.Fatal(err)
+		}
+		d := store.Delivery{ID: fmt.Sprint("d", i), EventID: id, Status: 200, Done: i%2 == 0, ResponseBody: []byte("ok")}
+		if err := s.RecordProgress(ctx, store.Progress{GroupID: g.ID, Deliveries: []store.Delivery{d}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	res, err := s.Prune(ctx, store.PruneOptions{Now: time.Now(), EventsBefore: time.Now()})
+	if err != nil || res.Events != b.N {
+		b.Fatalf("prune: %+v, %v", res, err)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/event")
 }
