@@ -3,6 +3,9 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -142,4 +145,47 @@ func headerIndex(hs []client.Header, name string) int {
 		}
 	}
 	return -1
+}
+
+// TestBacklogBodiesArriveByteForByte queues events of every size while no
+// agent is connected, then connects one: bodies larger than the worker
+// reads with its backlog page are loaded from the store when sent, and
+// every one arrives exactly.
+func TestBacklogBodiesArriveByteForByte(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	got := make(map[string][32]byte) // event id → SHA-256 of the body the app read
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := sha256.New()
+		_, _ = io.Copy(h, r.Body)
+		mu.Lock()
+		got[r.Header.Get(client.HeaderEventID)] = [32]byte(h.Sum(nil))
+		mu.Unlock()
+	}))
+	t.Cleanup(target.Close)
+	relay := startRelay(t)
+	ch := relay.channel(t, client.CreateChannel{})
+	want := make(map[string][32]byte)
+	for _, size := range []int{0, 1 << 10, 1<<20 + 1, 3 << 20} {
+		body := make([]byte, size)
+		_, _ = rand.Read(body)
+		resp, _ := post(t, relay.ingress(ch), "application/octet-stream", body)
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("%d bytes without an agent: status %d, want 202", size, resp.StatusCode)
+		}
+		want[resp.Header.Get("Hookrelay-Event-Id")] = sha256.Sum256(body)
+	}
+	relay.startAgent(t, ch, target.URL)
+	waitFor(t, 20*time.Second, "every queued event at the app", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) == len(want)
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for id, sum := range want {
+		if got[id] != sum {
+			t.Errorf("event %s: the app read a body with SHA-256 %x, sent %x", id, got[id], sum)
+		}
+	}
 }

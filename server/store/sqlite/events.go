@@ -49,15 +49,16 @@ func (s *Store) StartAppend(ctx context.Context, e *store.Event) (*store.Commit,
 	maxRejected, maxRejectedBytes := capOrMax(int64(s.opts.Limits.RejectedEvents)), capOrMax(s.opts.Limits.RejectedBytes)
 	commit, settle := store.NewCommit()
 	op := "append event " + e.ID
+	ev := *e // the fields the job reads, so the caller's later writes to e race with nothing
 	j := &job{size: len(body), taken: make(chan struct{})}
 	j.fn = func(w *writeConn) error {
-		_, err := w.exec(insertEvent, j.seq, e.ID, e.ChannelID, e.Method, e.Path, []byte(e.RawQuery),
-			e.RemoteAddr, micros(receivedAt), string(state), e.RejectReason, len(body), headers, body)
+		_, err := w.exec(insertEvent, j.seq, ev.ID, ev.ChannelID, ev.Method, ev.Path, []byte(ev.RawQuery),
+			ev.RemoteAddr, micros(receivedAt), string(state), ev.RejectReason, len(body), headers, body)
 		if err != nil {
-			return constraintErr(err, "event id taken", "channel "+e.ChannelID)
+			return constraintErr(err, "event id taken", "channel "+ev.ChannelID)
 		}
 		if state == store.EventRejected {
-			_, err = w.exec(trimRejected, e.ChannelID, j.seq, maxRejected, maxRejectedBytes)
+			_, err = w.exec(trimRejected, ev.ChannelID, j.seq, maxRejected, maxRejectedBytes)
 		}
 		return err
 	}
