@@ -278,29 +278,29 @@ func testRejectedCapBytes(t *testing.T, s store.Store) {
 	checkIDs(t, "an empty rejected event after a big one", listIDs(t, s, "c"), "r5", "accepted-big")
 }
 
-// appendConcurrently appends the events from one goroutine each.
-func appendConcurrently(t *testing.T, s store.Store, es []*store.Event) {
+// appendRejectedConcurrently appends n small rejected events to channel c,
+// each from a goroutine of its own, and returns them with their seqs.
+func appendRejectedConcurrently(t *testing.T, s store.Store, n int) []*store.Event {
 	t.Helper()
+	mustChannel(t, s, "c")
+	es := make([]*store.Event, n)
 	var wg sync.WaitGroup
-	for _, e := range es {
+	for i := range es {
+		es[i] = rejected("c", fmt.Sprint("r", i), 10)
 		wg.Go(func() {
-			if err := s.AppendEvent(t.Context(), e); err != nil {
-				t.Errorf("append %s: %v", e.ID, err)
+			if err := s.AppendEvent(t.Context(), es[i]); err != nil {
+				t.Errorf("append %s: %v", es[i].ID, err)
 			}
 		})
 	}
 	wg.Wait()
+	return es
 }
 
 // testRejectedCapDefault checks the default count cap: the oldest (lowest
 // seq) rejected events go first, whatever order the appends raced in.
 func testRejectedCapDefault(t *testing.T, s store.Store) {
-	mustChannel(t, s, "c")
-	var es []*store.Event
-	for i := range store.DefaultRejectedEvents + 5 {
-		es = append(es, rejected("c", fmt.Sprint("r", i), 10))
-	}
-	appendConcurrently(t, s, es)
+	es := appendRejectedConcurrently(t, s, store.DefaultRejectedEvents+5)
 	slices.SortFunc(es, func(a, b *store.Event) int { return int(b.Seq - a.Seq) })
 	var want []string
 	for _, e := range es[:store.DefaultRejectedEvents] {
@@ -311,12 +311,7 @@ func testRejectedCapDefault(t *testing.T, s store.Store) {
 
 // testRejectedNoCap runs with both caps off.
 func testRejectedNoCap(t *testing.T, s store.Store) {
-	mustChannel(t, s, "c")
-	var es []*store.Event
-	for i := range store.DefaultRejectedEvents + 5 {
-		es = append(es, rejected("c", fmt.Sprint("r", i), 10))
-	}
-	appendConcurrently(t, s, es)
+	es := appendRejectedConcurrently(t, s, store.DefaultRejectedEvents+5)
 	if n := len(listIDs(t, s, "c")); n != len(es) {
 		t.Errorf("%d rejected events kept without a cap, want all %d", n, len(es))
 	}

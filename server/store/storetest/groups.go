@@ -162,14 +162,7 @@ func testAdvanceGroup(t *testing.T, s store.Store) {
 	mustChannel(t, s, "c")
 	g, err := s.EnsureGroup(ctx, "c", "g", store.FromResume)
 	must(t, "ensure", err)
-	doneThrough := func() int64 {
-		gs, err := s.ListGroups(ctx, "c")
-		must(t, "list groups", err)
-		if len(gs) != 1 {
-			t.Fatalf("ListGroups = %+v, want one group", gs)
-		}
-		return gs[0].DoneThrough
-	}
+	doneThrough := func() int64 { return groupState(t, s, "c").DoneThrough }
 	must(t, "advance to 5", advance(ctx, s, g.ID, 5))
 	if d := doneThrough(); d != 5 {
 		t.Errorf("DoneThrough = %d after advancing to 5", d)
