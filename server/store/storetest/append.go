@@ -176,7 +176,8 @@ func testVisibleInSeqOrder(t *testing.T, s store.Store) {
 	var (
 		wg        sync.WaitGroup
 		mu        sync.Mutex
-		committed []int64 // seqs of channel c
+		committed []int64                  // seqs of channel c
+		appended  = make(chan struct{}, 1) // an append committed since the last read
 	)
 	for w := range writers {
 		wg.Go(func() {
@@ -194,6 +195,10 @@ func testVisibleInSeqOrder(t *testing.T, s store.Store) {
 					mu.Lock()
 					committed = append(committed, e.Seq)
 					mu.Unlock()
+				}
+				select {
+				case appended <- struct{}{}:
+				default:
 				}
 			}
 		})
@@ -224,9 +229,9 @@ func testVisibleInSeqOrder(t *testing.T, s store.Store) {
 		select {
 		case <-writing:
 			running = false
-		default:
+		case <-appended:
+			check()
 		}
-		check()
 	}
 	check()
 	slices.Sort(committed)
@@ -300,7 +305,7 @@ func appendRejectedConcurrently(t *testing.T, s store.Store, n int) []*store.Eve
 // testRejectedCapDefault checks the default count cap: the oldest (lowest
 // seq) rejected events go first, whatever order the appends raced in.
 func testRejectedCapDefault(t *testing.T, s store.Store) {
-	es := appendRejectedConcurrently(t, s, store.DefaultRejectedEvents+5)
+	es := appendRejectedConcurrently(t, s, store.DefaultRejectedEvents+1)
 	slices.SortFunc(es, func(a, b *store.Event) int { return int(b.Seq - a.Seq) })
 	var want []string
 	for _, e := range es[:store.DefaultRejectedEvents] {
@@ -311,7 +316,7 @@ func testRejectedCapDefault(t *testing.T, s store.Store) {
 
 // testRejectedNoCap runs with both caps off.
 func testRejectedNoCap(t *testing.T, s store.Store) {
-	es := appendRejectedConcurrently(t, s, store.DefaultRejectedEvents+5)
+	es := appendRejectedConcurrently(t, s, store.DefaultRejectedEvents+1)
 	if n := len(listIDs(t, s, "c")); n != len(es) {
 		t.Errorf("%d rejected events kept without a cap, want all %d", n, len(es))
 	}
