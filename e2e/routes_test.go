@@ -76,7 +76,16 @@ func TestRoutesToTwoTargets(t *testing.T) {
 		t.Fatalf("unrouted webhook: %d %s", resp.StatusCode, body)
 	}
 	id := resp.Header.Get("Hookrelay-Event-Id")
-	deliveries, err := relay.api().Deliveries(context.Background(), id)
+	// The attempt is recorded by the group's worker after the sender has
+	// its answer.
+	var (
+		deliveries []client.Delivery
+		err        error
+	)
+	waitFor(t, 10*time.Second, "the attempt recorded", func() bool {
+		deliveries, err = relay.api().Deliveries(context.Background(), id)
+		return err != nil || len(deliveries) > 0
+	})
 	if err != nil || len(deliveries) == 0 || !strings.Contains(deliveries[0].Error, "no route of the agent matches") {
 		t.Fatalf("the inspector's record of the unrouted webhook: %+v %v", deliveries, err)
 	}
