@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -116,7 +114,7 @@ func (t *tunnel) callHandler(req *protocol.DeliveryRequest, body []byte) (*proto
 	}
 	return &protocol.DeliveryResponse{
 		Status:     status,
-		Headers:    handlerHeaders(headers, req.Method),
+		Headers:    appHeaders(headers, req.Method),
 		BodyLength: int64(len(respBody)),
 		Duration:   d,
 	}, respBody
@@ -136,21 +134,6 @@ func (t *tunnel) awaitRelayDone(st *yamux.Stream) {
 	if _, err := io.Copy(io.Discard, io.LimitReader(st, 1<<10)); err != nil && !t.sess.IsClosed() {
 		t.a.log.Debug("wait for the relay to finish a delivery", "err", err)
 	}
-}
-
-// handlerHeaders keeps, in order, the response headers of a Handler that
-// responseHeaders would keep from a target.
-func handlerHeaders(headers []protocol.Header, method string) []protocol.Header {
-	out := make([]protocol.Header, 0, len(headers))
-	for _, h := range headers {
-		lower := strings.ToLower(h.Name)
-		if hopByHop[lower] || (lower == "content-length" && method != http.MethodHead) ||
-			!validHeaderName(h.Name) || !validHeaderValue(h.Value) {
-			continue
-		}
-		out = append(out, h)
-	}
-	return out
 }
 
 // maxResponse is the largest response body the relay takes back.

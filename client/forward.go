@@ -30,20 +30,6 @@ const (
 	HeaderAttempt = "Hookrelay-Delivery-Attempt"
 )
 
-// hopByHop lists, in lower case, the headers that belong to one connection
-// and are never forwarded (RFC 9110, section 7.6.1).
-var hopByHop = map[string]bool{
-	"connection":          true,
-	"keep-alive":          true,
-	"proxy-connection":    true,
-	"proxy-authenticate":  true,
-	"proxy-authorization": true,
-	"te":                  true,
-	"trailer":             true,
-	"transfer-encoding":   true,
-	"upgrade":             true,
-}
-
 // Response is the target's answer to a forwarded event.
 type Response struct {
 	Status   int
@@ -133,20 +119,12 @@ func (f *forwarder) newRequest(in *protocol.DeliveryRequest, body io.Reader) *h1
 // body's length, takes the place of the sender's or follows the sender's
 // headers; Hookrelay-Event-Id and Hookrelay-Delivery-Attempt come last.
 func outgoingHeader(in *protocol.DeliveryRequest, host string) []protocol.Header {
-	drop := make(map[string]bool)
-	for _, hd := range in.Headers {
-		if strings.EqualFold(hd.Name, "Connection") {
-			for name := range strings.SplitSeq(hd.Value, ",") {
-				drop[strings.ToLower(strings.TrimSpace(name))] = true
-			}
-		}
-	}
 	contentLength := protocol.Header{Name: "Content-Length", Value: strconv.FormatInt(in.BodyLength, 10)}
 	// Like Go's client: a length of 0 is said for methods that carry a body.
 	needLength := in.BodyLength > 0 || in.Method == http.MethodPost || in.Method == http.MethodPut || in.Method == http.MethodPatch
 	out := make([]protocol.Header, 0, len(in.Headers)+4)
 	hostDone, lengthDone := false, false
-	for _, hd := range in.Headers {
+	for _, hd := range protocol.DropHopByHop(in.Headers) {
 		name := strings.ToLower(hd.Name)
 		switch {
 		case name == "host":
@@ -159,7 +137,7 @@ func outgoingHeader(in *protocol.DeliveryRequest, host string) []protocol.Header
 				out = append(out, protocol.Header{Name: hd.Name, Value: contentLength.Value})
 				lengthDone = true
 			}
-		case hopByHop[name], drop[name], name == "hookrelay-event-id", name == "hookrelay-delivery-attempt":
+		case name == "hookrelay-event-id", name == "hookrelay-delivery-attempt":
 		case !validHeaderName(hd.Name) || !validHeaderValue(hd.Value):
 			// Validate refuses these; a saved file edited by hand may hold them.
 		default:
@@ -271,27 +249,29 @@ func (f *forwarder) classify(parent, reqCtx context.Context, err error) *TargetE
 }
 
 // responseHeaders lists the target's response headers for the relay, names
-// in sorted order (Go's client keeps no order), repeats kept, without
-// hop-by-hop headers and without Content-Length, which BodyLength carries,
-// except for HEAD, where there is no body to carry it.
+// in sorted order (Go's client keeps no order), repeats kept.
 func responseHeaders(h http.Header, method string) []protocol.Header {
-	drop := make(map[string]bool)
-	for _, v := range h.Values("Connection") {
-		for name := range strings.SplitSeq(v, ",") {
-			drop[strings.ToLower(strings.TrimSpace(name))] = true
+	hs := make([]protocol.Header, 0, len(h))
+	for _, name := range slices.Sorted(maps.Keys(h)) {
+		for _, v := range h[name] {
+			hs = append(hs, protocol.Header{Name: name, Value: v})
 		}
 	}
-	out := make([]protocol.Header, 0, len(h))
-	for _, name := range slices.Sorted(maps.Keys(h)) {
-		lower := strings.ToLower(name)
-		if hopByHop[lower] || drop[lower] || (lower == "content-length" && method != http.MethodHead) {
+	return appHeaders(hs, method)
+}
+
+// appHeaders keeps, in order, the app's response headers that go back to the
+// relay: not hop-by-hop, well formed, and without Content-Length, which
+// BodyLength carries, except for HEAD, where there is no body to carry it.
+func appHeaders(hs []protocol.Header, method string) []protocol.Header {
+	kept := protocol.DropHopByHop(hs)
+	out := kept[:0]
+	for _, h := range kept {
+		if (strings.EqualFold(h.Name, "Content-Length") && method != http.MethodHead) ||
+			!validHeaderName(h.Name) || !validHeaderValue(h.Value) {
 			continue
 		}
-		for _, v := range h[name] {
-			if validHeaderName(name) && validHeaderValue(v) {
-				out = append(out, protocol.Header{Name: name, Value: v})
-			}
-		}
+		out = append(out, h)
 	}
 	return out
 }

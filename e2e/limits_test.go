@@ -90,15 +90,27 @@ func TestSlowSenderIsCutOff(t *testing.T) {
 	}
 }
 
+// TestBrowserOriginCannotOpenTunnel: a page of another origin may not open
+// a tunnel; the relay's own origins (its Host, its public URL behind a proxy
+// that rewrites Host) are judged as everywhere else in the relay.
 func TestBrowserOriginCannotOpenTunnel(t *testing.T) {
 	t.Parallel()
-	relay := startRelay(t)
+	relay := startRelay(t, func(c *server.Config) { c.PublicURL = "https://relay.example.com" })
 	relay.channel(t, client.CreateChannel{})
-	h := http.Header{"Authorization": {"Bearer " + adminToken}, "Origin": {"https://evil.example"}}
 	d := websocket.Dialer{Subprotocols: []string{protocol.Subprotocol}}
-	_, resp, err := d.Dial("ws://"+relay.addr+"/tunnel", h)
-	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("cross-origin tunnel: %v %v", resp, err)
+	for origin, want := range map[string]int{
+		"https://evil.example":      http.StatusForbidden,
+		"https://relay.example.com": http.StatusSwitchingProtocols,
+		"http://" + relay.addr:      http.StatusSwitchingProtocols,
+	} {
+		h := http.Header{"Authorization": {"Bearer " + adminToken}, "Origin": {origin}}
+		ws, resp, err := d.Dial("ws://"+relay.addr+"/tunnel", h)
+		if resp == nil || resp.StatusCode != want {
+			t.Errorf("tunnel from origin %s: %v %v, want %d", origin, resp, err, want)
+		}
+		if ws != nil {
+			ws.Close()
+		}
 	}
 }
 

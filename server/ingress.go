@@ -14,33 +14,10 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/hookrelay/hookrelay/protocol"
 	"github.com/hookrelay/hookrelay/server/store"
 	"github.com/hookrelay/hookrelay/server/wireheader"
 )
-
-// hopHeaders are meaningful only for one connection; they are neither
-// stored for delivery nor copied from the app's response to the sender.
-var hopHeaders = map[string]bool{
-	"connection": true, "keep-alive": true, "proxy-connection": true, "proxy-authenticate": true,
-	"proxy-authorization": true, "te": true, "trailer": true, "transfer-encoding": true, "upgrade": true,
-}
-
-// isHopHeader reports whether name is hop-by-hop, either always or because
-// the Connection header of the same message names it.
-func isHopHeader(name string, connection []string) bool {
-	lower := strings.ToLower(name)
-	if hopHeaders[lower] {
-		return true
-	}
-	for _, v := range connection {
-		for _, f := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(f), name) {
-				return true
-			}
-		}
-	}
-	return false
-}
 
 // ingress receives a webhook on /h/:channel/*path, commits it, and answers
 // with the app's response (sync) or 202 and the event id.
@@ -185,14 +162,8 @@ func (r *Relay) writeOutcome(c *gin.Context, ev *store.Event, out outcome) {
 		return
 	}
 	h := c.Writer.Header()
-	var connection []string
-	for _, hd := range out.headers {
-		if strings.EqualFold(hd.Name, "Connection") {
-			connection = append(connection, hd.Value)
-		}
-	}
-	for _, hd := range out.headers {
-		if isHopHeader(hd.Name, connection) || strings.EqualFold(hd.Name, "Content-Length") {
+	for _, hd := range protocol.DropHopByHop(out.headers) {
+		if strings.EqualFold(hd.Name, "Content-Length") {
 			continue
 		}
 		h[hd.Name] = append(h[hd.Name], hd.Value)

@@ -179,26 +179,6 @@ func (in *inspector) setCookie(c *gin.Context, value string, expires time.Time) 
 	http.SetCookie(c.Writer, ck)
 }
 
-// sameOrigin reports whether a browser request comes from the relay's own
-// pages: its Origin (or, without one, its Referer) names this host or the
-// public URL's. Requests with neither are refused: every browser sends
-// Origin with a same-origin fetch that is not GET or HEAD.
-func (in *inspector) sameOrigin(req *http.Request) bool {
-	src := req.Header.Get("Origin")
-	if src == "" {
-		src = req.Header.Get("Referer")
-	}
-	u, err := url.Parse(src)
-	if src == "" || err != nil || u.Host == "" {
-		return false
-	}
-	if strings.EqualFold(u.Host, req.Host) {
-		return true
-	}
-	pub, err := url.Parse(in.relay.cfg.PublicURL)
-	return err == nil && pub.Host != "" && strings.EqualFold(u.Host, pub.Host)
-}
-
 func safeMethod(m string) bool {
 	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
 }
@@ -214,7 +194,7 @@ func (in *inspector) withSession(next gin.HandlerFunc) gin.HandlerFunc {
 			next(c)
 			return
 		}
-		if !safeMethod(c.Request.Method) && !in.sameOrigin(c.Request) {
+		if !safeMethod(c.Request.Method) && !in.relay.sameOrigin(c.Request) {
 			abortJSON(c, http.StatusForbidden, "cross_origin",
 				"a request signed in with the inspector's cookie must come from the inspector's page; use an Authorization header from scripts")
 			return
@@ -281,7 +261,7 @@ func isForm(req *http.Request) bool {
 // the page (with #/signin/rejected on failure).
 func (in *inspector) login(c *gin.Context) {
 	form := isForm(c.Request)
-	if c.GetHeader("Origin") != "" && !in.sameOrigin(c.Request) {
+	if c.GetHeader("Origin") != "" && !in.relay.sameOrigin(c.Request) {
 		abortJSON(c, http.StatusForbidden, "cross_origin", "sign in from the relay's own page")
 		return
 	}
@@ -334,7 +314,7 @@ func (in *inspector) login(c *gin.Context) {
 // logout handles POST /ui/logout.
 func (in *inspector) logout(c *gin.Context) {
 	if ck, err := c.Request.Cookie(sessionCookie); err == nil && ck.Value != "" {
-		if !in.sameOrigin(c.Request) {
+		if !in.relay.sameOrigin(c.Request) {
 			abortJSON(c, http.StatusForbidden, "cross_origin", "sign out from the relay's own page")
 			return
 		}

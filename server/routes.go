@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -77,8 +78,23 @@ func (r *Relay) readyz(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "ready"})
 }
 
-// sameOrigin reports whether a browser request's Origin is this relay.
-func sameOrigin(r *http.Request) bool {
-	o, err := url.Parse(r.Header.Get("Origin"))
-	return err == nil && o.Host == r.Host
+// sameOrigin reports whether a browser request comes from the relay's own
+// pages: its Origin (or, without one, its Referer) names this host or the
+// public URL's. Requests with neither are refused: every browser sends
+// Origin with a same-origin fetch that is not GET or HEAD, and with every
+// WebSocket upgrade.
+func (r *Relay) sameOrigin(req *http.Request) bool {
+	src := req.Header.Get("Origin")
+	if src == "" {
+		src = req.Header.Get("Referer")
+	}
+	u, err := url.Parse(src)
+	if src == "" || err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, req.Host) {
+		return true
+	}
+	pub, err := url.Parse(r.cfg.PublicURL)
+	return err == nil && pub.Host != "" && strings.EqualFold(u.Host, pub.Host)
 }

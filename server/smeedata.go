@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/hookrelay/hookrelay/protocol"
 	"github.com/hookrelay/hookrelay/server/store"
 )
 
@@ -64,7 +65,7 @@ func appendSmeeData(buf []byte, ev *store.Event) []byte {
 	values := make(map[string][]string)
 	for _, h := range ev.Headers {
 		name := strings.ToLower(h.Name)
-		if smeeReserved[name] || isHopHeader(name, connection) {
+		if smeeReserved[name] || protocol.IsHopByHop(name, connection) {
 			continue
 		}
 		if _, seen := values[name]; !seen {

@@ -53,9 +53,8 @@ var wsUpgrader = websocket.Upgrader{
 	WriteBufferSize: 4096,
 	WriteBufferPool: &sync.Pool{},
 	Subprotocols:    []string{protocol.Subprotocol},
-	// Agents are not browsers and send no Origin; a browser page on another
-	// origin must not open a tunnel with a user's ambient credentials.
-	CheckOrigin: func(r *http.Request) bool { return r.Header.Get("Origin") == "" || sameOrigin(r) },
+	// tunnel checks the Origin before upgrading (Relay.sameOrigin).
+	CheckOrigin: func(*http.Request) bool { return true },
 	Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
@@ -77,6 +76,12 @@ func (r *Relay) tunnel(c *gin.Context) {
 	if !ok {
 		abortJSON(c, http.StatusBadRequest, "version_mismatch",
 			fmt.Sprintf("the agent did not offer subprotocol %s; upgrade hookrelay on the agent's machine", protocol.Subprotocol))
+		return
+	}
+	// Agents are not browsers and send no Origin; a browser page on another
+	// origin must not open a tunnel with a user's ambient credentials.
+	if c.GetHeader("Origin") != "" && !r.sameOrigin(c.Request) {
+		abortJSON(c, http.StatusForbidden, "bad_upgrade", "a browser page of another origin may not open a tunnel")
 		return
 	}
 	ws, err := wsUpgrader.Upgrade(c.Writer, c.Request, nil)
