@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -511,5 +512,50 @@ func TestRejectedWebhooksAreCapped(t *testing.T) {
 	}
 	if want := []string{rejected[4], rejected[3], rejected[2]}; !slices.Equal(got, want) || accepted != 1 {
 		t.Errorf("kept rejected %q and %d accepted, want the newest three rejected %q and the accepted one", got, accepted, want)
+	}
+}
+
+// TestUndeliverablePathIsRefusedAtOnce: a sub-path the protocol cannot
+// carry (a raw byte outside printable ASCII) is refused with 400 and the
+// rule, before the sender waits and before anything is stored; the same
+// bytes percent-encoded are delivered.
+func TestUndeliverablePathIsRefusedAtOnce(t *testing.T) {
+	t.Parallel()
+	paths := make(chan string, 10)
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		paths <- r.RequestURI
+	}))
+	t.Cleanup(target.Close)
+	relay := startRelay(t, func(c *server.Config) { c.ResponseTimeout = 30 * time.Second })
+	ch := relay.channel(t, client.CreateChannel{})
+	relay.startAgent(t, ch, target.URL)
+	for _, sent := range []string{"/\xff\xfe", "/caf\xc3\xa9", "/a\x80"} {
+		conn, err := net.Dial("tcp", relay.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second)) // far below the response timeout
+		fmt.Fprintf(conn, "POST /h/%s%s HTTP/1.1\r\nHost: %s\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx", ch, sent, relay.addr)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", sent, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		conn.Close()
+		var e struct{ Error, Code string }
+		_ = json.Unmarshal(body, &e)
+		if resp.StatusCode != http.StatusBadRequest || e.Code != "bad_path" || !strings.Contains(e.Error, "percent-encode") {
+			t.Errorf("%q: %d %s, want 400 bad_path saying to percent-encode", sent, resp.StatusCode, body)
+		}
+	}
+	page, err := relay.api().ListEvents(t.Context(), ch, nil)
+	if err != nil || len(page.Events) != 0 {
+		t.Errorf("refused paths were stored: %v %v", page, err)
+	}
+	if got := rawPost(t, relay.addr, "/h/"+ch+"/%FF%FE"); got != http.StatusOK {
+		t.Fatalf("percent-encoded: status %d", got)
+	}
+	if got := <-paths; got != "/%FF%FE" {
+		t.Errorf("target saw %s, want /%%FF%%FE", got)
 	}
 }

@@ -141,7 +141,7 @@ func (req *DeliveryRequest) Validate() error {
 		return fmt.Errorf("protocol: attempt %d, want 1 or more", req.Attempt)
 	case req.Method == "" || len(req.Method) > maxMethodLength || !isToken(req.Method):
 		return fmt.Errorf("protocol: bad method %q", req.Method)
-	case !validPath(req.Path):
+	case !ValidPath(req.Path):
 		return fmt.Errorf("protocol: path %q is not an escaped path starting with /", req.Path)
 	case hasCTL(req.RawQuery) || containsByte(req.RawQuery, ' '):
 		return fmt.Errorf("protocol: control character or space in query %q", req.RawQuery)
@@ -225,9 +225,11 @@ func validHeaders(hs []Header) error {
 	return nil
 }
 
-// validPath reports whether p looks like an escaped URL path: it starts with
-// "/" and holds only printable ASCII other than "?" and "#".
-func validPath(p string) bool {
+// ValidPath reports whether p is a sub-path a delivery can carry: it starts
+// with "/" and holds only printable ASCII other than space, "?" and "#".
+// Other bytes travel percent-encoded ("%FF"), as URLs write them. Ingress
+// refuses a path that breaks this rule, so nothing undeliverable is stored.
+func ValidPath(p string) bool {
 	if p == "" || p[0] != '/' {
 		return false
 	}

@@ -25,6 +25,14 @@ func (r *Relay) ingress(c *gin.Context) {
 	req := c.Request
 	ctx := req.Context()
 	channelID := c.Param("channel")
+	path := subPath(req, channelID)
+	if !protocol.ValidPath(path) {
+		// The tunnel carries paths as printable ASCII (protocol SPEC.md 6.1):
+		// storing this one would queue an event that can never be delivered.
+		abortJSON(c, http.StatusBadRequest, "bad_path", fmt.Sprintf(
+			"the path %q holds bytes outside printable ASCII, or a space; percent-encode them (%%FF for the byte 0xFF)", path))
+		return
+	}
 	ch, err := r.channels.get(ctx, r.store, channelID)
 	if err == nil && !ch.ExpiresAt.IsZero() && time.Now().After(ch.ExpiresAt) {
 		err = store.ErrNotFound
@@ -69,7 +77,7 @@ func (r *Relay) ingress(c *gin.Context) {
 		ID:         newID("evt_"),
 		ChannelID:  channelID,
 		Method:     req.Method,
-		Path:       subPath(req, channelID),
+		Path:       path,
 		RawQuery:   req.URL.RawQuery,
 		Headers:    requestHeaders(c),
 		Body:       body,
