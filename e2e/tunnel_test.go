@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -12,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/hookrelay/hookrelay/client"
+	"github.com/hookrelay/hookrelay/protocol"
 	"github.com/hookrelay/hookrelay/server"
 	"github.com/hookrelay/hookrelay/server/wireheader"
 )
@@ -377,5 +380,64 @@ func TestAsyncChannelAnswers202AtOnce(t *testing.T) {
 	case <-got:
 	case <-time.After(10 * time.Second):
 		t.Fatal("async event never reached the target")
+	}
+}
+
+// answering makes the agent answer every delivery itself, with fn's
+// status, headers and body, instead of forwarding to a target.
+func answering(fn func() (int, []protocol.Header, []byte)) agentOption {
+	return func(c *client.Config) {
+		c.Target = ""
+		c.Handler = func(context.Context, *protocol.DeliveryRequest, []byte) (int, []protocol.Header, []byte) { return fn() }
+	}
+}
+
+// TestAppStatusAndHeadersAreChecked: an app's status outside 200-599 (a
+// 101 could confuse a proxy in front of the relay) and a response header
+// section larger than a request's may be reach the sender as 502 with the
+// reason; the attempt still counts as the app's answer.
+func TestAppStatusAndHeadersAreChecked(t *testing.T) {
+	t.Parallel()
+	relay := startRelay(t)
+	many := make([]protocol.Header, 20000)
+	for i := range many {
+		many[i] = protocol.Header{Name: "X-H", Value: strconv.Itoa(i)}
+	}
+	big := []protocol.Header{{Name: "X-Big", Value: strings.Repeat("b", 70<<10)}}
+	for _, tc := range []struct {
+		name    string
+		status  int
+		headers []protocol.Header
+		want    int
+		reason  string
+	}{
+		{"101", http.StatusSwitchingProtocols, nil, http.StatusBadGateway, "status 101"},
+		{"100", http.StatusContinue, nil, http.StatusBadGateway, "status 100"},
+		{"999", 999, nil, http.StatusBadGateway, "status 999"},
+		{"600", 600, nil, http.StatusBadGateway, "status 600"},
+		{"20000 headers", http.StatusOK, many, http.StatusBadGateway, "20000 header lines"},
+		{"a 70 KiB header", http.StatusOK, big, http.StatusBadGateway, "bytes of headers"},
+		{"200", http.StatusOK, many[:256], http.StatusOK, ""},
+		{"599", 599, nil, 599, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ch := relay.channel(t, client.CreateChannel{})
+			relay.startAgent(t, ch, "", answering(func() (int, []protocol.Header, []byte) { return tc.status, tc.headers, []byte("app") }))
+			resp, body := post(t, relay.ingress(ch), "text/plain", []byte("hi"))
+			if resp.StatusCode != tc.want {
+				t.Fatalf("sender got %d %.200q, want %d", resp.StatusCode, body, tc.want)
+			}
+			if tc.reason == "" {
+				return
+			}
+			var e struct{ Error, Code, EventID string }
+			if err := json.Unmarshal(body, &e); err != nil || e.Code != "bad_app_response" || !strings.Contains(e.Error, tc.reason) {
+				t.Errorf("sender got %s, want code bad_app_response and a reason with %q", body, tc.reason)
+			}
+			if resp.Header.Get("Hookrelay-Event-Id") == "" || len(resp.Header.Values("X-H")) != 0 {
+				t.Errorf("502 headers: %v", resp.Header)
+			}
+		})
 	}
 }

@@ -169,6 +169,15 @@ func (r *Relay) writeOutcome(c *gin.Context, ev *store.Event, out outcome) {
 		})
 		return
 	}
+	if reason := checkAppResponse(out); reason != "" {
+		c.Header("Hookrelay-Event-Id", ev.ID)
+		c.JSON(http.StatusBadGateway, gin.H{
+			"error":    "the app's answer cannot be passed on: " + reason,
+			"code":     "bad_app_response",
+			"event_id": ev.ID,
+		})
+		return
+	}
 	h := c.Writer.Header()
 	for _, hd := range protocol.DropHopByHop(out.headers) {
 		if strings.EqualFold(hd.Name, "Content-Length") {
@@ -185,6 +194,27 @@ func (r *Relay) writeOutcome(c *gin.Context, ev *store.Event, out outcome) {
 		h.Del("Content-Length")
 		c.Writer.WriteHeaderNow()
 	}
+}
+
+// checkAppResponse returns why an app's answer must not reach the sender,
+// or "". Only final statuses pass (a 1xx would be taken as an interim or
+// protocol-switching answer by the sender or a proxy in front of the
+// relay), and the header section is held to the limits of a request's.
+func checkAppResponse(out outcome) string {
+	if out.status < 200 || out.status > 599 {
+		return fmt.Sprintf("the app answered status %d; the relay passes 200 to 599", out.status)
+	}
+	if n := len(out.headers); n > maxHeaderCount {
+		return fmt.Sprintf("the app answered %d header lines; the relay passes at most %d", n, maxHeaderCount)
+	}
+	size := 0
+	for _, h := range out.headers {
+		size += len(h.Name) + len(h.Value) + 4 // ": " and CRLF
+	}
+	if size > maxHeaderBytes {
+		return fmt.Sprintf("the app answered %d bytes of headers; the relay passes at most %d", size, maxHeaderBytes)
+	}
+	return ""
 }
 
 // subPath is the path after /h/{channel} exactly as the sender wrote it
