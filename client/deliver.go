@@ -86,7 +86,7 @@ func (t *tunnel) deliver(st *yamux.Stream) {
 	default:
 		out = &protocol.DeliveryResponse{
 			Status:     resp.Status,
-			Headers:    responseHeaders(resp.Header, req.Method),
+			Headers:    responseHeaders(resp, req.Method),
 			BodyLength: int64(len(resp.Body)),
 			Duration:   resp.Duration,
 		}

@@ -32,10 +32,13 @@ const (
 
 // Response is the target's answer to a forwarded event.
 type Response struct {
-	Status   int
-	Header   http.Header
-	Body     []byte // at most 32 MiB
-	Duration time.Duration
+	Status int
+	Header http.Header
+	// HeaderLines are the header fields as the app wrote them: order, case
+	// and repeats. Nil when they could not be told apart from Header's.
+	HeaderLines []protocol.Header
+	Body        []byte // at most 32 MiB
+	Duration    time.Duration
 }
 
 // TargetError says why the target gave no response. Code is one of the
@@ -248,9 +251,14 @@ func (f *forwarder) classify(parent, reqCtx context.Context, err error) *TargetE
 	return &TargetError{Code: protocol.ErrCodeTarget, Msg: err.Error(), Err: err}
 }
 
-// responseHeaders lists the target's response headers for the relay, names
-// in sorted order (Go's client keeps no order), repeats kept.
-func responseHeaders(h http.Header, method string) []protocol.Header {
+// responseHeaders lists the target's response headers for the relay: as
+// the app wrote them, or, when those are unknown, from the parsed Header
+// with names sorted.
+func responseHeaders(resp *Response, method string) []protocol.Header {
+	if resp.HeaderLines != nil {
+		return appHeaders(resp.HeaderLines, method)
+	}
+	h := resp.Header
 	hs := make([]protocol.Header, 0, len(h))
 	for _, name := range slices.Sorted(maps.Keys(h)) {
 		for _, v := range h[name] {

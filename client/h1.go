@@ -2,6 +2,7 @@ package client
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -30,7 +32,17 @@ const (
 	h1IdleTimeout = 4 * time.Second
 	// maxInterim bounds the 1xx responses read before the final one.
 	maxInterim = 8
+	// maxResponseHead bounds one response head (status line and header
+	// lines): what the relay passes on is held to a request's 64 KiB, and
+	// reading stops there rather than buffering whatever an app sends.
+	maxResponseHead = 64<<10 + 4<<10
+	// connReadBuffer is a connection's read buffer; a head larger than it
+	// (and within maxResponseHead) grows it for that connection.
+	connReadBuffer = 16 << 10
 )
+
+// errHeadTooLarge is a response head over maxResponseHead.
+var errHeadTooLarge = fmt.Errorf("the app's response header section is larger than %d bytes", maxResponseHead)
 
 // aLongTimeAgo is a deadline in the past: it wakes a blocked read or write.
 var aLongTimeAgo = time.Unix(1, 0)
@@ -150,7 +162,7 @@ func (c *h1Client) exchange(ctx context.Context, pc *h1Conn, req *h1Request, max
 		return <-written
 	}
 
-	resp, err := readResponse(pc.br, req.method)
+	resp, lines, err := pc.readResponse(req.method)
 	if err != nil {
 		select {
 		case werr := <-written: // the writer ended by itself: its error may say more
@@ -188,7 +200,7 @@ func (c *h1Client) exchange(ctx context.Context, pc *h1Conn, req *h1Request, max
 	if reusable {
 		_ = pc.conn.SetDeadline(time.Time{})
 	}
-	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: data}, nil
+	return &Response{Status: resp.StatusCode, Header: resp.Header, HeaderLines: lines, Body: data}, nil
 }
 
 // writeRequest writes the head in the given order and then the body.
@@ -213,24 +225,118 @@ func writeRequest(bw *bufio.Writer, req *h1Request) error {
 	return bw.Flush()
 }
 
-// readResponse reads the final response's head, skipping 1xx responses.
-func readResponse(br *bufio.Reader, method string) (*http.Response, error) {
-	if _, err := br.Peek(1); err != nil {
+// readResponse reads the final response's head, skipping 1xx responses,
+// and returns it with its header lines as the app wrote them (order, case
+// and repeats), which net/http's parsed Header loses.
+func (pc *h1Conn) readResponse(method string) (*http.Response, []protocol.Header, error) {
+	if _, err := pc.br.Peek(1); err != nil {
 		if isTimeout(err) { // the app may be at work: never send it twice
-			return nil, fmt.Errorf("read response: %w", err)
+			return nil, nil, fmt.Errorf("read response: %w", err)
 		}
-		return nil, errNoAnswer{err}
+		return nil, nil, errNoAnswer{err}
 	}
 	for range maxInterim {
-		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		head, err := pc.peekHead()
 		if err != nil {
-			return nil, fmt.Errorf("read response: %w", err)
+			return nil, nil, fmt.Errorf("read response: %w", err)
+		}
+		lines := headerLines(head)
+		resp, err := http.ReadResponse(pc.br, &http.Request{Method: method})
+		if err != nil {
+			return nil, nil, fmt.Errorf("read response: %w", err)
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
-			return resp, nil
+			if !sameHeader(lines, resp.Header) {
+				lines = nil // parsed differently from net/http: use its Header
+			}
+			return resp, lines, nil
 		}
 	}
-	return nil, fmt.Errorf("read response: more than %d interim (1xx) responses", maxInterim)
+	return nil, nil, fmt.Errorf("read response: more than %d interim (1xx) responses", maxInterim)
+}
+
+// peekHead returns the next response head, up to and including the empty
+// line that ends it, without consuming it. A head over maxResponseHead is
+// an error; one larger than the read buffer grows the buffer.
+func (pc *h1Conn) peekHead() (string, error) {
+	for want := 1; ; {
+		_, err := pc.br.Peek(want) // waits for want bytes, reading what the connection has
+		buf, _ := pc.br.Peek(pc.br.Buffered())
+		if end := headEnd(buf); end >= 0 {
+			return string(buf[:end]), nil
+		}
+		switch {
+		case len(buf) >= maxResponseHead:
+			return "", errHeadTooLarge
+		case errors.Is(err, bufio.ErrBufferFull):
+			pc.br = bufio.NewReaderSize(pc.br, maxResponseHead) // reads what the old one holds first
+		case err != nil:
+			return "", err
+		}
+		want = len(buf) + 1
+	}
+}
+
+// headEnd returns the length of the head at the start of b (through its
+// empty line, which net/textproto lets end in LF alone), or -1.
+func headEnd(b []byte) int {
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		i += j + 1
+		if i < len(b) && b[i] == '\n' {
+			return i + 1
+		}
+		if i+1 < len(b) && b[i] == '\r' && b[i+1] == '\n' {
+			return i + 2
+		}
+	}
+}
+
+// headerLines lists the header fields of a head as written, with values
+// trimmed and folded lines joined as net/textproto does.
+func headerLines(head string) []protocol.Header {
+	var out []protocol.Header
+	lines := strings.Split(head, "\n")
+	for _, line := range lines[1:] { // after the status line
+		line = strings.TrimSuffix(line, "\r")
+		if line == "" {
+			break
+		}
+		if (line[0] == ' ' || line[0] == '\t') && len(out) > 0 {
+			last := &out[len(out)-1]
+			last.Value = strings.TrimSpace(last.Value + " " + strings.Trim(line, " \t"))
+			continue
+		}
+		name, value, ok := strings.Cut(line, ":")
+		if !ok {
+			return nil
+		}
+		out = append(out, protocol.Header{Name: name, Value: strings.Trim(value, " \t")})
+	}
+	return out
+}
+
+// sameHeader reports whether lines hold exactly the fields of h: for every
+// name, the same values in the same order.
+func sameHeader(lines []protocol.Header, h http.Header) bool {
+	seen := make(map[string]int, len(h))
+	for _, l := range lines {
+		key := http.CanonicalHeaderKey(l.Name)
+		vs, n := h[key], seen[key]
+		if n >= len(vs) || vs[n] != l.Value {
+			return false
+		}
+		seen[key] = n + 1
+	}
+	for key, vs := range h {
+		if seen[key] != len(vs) {
+			return false
+		}
+	}
+	return true
 }
 
 // getConn returns an idle connection that is still open, or dials one.
@@ -292,7 +398,7 @@ func (c *h1Client) dial(ctx context.Context) (*h1Conn, error) {
 		}
 		conn = tc
 	}
-	return &h1Conn{conn: conn, br: bufio.NewReaderSize(conn, 16<<10), bw: bufio.NewWriterSize(conn, 32<<10)}, nil
+	return &h1Conn{conn: conn, br: bufio.NewReaderSize(conn, connReadBuffer), bw: bufio.NewWriterSize(conn, 32<<10)}, nil
 }
 
 // warm dials a connection and leaves it in the pool: a check that the

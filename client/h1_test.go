@@ -6,11 +6,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -238,4 +240,89 @@ func TestInterimResponsesAndFraming(t *testing.T) {
 	if resp.Status != 200 || string(body) != "streamed" {
 		t.Errorf("body until close: %+v %q", resp, body)
 	}
+}
+
+// rawApp answers every request on a connection with response, exactly.
+func rawApp(t *testing.T, response string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					if _, err := io.WriteString(c, response); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// TestResponseHeadersAsWritten: the app's response header lines go back to
+// the relay in the app's order and case, repeats kept, folded lines joined,
+// hop-by-hop and framing fields left out; 1xx heads before are skipped.
+func TestResponseHeadersAsWritten(t *testing.T) {
+	t.Parallel()
+	head := "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" +
+		"HTTP/1.1 200 OK\r\nx-Second: 2\r\nX-First:  1 \r\nConnection: x-hop\r\nx-hop: gone\r\nX-Second: 3\r\n" +
+		"X-Folded: a\r\n  b\r\nContent-Length: 2\r\n\r\nok"
+	relay := newFakeRelay(t, nil)
+	agent := startAgent(t, testConfig(t, relay, rawApp(t, head)))
+	agent.waitConnected(t)
+	rs := relay.next(t)
+	for i := range 2 {
+		resp, body := rs.mustDeliver(t, newRequest(fmt.Sprintf("evt-%d", i), "POST", "/"), []byte("x"))
+		want := []protocol.Header{{Name: "x-Second", Value: "2"}, {Name: "X-First", Value: "1"}, {Name: "X-Second", Value: "3"}, {Name: "X-Folded", Value: "a b"}}
+		if resp.Status != 200 || string(body) != "ok" || !slices.Equal(resp.Headers, want) {
+			t.Errorf("delivery %d: %d %q %v, want 200 ok %v", i, resp.Status, body, resp.Headers, want)
+		}
+	}
+}
+
+// FuzzResponseHead: reading an app's response head never panics, and the
+// lines kept in the app's order are exactly the fields net/http parsed.
+func FuzzResponseHead(f *testing.F) {
+	f.Add("HTTP/1.1 200 OK\r\nX-B: 1\r\nx-a:  2 \r\nX-B: 3\r\n\r\n")
+	f.Add("HTTP/1.1 200 OK\nFolded: a\n b\n\n")
+	f.Add("HTTP/1.1 204 No Content\r\n\r\n")
+	f.Add("HTTP/1.1 200 OK\r\nbad line\r\n\r\n")
+	f.Fuzz(func(t *testing.T, head string) {
+		end := headEnd([]byte(head))
+		if end < 0 {
+			return
+		}
+		lines := headerLines(head[:end])
+		resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(head[:end])), nil)
+		if err != nil || lines == nil || !sameHeader(lines, resp.Header) {
+			return
+		}
+		n := 0
+		for _, vs := range resp.Header {
+			n += len(vs)
+		}
+		if n != len(lines) {
+			t.Fatalf("%d lines for %d parsed values", len(lines), n)
+		}
+	})
 }

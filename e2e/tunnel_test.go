@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -439,5 +440,121 @@ func TestAppStatusAndHeadersAreChecked(t *testing.T) {
 				t.Errorf("502 headers: %v", resp.Header)
 			}
 		})
+	}
+}
+
+// rawTarget is an app that answers every request on a connection with
+// exactly response, keeping the connection open.
+func rawTarget(t *testing.T, response string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					if _, err := io.WriteString(c, response); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// rawResponse reads one response from br: its status line, its header
+// lines as they are on the wire, and its body.
+func rawResponse(t *testing.T, br *bufio.Reader) (status string, lines []string, body string) {
+	t.Helper()
+	status, err := br.ReadString('\n')
+	if err != nil {
+		t.Fatalf("read status line: %v", err)
+	}
+	length := 0
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("read header: %v", err)
+		}
+		line = strings.TrimSuffix(line, "\r\n")
+		if line == "" {
+			break
+		}
+		lines = append(lines, line)
+		if name, v, _ := strings.Cut(line, ": "); strings.EqualFold(name, "Content-Length") {
+			length, _ = strconv.Atoi(v)
+		}
+	}
+	b := make([]byte, length)
+	if _, err := io.ReadFull(br, b); err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return strings.TrimSuffix(status, "\r\n"), lines, string(b)
+}
+
+// TestAppHeadersReachSenderAsWritten: the sender gets the app's status, its
+// header lines in its order and case with repeats, and its body; the relay
+// adds Hookrelay-Event-Id and what HTTP needs (Date, Content-Length), no
+// Content-Type the app did not send, and the connection stays open.
+func TestAppHeadersReachSenderAsWritten(t *testing.T) {
+	t.Parallel()
+	app := []string{"x-Second: 2", "X-First: 1", "set-cookie: a=1", "X-Second: 3", "ETag: \"v1\"", "x-empty: "}
+	target := rawTarget(t, "HTTP/1.1 201 Created\r\n"+strings.Join(app, "\r\n")+"\r\nContent-Length: 5\r\n\r\nmade!")
+	relay := startRelay(t)
+	ch := relay.channel(t, client.CreateChannel{})
+	relay.startAgent(t, ch, target)
+
+	conn, err := net.Dial("tcp", relay.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	for i := range 2 { // two requests on one connection: keep-alive holds
+		fmt.Fprintf(conn, "POST /h/%s/x HTTP/1.1\r\nHost: %s\r\nContent-Length: 2\r\n\r\nhi", ch, relay.addr)
+		status, lines, body := rawResponse(t, br)
+		if status != "HTTP/1.1 201 Created" || body != "made!" {
+			t.Fatalf("request %d: %q %q", i, status, body)
+		}
+		// The app's lines first, exactly; then only what the relay adds.
+		want := app
+		if len(lines) < len(want) || !slices.Equal(lines[:len(want)], want) {
+			t.Fatalf("request %d: header lines\n%s\nwant them to start with\n%s", i, strings.Join(lines, "\n"), strings.Join(want, "\n"))
+		}
+		added := map[string]bool{}
+		for _, l := range lines[len(want):] {
+			name, _, _ := strings.Cut(l, ":")
+			added[name] = true
+		}
+		for name := range added {
+			switch name {
+			case "Hookrelay-Event-Id", "Date", "Content-Length", "Content-Security-Policy", "X-Content-Type-Options":
+			default:
+				t.Errorf("request %d: the relay added %q", i, name)
+			}
+		}
+		if !added["Hookrelay-Event-Id"] || !added["Date"] || !added["Content-Length"] {
+			t.Errorf("request %d: relay's fields %v, want Hookrelay-Event-Id, Date and Content-Length", i, added)
+		}
 	}
 }

@@ -178,21 +178,48 @@ func (r *Relay) writeOutcome(c *gin.Context, ev *store.Event, out outcome) {
 		})
 		return
 	}
-	h := c.Writer.Header()
+	// The app's fields go out as the app wrote them: order, case, repeats.
+	// The relay adds Hookrelay-Event-Id, and what HTTP needs: Content-Length
+	// (the agent sends the body whole) and Date unless the app sent one.
+	noBody := c.Request.Method == http.MethodHead || out.status == http.StatusNoContent || out.status == http.StatusNotModified
+	app := make([]wireheader.Header, 0, len(out.headers))
+	appDate := false
 	for _, hd := range protocol.DropHopByHop(out.headers) {
-		if strings.EqualFold(hd.Name, "Content-Length") {
-			continue
+		switch {
+		case strings.EqualFold(hd.Name, "Content-Length") && c.Request.Method != http.MethodHead:
+			continue // the relay's own, from the body it writes
+		case strings.EqualFold(hd.Name, "Hookrelay-Event-Id"):
+			continue // the relay's says which event this was
+		case strings.EqualFold(hd.Name, "Date"):
+			appDate = true
 		}
-		h[hd.Name] = append(h[hd.Name], hd.Value)
+		app = append(app, wireheader.Header{Name: hd.Name, Value: hd.Value})
+	}
+	h := c.Writer.Header()
+	if !wireheader.SetResponseHeaders(c.Request, app) {
+		// Not served through Relay.Serve: the fields go in the map, which
+		// net/http writes sorted by name (their case is kept).
+		for _, hd := range app {
+			h[hd.Name] = append(h[hd.Name], hd.Value)
+		}
+	}
+	// A nil entry stops net/http from adding a field of its own: no sniffed
+	// Content-Type when the app sent none, no second Date.
+	if _, ok := h["Content-Type"]; !ok {
+		h["Content-Type"] = nil
+	}
+	if _, ok := h["Date"]; !ok && appDate {
+		h["Date"] = nil
 	}
 	h.Set("Hookrelay-Event-Id", ev.ID)
-	h.Set("Content-Length", strconv.Itoa(len(out.body)))
+	if !noBody {
+		h.Set("Content-Length", strconv.Itoa(len(out.body)))
+	}
 	c.Status(out.status)
-	if out.status != http.StatusNoContent && out.status != http.StatusNotModified && c.Request.Method != http.MethodHead {
-		_, _ = c.Writer.Write(out.body)
-	} else {
-		h.Del("Content-Length")
+	if noBody {
 		c.Writer.WriteHeaderNow()
+	} else {
+		_, _ = c.Writer.Write(out.body)
 	}
 }
 

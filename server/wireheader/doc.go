@@ -24,6 +24,16 @@
 // unusable, so every later request on it falls back to r.Header too. Headers
 // never returns a block that disagrees with the request.
 //
+// # Responses
+//
+// net/http writes a response's header fields sorted by name. A handler that
+// must answer with fields in a given order and case (hookrelay passes on an
+// app's answer) calls SetResponseHeaders before writing: the connection then
+// inserts those lines right after the status line of the response head it
+// writes next (interim 1xx heads pass unchanged). net/http still writes the
+// fields of w.Header() after them; keep the relayed ones out of the map.
+// Connections stay keep-alive: nothing is hijacked.
+//
 // # Wiring
 //
 //	srv := &http.Server{

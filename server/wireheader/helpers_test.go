@@ -116,7 +116,7 @@ func (testHandler) upgrade(w http.ResponseWriter, r *http.Request, e echo) {
 			break
 		}
 	}
-	rec := r.Context().Value(recorderKey{}).(*recorder)
+	rec := connOf(r).rec
 	rec.mu.Lock()
 	queued := len(rec.queue)
 	rec.mu.Unlock()

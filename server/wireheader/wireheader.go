@@ -46,10 +46,12 @@ func (l *listener) Accept() (net.Conn, error) {
 	return &conn{Conn: c, rec: newRecorder(l.maxHeaderBytes)}, nil
 }
 
-// conn feeds every byte read from it to its recorder.
+// conn feeds every byte read from it to its recorder, and writes response
+// heads with the header lines a handler set (SetResponseHeaders).
 type conn struct {
 	net.Conn
 	rec *recorder
+	out responseEditor
 }
 
 func (c *conn) Read(p []byte) (int, error) {
@@ -75,24 +77,32 @@ func (c *conn) CloseWrite() error {
 // ReadFrom keeps net/http's sendfile and splice path of a wrapped
 // *net.TCPConn.
 func (c *conn) ReadFrom(src io.Reader) (int64, error) {
+	if c.out.active() {
+		return io.Copy(struct{ io.Writer }{c}, src) // through Write, which edits the head
+	}
 	if rf, ok := c.Conn.(io.ReaderFrom); ok {
 		return rf.ReadFrom(src)
 	}
 	return io.Copy(struct{ io.Writer }{c.Conn}, src)
 }
 
-type recorderKey struct{}
+type connKey struct{}
 
 // ConnContext must be set as http.Server.ConnContext: it stores the
-// connection's recorder in the context every request on it inherits. For a
-// connection not accepted by a NewListener listener it returns ctx unchanged.
-// To combine it with another ConnContext hook, call it from that hook.
+// connection in the context every request on it inherits. For a connection
+// not accepted by a NewListener listener it returns ctx unchanged. To
+// combine it with another ConnContext hook, call it from that hook.
 func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	wc, ok := c.(*conn)
 	if !ok {
 		return ctx
 	}
-	return context.WithValue(ctx, recorderKey{}, wc.rec)
+	return context.WithValue(ctx, connKey{}, wc)
+}
+
+func connOf(r *http.Request) *conn {
+	c, _ := r.Context().Value(connKey{}).(*conn)
+	return c
 }
 
 // Headers returns r's header lines in wire order with original case, Host and
@@ -104,10 +114,12 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 // r.Method or r.RequestURI. The returned strings share one allocation with the
 // recorded block.
 func Headers(r *http.Request) (hs []Header, ok bool) {
-	rec, _ := r.Context().Value(recorderKey{}).(*recorder)
-	if rec == nil {
+	c := connOf(r)
+	if c == nil {
 		return nil, false
 	}
+	c.out.reset() // a previous request's response head is written
+	rec := c.rec
 	block, ok := rec.pop()
 	if !ok {
 		return nil, false
