@@ -72,6 +72,7 @@ type h1Conn struct {
 	conn net.Conn
 	br   *bufio.Reader
 	bw   *bufio.Writer
+	sent atomic.Int64 // bytes of the current request the connection took
 
 	// While the connection is idle in the pool, a watcher reads from it:
 	// an app that closes an idle connection is noticed before the
@@ -102,8 +103,11 @@ func newH1Client(target *url.URL, tlsConfig *tls.Config, maxIdle int) *h1Client 
 
 // roundTrip sends req and reads the whole response, whose body may hold at
 // most maxBody bytes. ctx bounds everything, dialing included. When a
-// reused connection turns out to be closed before any answer, the request
-// is sent once more on a new one if its body can be read again.
+// reused connection turns out to be closed before it took a single byte of
+// the request, the request is sent once more on a new one. Once any byte
+// went out the app may have seen the request, so it is never sent again
+// here: the relay's next attempt carries the next attempt number, which
+// the app can tell from a duplicate.
 func (c *h1Client) roundTrip(ctx context.Context, req *h1Request, maxBody int64) (*Response, error) {
 	body := &countingReader{r: req.body}
 	req.body = body
@@ -114,7 +118,7 @@ func (c *h1Client) roundTrip(ctx context.Context, req *h1Request, maxBody int64)
 		}
 		resp, err := c.exchange(ctx, pc, req, maxBody)
 		var stale errNoAnswer
-		if err != nil && reused && tries == 0 && errors.As(err, &stale) && body.rewind() {
+		if err != nil && reused && tries == 0 && errors.As(err, &stale) && pc.sent.Load() == 0 && body.rewind() {
 			continue
 		}
 		return resp, err
@@ -125,7 +129,9 @@ func (c *h1Client) roundTrip(ctx context.Context, req *h1Request, maxBody int64)
 // answer: the app may never have seen the request.
 type errNoAnswer struct{ err error }
 
-func (e errNoAnswer) Error() string { return "no answer: " + e.err.Error() }
+func (e errNoAnswer) Error() string {
+	return "the target closed the connection without an answer: " + e.err.Error()
+}
 func (e errNoAnswer) Unwrap() error { return e.err }
 
 // exchange runs one request on pc and puts pc back in the pool when it can
@@ -155,6 +161,7 @@ func (c *h1Client) exchange(ctx context.Context, pc *h1Conn, req *h1Request, max
 
 	// The request is written while the answer is read: an app may answer
 	// before it has read the body, and then stop reading.
+	pc.sent.Store(0)
 	written := make(chan error, 1)
 	go func() { written <- writeRequest(pc.bw, req) }()
 	stopWriter := func() error {
@@ -398,7 +405,18 @@ func (c *h1Client) dial(ctx context.Context) (*h1Conn, error) {
 		}
 		conn = tc
 	}
-	return &h1Conn{conn: conn, br: bufio.NewReaderSize(conn, connReadBuffer), bw: bufio.NewWriterSize(conn, 32<<10)}, nil
+	pc := &h1Conn{conn: conn, br: bufio.NewReaderSize(conn, connReadBuffer)}
+	pc.bw = bufio.NewWriterSize(sentCounter{pc}, 32<<10)
+	return pc, nil
+}
+
+// sentCounter writes to a connection, counting the bytes it took.
+type sentCounter struct{ pc *h1Conn }
+
+func (w sentCounter) Write(p []byte) (int, error) {
+	n, err := w.pc.conn.Write(p)
+	w.pc.sent.Add(int64(n))
+	return n, err
 }
 
 // warm dials a connection and leaves it in the pool: a check that the

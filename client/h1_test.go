@@ -12,10 +12,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -73,12 +75,15 @@ func TestKeepAliveAndClosedIdleConnection(t *testing.T) {
 
 // flakyTarget answers the first request of its first connection and then
 // reads the next request on it and hangs up without an answer, as an app
-// closing an idle connection at the wrong moment does. Other connections
-// are answered.
+// closing an idle connection at the wrong moment does, or one that crashed
+// while handling it. Other connections are answered. It counts the
+// requests it read by event id.
 type flakyTarget struct {
 	ln    net.Listener
 	wg    sync.WaitGroup
 	conns atomic.Int32
+	mu    sync.Mutex
+	seen  map[string]int
 }
 
 func newFlakyTarget(t *testing.T) *flakyTarget {
@@ -86,7 +91,7 @@ func newFlakyTarget(t *testing.T) *flakyTarget {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ft := &flakyTarget{ln: ln}
+	ft := &flakyTarget{ln: ln, seen: map[string]int{}}
 	ft.wg.Go(func() {
 		for {
 			c, err := ln.Accept()
@@ -114,6 +119,9 @@ func (ft *flakyTarget) serve(c net.Conn, first bool) {
 			return
 		}
 		io.Copy(io.Discard, req.Body)
+		ft.mu.Lock()
+		ft.seen[req.Header.Get(HeaderEventID)]++
+		ft.mu.Unlock()
 		if first && i == 1 {
 			return // hang up instead of answering
 		}
@@ -121,18 +129,28 @@ func (ft *flakyTarget) serve(c net.Conn, first bool) {
 	}
 }
 
-func TestRetryOnConnectionClosedBeforeAnswer(t *testing.T) {
+func (ft *flakyTarget) count(eventID string) int {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	return ft.seen[eventID]
+}
+
+// TestNoResendOnceTheRequestWentOut: a connection closed without an answer
+// after the app read the request fails the attempt; the agent does not
+// send the request again itself, whatever the body, because the app cannot
+// tell such a copy from the first (the relay's retry carries the next
+// attempt number).
+func TestNoResendOnceTheRequestWentOut(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
 		name    string
 		method  string
 		body    string
 		saveDir bool
-		retried bool // else the delivery fails with target_error
 	}{
-		{"no body", "GET", "", false, true},
-		{"body from memory", "POST", "payload", true, true},
-		{"body streamed from the relay", "POST", "payload", false, false},
+		{"no body", "GET", "", false},
+		{"body from memory", "POST", "payload", true},
+		{"body streamed from the relay", "POST", "payload", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -149,13 +167,69 @@ func TestRetryOnConnectionClosedBeforeAnswer(t *testing.T) {
 				t.Fatalf("first delivery: %+v", resp)
 			}
 			resp, _ := rs.mustDeliver(t, newRequest("evt-2", tt.method, "/"), []byte(tt.body))
-			if tt.retried && resp.Status != 200 {
-				t.Errorf("second delivery: %+v, want 200 after a retry on a new connection", resp)
+			if resp.ErrorCode != protocol.ErrCodeTarget || !strings.Contains(resp.Error, "without an answer") {
+				t.Errorf("second delivery: %+v, want %s saying the app closed the connection without an answer", resp, protocol.ErrCodeTarget)
 			}
-			if !tt.retried && resp.ErrorCode != protocol.ErrCodeTarget {
-				t.Errorf("second delivery: %+v, want %s (a streamed body is not sent twice)", resp, protocol.ErrCodeTarget)
+			if n := target.count("evt-2"); n != 1 {
+				t.Errorf("the app got evt-2 %d times, want once", n)
 			}
 		})
+	}
+}
+
+// deadConn is a pooled connection that takes no byte: the app reset it
+// while it waited, and the reset was not yet seen when it was taken. Reads
+// block until a write finds the reset.
+type deadConn struct {
+	net.Conn
+	once  sync.Once
+	reset chan struct{}
+}
+
+func (d *deadConn) Write([]byte) (int, error) {
+	d.once.Do(func() {
+		close(d.reset)
+		_ = d.Conn.SetReadDeadline(aLongTimeAgo) // wake a blocked Read
+	})
+	return 0, syscall.EPIPE
+}
+
+func (d *deadConn) Read(p []byte) (int, error) {
+	n, err := d.Conn.Read(p)
+	select {
+	case <-d.reset:
+		return 0, syscall.ECONNRESET
+	default:
+		return n, err
+	}
+}
+
+// TestResendWhenNoByteWentOut: a reused connection that took no byte of
+// the request is replaced and the request sent on a new one, once.
+func TestResendWhenNoByteWentOut(t *testing.T) {
+	t.Parallel()
+	var got atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Add(1)
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	c := newH1Client(u, nil, 2)
+	t.Cleanup(c.closeIdle)
+	local, remote := net.Pipe()
+	t.Cleanup(func() { local.Close(); remote.Close() })
+	dead := &h1Conn{conn: &deadConn{Conn: local, reset: make(chan struct{})}}
+	dead.br = bufio.NewReaderSize(dead.conn, connReadBuffer)
+	dead.bw = bufio.NewWriter(sentCounter{dead})
+	c.putConn(dead)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	resp, err := c.roundTrip(ctx, &h1Request{method: "POST", target: "/", header: []protocol.Header{{Name: "Host", Value: u.Host},
+		{Name: "Content-Length", Value: "4"}}, body: strings.NewReader("body"), contentLength: 4}, 1<<20)
+	if err != nil || resp.Status != 200 || got.Load() != 1 {
+		t.Fatalf("roundTrip: %+v %v; the app got %d requests, want 1", resp, err, got.Load())
 	}
 }
 
@@ -325,4 +399,39 @@ func FuzzResponseHead(f *testing.F) {
 			t.Fatalf("%d lines for %d parsed values", len(lines), n)
 		}
 	})
+}
+
+// TestResponseHeadIsCapped: the agent reads at most 68 KiB of an app's
+// response head (the relay passes 64 KiB), and says so.
+func TestResponseHeadIsCapped(t *testing.T) {
+	t.Parallel()
+	var head strings.Builder
+	head.WriteString("HTTP/1.1 200 OK\r\n")
+	for i := 0; head.Len() < 100<<10; i++ {
+		fmt.Fprintf(&head, "X-Filler-%d: %s\r\n", i, strings.Repeat("f", 100))
+	}
+	head.WriteString("Content-Length: 2\r\n\r\nok")
+	relay := newFakeRelay(t, nil)
+	agent := startAgent(t, testConfig(t, relay, rawApp(t, head.String())))
+	agent.waitConnected(t)
+	rs := relay.next(t)
+	resp, _ := rs.mustDeliver(t, newRequest("evt-big-head", "POST", "/"), []byte("x"))
+	if resp.ErrorCode != protocol.ErrCodeTarget || !strings.Contains(resp.Error, "header section is larger than") {
+		t.Fatalf("delivery: %+v, want %s about the header size", resp, protocol.ErrCodeTarget)
+	}
+	// A head just under the cap, larger than the connection's read buffer,
+	// is read whole.
+	var ok strings.Builder
+	ok.WriteString("HTTP/1.1 200 OK\r\n")
+	for i := 0; ok.Len() < 60<<10; i++ {
+		fmt.Fprintf(&ok, "X-Filler-%d: %s\r\n", i, strings.Repeat("f", 100))
+	}
+	ok.WriteString("Content-Length: 2\r\n\r\nok")
+	relay2 := newFakeRelay(t, nil)
+	agent2 := startAgent(t, testConfig(t, relay2, rawApp(t, ok.String())))
+	agent2.waitConnected(t)
+	rs2 := relay2.next(t)
+	if resp, body := rs2.mustDeliver(t, newRequest("evt-60k-head", "POST", "/"), []byte("x")); resp.Status != 200 || string(body) != "ok" || len(resp.Headers) < 500 {
+		t.Fatalf("a 60 KiB head: %d %q with %d headers", resp.Status, body, len(resp.Headers))
+	}
 }
