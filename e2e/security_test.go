@@ -559,3 +559,91 @@ func TestUndeliverablePathIsRefusedAtOnce(t *testing.T) {
 		t.Errorf("target saw %s, want /%%FF%%FE", got)
 	}
 }
+
+// TestRelayedAnswersAreSandboxed: an app's answer is served at the relay's
+// origin, so it comes sandboxed (no script runs, no MIME sniffing) and may
+// not set the inspector's session cookie; the app's other cookies pass.
+func TestRelayedAnswersAreSandboxed(t *testing.T) {
+	t.Parallel()
+	relay := startRelay(t)
+	ch := relay.channel(t, client.CreateChannel{})
+	relay.startAgent(t, ch, "", answering(func() (int, []protocol.Header, []byte) {
+		return 200, []protocol.Header{
+			{Name: "Content-Type", Value: "text/html"},
+			{Name: "Set-Cookie", Value: "hookrelay_session=forged; Path=/"},
+			{Name: "set-cookie", Value: "__Host-HookRelay_Session=forged; Path=/; Secure"},
+			{Name: "Set-Cookie", Value: "app=kept; Path=/"},
+		}, []byte(`<script>fetch("/api/v1/tokens",{method:"POST"})</script>`)
+	}))
+	resp, _ := do(t, http.MethodGet, relay.ingress(ch)+"/page", nil, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if got := resp.Header.Values("Content-Security-Policy"); !slices.Contains(got, "sandbox") {
+		t.Errorf("Content-Security-Policy %q, want sandbox", got)
+	}
+	if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+		t.Errorf("X-Content-Type-Options %q, want nosniff", got)
+	}
+	if got := resp.Header.Values("Set-Cookie"); !slices.Equal(got, []string{"app=kept; Path=/"}) {
+		t.Errorf("Set-Cookie %q, want only the app's own cookie", got)
+	}
+}
+
+// TestInspectorOnItsOwnHost: with inspector_host set, the inspector and
+// its session cookie live at that name only, and ingress at the others.
+func TestInspectorOnItsOwnHost(t *testing.T) {
+	t.Parallel()
+	relay := startRelay(t, func(c *server.Config) {
+		c.PublicURL = "http://hooks.test"
+		c.InspectorHost = "inspector.test"
+	})
+	ch := relay.channel(t, client.CreateChannel{})
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	send := func(method, host, path, body string, cookie *http.Cookie) (*http.Response, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, relay.URL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		req.Header.Set("Content-Type", "application/json")
+		if cookie != nil {
+			req.AddCookie(cookie)
+			req.Header.Set("Origin", "http://"+host)
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	if resp, body := send("POST", "inspector.test", "/h/"+ch, "x", nil); resp.StatusCode != 404 || !strings.Contains(body, "wrong_host") {
+		t.Errorf("ingress at the inspector's host: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := send("POST", "hooks.test", "/h/"+ch, "x", nil); resp.StatusCode != http.StatusAccepted {
+		t.Errorf("ingress at the public host: %d %s", resp.StatusCode, body)
+	}
+	if resp, _ := send("GET", "hooks.test:80", "/", "", nil); resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "http://inspector.test/" {
+		t.Errorf("the page at the public host: %d to %q, want a redirect to the inspector's", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp, body := send("POST", "hooks.test", "/ui/login", `{"token":"`+adminToken+`"}`, nil); resp.StatusCode != 404 || len(resp.Cookies()) != 0 {
+		t.Errorf("sign-in at the public host: %d %s %v", resp.StatusCode, body, resp.Cookies())
+	}
+	resp, body := send("POST", "inspector.test", "/ui/login", `{"token":"`+adminToken+`"}`, nil)
+	if resp.StatusCode != 200 || len(resp.Cookies()) != 1 {
+		t.Fatalf("sign-in at the inspector's host: %d %s", resp.StatusCode, body)
+	}
+	session := resp.Cookies()[0]
+	if resp, body := send("GET", "inspector.test", "/api/v1/channels", "", session); resp.StatusCode != 200 {
+		t.Errorf("API with the session at the inspector's host: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := send("GET", "hooks.test", "/api/v1/channels", "", session); resp.StatusCode != 401 {
+		t.Errorf("API with the session at the public host: %d %s, want 401", resp.StatusCode, body)
+	}
+	if _, err := server.New(server.Config{Store: relay.store, InspectorHost: "inspector.test"}); err == nil {
+		t.Errorf("InspectorHost without PublicURL was accepted")
+	}
+}

@@ -183,7 +183,7 @@ func (r *Relay) writeOutcome(c *gin.Context, ev *store.Event, out outcome) {
 	// (the agent sends the body whole) and Date unless the app sent one.
 	noBody := c.Request.Method == http.MethodHead || out.status == http.StatusNoContent || out.status == http.StatusNotModified
 	app := make([]wireheader.Header, 0, len(out.headers))
-	appDate := false
+	appDate, appNosniff := false, false
 	for _, hd := range protocol.DropHopByHop(out.headers) {
 		switch {
 		case strings.EqualFold(hd.Name, "Content-Length") && c.Request.Method != http.MethodHead:
@@ -192,6 +192,10 @@ func (r *Relay) writeOutcome(c *gin.Context, ev *store.Event, out outcome) {
 			continue // the relay's says which event this was
 		case strings.EqualFold(hd.Name, "Date"):
 			appDate = true
+		case strings.EqualFold(hd.Name, "X-Content-Type-Options"):
+			appNosniff = strings.EqualFold(strings.TrimSpace(hd.Value), "nosniff")
+		case strings.EqualFold(hd.Name, "Set-Cookie") && setsRelayCookie(hd.Value):
+			continue // an app must not sign the browser in or out of the inspector
 		}
 		app = append(app, wireheader.Header{Name: hd.Name, Value: hd.Value})
 	}
@@ -212,6 +216,14 @@ func (r *Relay) writeOutcome(c *gin.Context, ev *store.Event, out outcome) {
 		h["Date"] = nil
 	}
 	h.Set("Hookrelay-Event-Id", ev.ID)
+	// The answer is served at the relay's origin, where the inspector's
+	// session cookie lives: a page the app (any agent) returns must never
+	// run with it. A sandboxed document has a unique origin and runs no
+	// script; nosniff keeps a browser from finding HTML in another type.
+	h.Add("Content-Security-Policy", "sandbox")
+	if !appNosniff {
+		h.Set("X-Content-Type-Options", "nosniff")
+	}
 	if !noBody {
 		h.Set("Content-Length", strconv.Itoa(len(out.body)))
 	}
@@ -221,6 +233,19 @@ func (r *Relay) writeOutcome(c *gin.Context, ev *store.Event, out outcome) {
 	} else {
 		_, _ = c.Writer.Write(out.body)
 	}
+}
+
+// setsRelayCookie reports whether a Set-Cookie value sets one of the
+// relay's own cookies (its prefixed forms included).
+func setsRelayCookie(v string) bool {
+	name, _, _ := strings.Cut(v, "=")
+	name = strings.TrimSpace(name)
+	for _, prefix := range []string{"__Host-", "__Secure-"} {
+		if len(name) > len(prefix) && strings.EqualFold(name[:len(prefix)], prefix) {
+			name = name[len(prefix):]
+		}
+	}
+	return strings.EqualFold(name, sessionCookie)
 }
 
 // checkAppResponse returns why an app's answer must not reach the sender,

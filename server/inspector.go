@@ -190,7 +190,7 @@ func safeMethod(m string) bool {
 func (in *inspector) withSession(next gin.HandlerFunc) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ck, err := c.Request.Cookie(sessionCookie)
-		if c.GetHeader("Authorization") != "" || err != nil || ck.Value == "" {
+		if c.GetHeader("Authorization") != "" || err != nil || ck.Value == "" || !in.relay.onInspectorHost(c.Request) {
 			next(c)
 			return
 		}

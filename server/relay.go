@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -83,6 +84,13 @@ type Config struct {
 	// X-Forwarded-For is believed; from any other peer the socket address
 	// is the client's.
 	TrustedProxies []string
+	// InspectorHost, when set, serves the inspector (its page and
+	// sign-in) only at this host name ("relay-admin.example.com", or with
+	// ":port" to match the port too), and ingress only at other names, so
+	// an answer an app relays never shares an origin with the inspector's
+	// session. The API answers on every name, but accepts the session
+	// cookie only at this one. Empty: one origin for everything.
+	InspectorHost string
 	// TLS says the listener serves TLS, so public URLs are https.
 	TLS bool
 	// MaxSSEPerChannel caps the smee-compatible event streams open on one
@@ -168,6 +176,15 @@ func (c *Config) setDefaults() error {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.InspectorHost != "" {
+		pub, err := url.Parse(c.PublicURL)
+		if c.PublicURL == "" || err != nil || pub.Host == "" {
+			return errors.New("server: InspectorHost needs PublicURL, the URL webhooks are sent to, on another host name")
+		}
+		if strings.EqualFold(pub.Hostname(), strings.Split(c.InspectorHost, ":")[0]) {
+			return fmt.Errorf("server: InspectorHost %s must differ from the public URL's host %s", c.InspectorHost, pub.Host)
+		}
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -13,7 +14,7 @@ import (
 func (r *Relay) routes() (*gin.Engine, error) {
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
-	e.Use(gin.Recovery(), recordWireHeaders)
+	e.Use(gin.Recovery(), recordWireHeaders, r.separateHosts)
 	// Client addresses come from the socket unless a trusted proxy is configured.
 	if err := e.SetTrustedProxies(r.cfg.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("trusted proxies: %w", err)
@@ -97,4 +98,54 @@ func (r *Relay) sameOrigin(req *http.Request) bool {
 	}
 	pub, err := url.Parse(r.cfg.PublicURL)
 	return err == nil && pub.Host != "" && strings.EqualFold(u.Host, pub.Host)
+}
+
+// onInspectorHost reports whether req came for the inspector's host name;
+// always true when the relay serves everything on one origin.
+func (r *Relay) onInspectorHost(req *http.Request) bool {
+	want := r.cfg.InspectorHost
+	if want == "" {
+		return true
+	}
+	got := req.Host
+	if _, _, err := net.SplitHostPort(want); err != nil { // no port: compare names
+		if h, _, err := net.SplitHostPort(got); err == nil {
+			got = h
+		}
+	}
+	return strings.EqualFold(got, want)
+}
+
+// separateHosts keeps ingress and the inspector apart when InspectorHost
+// is set: ingress is not served at the inspector's name, the inspector
+// only there (its page redirects there).
+func (r *Relay) separateHosts(c *gin.Context) {
+	if r.cfg.InspectorHost == "" {
+		c.Next()
+		return
+	}
+	p := c.Request.URL.Path
+	ingress := p == "/h" || strings.HasPrefix(p, "/h/")
+	page := p == "/" || strings.HasPrefix(p, "/ui/")
+	switch inspector := r.onInspectorHost(c.Request); {
+	case inspector && ingress:
+		abortJSON(c, http.StatusNotFound, "wrong_host",
+			"webhooks are not received at the inspector's host "+r.cfg.InspectorHost+"; send them to the relay's public URL")
+	case !inspector && page && (p == "/" || p == "/ui/") && safeMethod(c.Request.Method):
+		c.Redirect(http.StatusFound, r.inspectorURL(c.Request)+p)
+		c.Abort()
+	case !inspector && page:
+		abortJSON(c, http.StatusNotFound, "wrong_host", "the inspector is served at "+r.inspectorURL(c.Request)+"/")
+	default:
+		c.Next()
+	}
+}
+
+// inspectorURL is the base URL of the inspector's host.
+func (r *Relay) inspectorURL(req *http.Request) string {
+	scheme := "http"
+	if req.TLS != nil || r.cfg.TLS || strings.HasPrefix(strings.ToLower(r.cfg.PublicURL), "https://") {
+		scheme = "https"
+	}
+	return scheme + "://" + r.cfg.InspectorHost
 }

@@ -36,6 +36,7 @@ over the file):
   key                     flag                      default
   listen                  --listen                  :8080
   public_url              --public-url              (from each request's Host)
+  inspector_host          --inspector-host          (the inspector and ingress share one host)
   data_dir                --data-dir                ./hookrelay-data
   admin_token             --admin-token             (generated, in data_dir/admin-token)
   response_timeout        --response-timeout        10s
@@ -81,6 +82,7 @@ func newServerCmd() *cobra.Command {
 	f.String("config", "", "YAML config file")
 	f.String("listen", ":8080", "address to listen on")
 	f.String("public-url", "", "public base URL of this relay, e.g. https://relay.example.com")
+	f.String("inspector-host", "", "serve the inspector only at this host name, e.g. relay-admin.example.com, and ingress only at the others (needs --public-url)")
 	f.String("data-dir", "./hookrelay-data", "directory for the database and the generated admin token")
 	f.String("admin-token", "", "admin token (default: generated on first start and kept in the data directory)")
 	f.Duration("response-timeout", server.DefaultResponseTimeout, "how long a sender waits for the app's answer before it gets 202")
@@ -186,6 +188,7 @@ func runServer(cmd *cobra.Command, _ []string) error {
 	relay, err := server.New(server.Config{
 		Store:               st,
 		PublicURL:           publicURL,
+		InspectorHost:       v.GetString("inspector_host"),
 		AdminToken:          token,
 		ResponseTimeout:     v.GetDuration("response_timeout"),
 		MaxBody:             maxBody,

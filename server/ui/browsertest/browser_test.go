@@ -147,7 +147,36 @@ type target struct {
 	reqs []received
 }
 
+// evilPage is what a hostile agent's app answers at .../evil: a script that
+// uses the inspector's session to create an admin token (a synchronous
+// request, so that the page has finished with it once it has loaded). At
+// .../cookie it answers with a cookie meant to replace the session.
+const evilPage = `<!doctype html><title>relayed</title>
+<script>
+try {
+  const x = new XMLHttpRequest();
+  x.open('POST', '/api/v1/tokens', false);
+  x.setRequestHeader('Content-Type', 'application/json');
+  x.send(JSON.stringify({ team: 'alpha', role: 'admin', name: 'stolen' }));
+  document.title = 'ran: ' + x.status;
+} catch (e) {
+  document.title = 'ran: ' + e;
+}
+</script>
+<p>after the script</p>`
+
 func (a *target) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case strings.HasSuffix(r.URL.Path, "/evil"):
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, evilPage)
+		return
+	case strings.HasSuffix(r.URL.Path, "/cookie"):
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Add("Set-Cookie", "hookrelay_session=forged-by-the-app; Path=/; HttpOnly")
+		io.WriteString(w, "<p>cookie</p>")
+		return
+	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -231,10 +260,19 @@ func (g *agents) stop() {
 	g.wg.Wait()
 }
 
-// TestInspectorInChromium signs in, creates a channel, watches webhooks
-// arrive live, opens, replays and copies one as curl, and checks that teams
-// do not see each other's channels: all in a real browser.
-func TestInspectorInChromium(t *testing.T) {
+// stack is a relay with teams alpha and beta, the app, and the control
+// server the browser scripts use to start agents and read what the app got.
+type stack struct {
+	chromium   string
+	relayURL   string
+	controlURL string
+	tokens     map[string]string // member token by team
+}
+
+// startStack starts the stack, or skips the test when node, chromium or
+// playwright are missing; it is stopped at cleanup.
+func startStack(t *testing.T) *stack {
+	t.Helper()
 	nodePath(t)
 	chromium := os.Getenv("HOOKRELAY_CHROMIUM")
 	if chromium == "" {
@@ -280,7 +318,7 @@ func TestInspectorInChromium(t *testing.T) {
 		_ = json.NewEncoder(w).Encode(app.list())
 	})
 	controlSrv := httptest.NewServer(control)
-	defer func() {
+	t.Cleanup(func() {
 		controlSrv.Close()
 		ag.stop()
 		appSrv.Close()
@@ -290,7 +328,7 @@ func TestInspectorInChromium(t *testing.T) {
 		}
 		_ = relay.Close()
 		_ = st.Close()
-	}()
+	})
 
 	admin := client.NewAPI(relayURL, adminToken)
 	tokens := map[string]string{}
@@ -307,7 +345,14 @@ func TestInspectorInChromium(t *testing.T) {
 		}
 		tokens[team] = tok.Token
 	}
+	return &stack{chromium: chromium, relayURL: relayURL, controlURL: controlSrv.URL, tokens: tokens}
+}
 
+// TestInspectorInChromium signs in, creates a channel, watches webhooks
+// arrive live, opens, replays and copies one as curl, and checks that teams
+// do not see each other's channels: all in a real browser.
+func TestInspectorInChromium(t *testing.T) {
+	s := startStack(t)
 	shots := os.Getenv("HOOKRELAY_SCREENSHOT_DIR")
 	if shots == "" {
 		shots = t.TempDir()
@@ -320,13 +365,43 @@ func TestInspectorInChromium(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	runNode(t, ctx, []string{
-		"BASE_URL=" + relayURL,
-		"CONTROL_URL=" + controlSrv.URL,
-		"TEAM_A_TOKEN=" + tokens["alpha"],
-		"TEAM_B_TOKEN=" + tokens["beta"],
-		"CHROMIUM=" + chromium,
+		"BASE_URL=" + s.relayURL,
+		"CONTROL_URL=" + s.controlURL,
+		"TEAM_A_TOKEN=" + s.tokens["alpha"],
+		"TEAM_B_TOKEN=" + s.tokens["beta"],
+		"CHROMIUM=" + s.chromium,
 		"SCREENSHOT_DIR=" + shots,
 		"DOCS_SCREENSHOT=" + docsShot,
 	}, "inspector.test.mjs")
 	t.Logf("browser script took %s; screenshots in %s", time.Since(start).Round(time.Millisecond), shots)
+}
+
+// TestRelayedPageCannotActAsInspector plays the attack of an agent that
+// answers a delivery with an HTML page whose script, served at the relay's
+// origin, uses a signed-in admin's session cookie to create a token, and
+// whose Set-Cookie replaces that cookie. The page must run no script, no
+// token may appear, and the session cookie must stay the admin's.
+func TestRelayedPageCannotActAsInspector(t *testing.T) {
+	s := startStack(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	runNode(t, ctx, []string{
+		"BASE_URL=" + s.relayURL,
+		"CONTROL_URL=" + s.controlURL,
+		"ADMIN_TOKEN=" + adminToken,
+		"CHROMIUM=" + s.chromium,
+	}, "attack.test.mjs")
+	var list struct {
+		Tokens []struct {
+			Name string `json:"name"`
+		} `json:"tokens"`
+	}
+	if err := client.NewAPI(s.relayURL, adminToken).Do(ctx, http.MethodGet, "/api/v1/tokens", nil, &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range list.Tokens {
+		if tok.Name == "stolen" {
+			t.Fatalf("the relayed page created a token with the inspector's session")
+		}
+	}
 }
