@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -196,5 +197,71 @@ func TestTLSEndToEnd(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || len(body) != 64 {
 		t.Fatalf("webhook over TLS: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestOversizeBodyAnswerReachesAWriteFirstSender: a sender that writes its
+// whole body before reading (Python's urllib does) reads the 413 for a
+// 26 MiB body, and the 404 of an unknown channel for a large one, instead
+// of a connection reset; a sender that asks for 100 Continue gets the 413
+// without sending its body.
+func TestOversizeBodyAnswerReachesAWriteFirstSender(t *testing.T) {
+	t.Parallel()
+	relay := startRelay(t)
+	ch := relay.channel(t, client.CreateChannel{})
+	body := make([]byte, 26<<20)
+	for _, tc := range []struct {
+		name, path, framing string
+		want                int
+		code                string
+	}{
+		{"Content-Length over max_body", "/h/" + ch, "length", http.StatusRequestEntityTooLarge, "body_too_large"},
+		{"chunked over max_body", "/h/" + ch, "chunked", http.StatusRequestEntityTooLarge, "body_too_large"},
+		{"unknown channel", "/h/no-such-channel", "length", http.StatusNotFound, "channel_not_found"},
+		{"Expect: 100-continue", "/h/" + ch, "expect", http.StatusRequestEntityTooLarge, "body_too_large"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			conn, err := net.Dial("tcp", relay.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+			head := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/octet-stream\r\n", tc.path, relay.addr)
+			switch tc.framing {
+			case "length":
+				head += fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body))
+			case "chunked":
+				head += "Transfer-Encoding: chunked\r\n\r\n"
+			case "expect":
+				head += fmt.Sprintf("Content-Length: %d\r\nExpect: 100-continue\r\n\r\n", len(body))
+			}
+			if _, err := io.WriteString(conn, head); err != nil {
+				t.Fatal(err)
+			}
+			switch tc.framing {
+			case "length":
+				_, err = conn.Write(body)
+			case "chunked":
+				for off := 0; off < len(body) && err == nil; off += 1 << 20 {
+					_, err = fmt.Fprintf(conn, "%x\r\n%s\r\n", 1<<20, body[off:off+1<<20])
+				}
+				if err == nil {
+					_, err = io.WriteString(conn, "0\r\n\r\n")
+				}
+			}
+			if err != nil {
+				t.Fatalf("writing the whole body before reading: %v", err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("reading the answer: %v", err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.want || !strings.Contains(string(b), tc.code) {
+				t.Fatalf("got %d %s, want %d %s", resp.StatusCode, b, tc.want, tc.code)
+			}
+		})
 	}
 }

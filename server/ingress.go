@@ -25,6 +25,14 @@ func (r *Relay) ingress(c *gin.Context) {
 	req := c.Request
 	ctx := req.Context()
 	channelID := c.Param("channel")
+	// A refusal before the body is read leaves it in flight; it is drained
+	// after the answer so that the sender can read that answer.
+	body, bodyRead := req.Body, false
+	defer func() {
+		if !bodyRead {
+			r.linger(c, body)
+		}
+	}()
 	path := subPath(req, channelID)
 	if !protocol.ValidPath(path) {
 		// The tunnel carries paths as printable ASCII (protocol SPEC.md 6.1):
@@ -62,16 +70,18 @@ func (r *Relay) ingress(c *gin.Context) {
 	}
 	readDeadline := time.Now().Add(r.cfg.ReadTimeout + time.Duration(expect/(64<<10))*time.Second)
 	_ = http.NewResponseController(c.Writer).SetReadDeadline(readDeadline)
-	body, err := readBody(http.MaxBytesReader(c.Writer, req.Body, r.cfg.MaxBody), req.ContentLength)
+	payload, err := readBody(http.MaxBytesReader(c.Writer, req.Body, r.cfg.MaxBody), req.ContentLength)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			r.tooLarge(c)
 			return
 		}
+		bodyRead = true // the read failed (too slow, cut short): nothing to drain
 		abortJSON(c, http.StatusBadRequest, "bad_body", "could not read the request body: "+err.Error())
 		return
 	}
+	bodyRead = true
 
 	ev := &store.Event{
 		ID:         newID("evt_"),
@@ -80,7 +90,7 @@ func (r *Relay) ingress(c *gin.Context) {
 		Path:       path,
 		RawQuery:   req.URL.RawQuery,
 		Headers:    requestHeaders(c),
-		Body:       body,
+		Body:       payload,
 		RemoteAddr: c.ClientIP(),
 		ReceivedAt: time.Now().UTC(),
 		State:      store.EventAccepted,
@@ -135,6 +145,46 @@ func (r *Relay) ingress(c *gin.Context) {
 	case <-timer.C:
 		r.accepted(c, ev, fmt.Sprintf("the app did not answer within %s; the event stays queued", r.cfg.ResponseTimeout))
 	case <-ctx.Done():
+	}
+}
+
+// Lingering after a refusal, as nginx's lingering_close does: the relay
+// reads and drops what the sender still sends, for at most lingerTime in
+// all and lingerIdle between reads, and at most twice max_body.
+const (
+	lingerTime = 30 * time.Second
+	lingerIdle = 5 * time.Second
+)
+
+// linger drains the rest of a refused request's body once the answer is
+// sent. Closing a connection with unread bytes makes the kernel answer
+// with a reset, which destroys the answer at a sender that writes its whole
+// body before it reads (Python's urllib, urllib3). A sender that asked for
+// 100 Continue has not sent its body and is not asked for it.
+func (r *Relay) linger(c *gin.Context, body io.Reader) {
+	req := c.Request
+	if req.ContentLength == 0 || body == nil || body == http.NoBody ||
+		strings.EqualFold(req.Header.Get("Expect"), "100-continue") || !c.Writer.Written() {
+		return
+	}
+	rc := http.NewResponseController(c.Writer)
+	if rc.Flush() != nil {
+		return
+	}
+	end := time.Now().Add(lingerTime)
+	left := 2 * r.cfg.MaxBody
+	buf := make([]byte, 32<<10)
+	for left > 0 {
+		deadline := time.Now().Add(lingerIdle)
+		if deadline.After(end) {
+			deadline = end
+		}
+		_ = rc.SetReadDeadline(deadline)
+		n, err := body.Read(buf[:min(int64(len(buf)), left)])
+		left -= int64(n)
+		if err != nil {
+			return
+		}
 	}
 }
 
