@@ -118,6 +118,7 @@ func (r *Relay) createChannel(c *gin.Context) {
 		r.storeFailed(c, err)
 		return
 	}
+	r.channels.forget(ch.ID) // ingress may remember it did not exist
 	v := r.channelView(c, ch)
 	v.ReadKey = readKey // shown once; only its hash is kept
 	c.JSON(http.StatusCreated, v)

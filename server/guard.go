@@ -20,7 +20,9 @@ import (
 // maxHeaderCount bounds the header lines of one webhook (431 beyond).
 const maxHeaderCount = 256
 
-// limiters holds one token bucket per channel.
+// limiters holds one token bucket per channel that received webhooks
+// lately. A bucket that is full again is the same as a new one, so sweep
+// drops those: the map holds only channels busy in the last moments.
 type limiters struct {
 	mu sync.Mutex
 	m  map[string]*channelLimiter // by channel id
@@ -29,6 +31,31 @@ type limiters struct {
 type channelLimiter struct {
 	limit   float64
 	limiter *rate.Limiter
+}
+
+// sweepLimitersAt is the map size at which allow sweeps on its own (the
+// retention loop sweeps every PruneInterval as well).
+const sweepLimitersAt = 10000
+
+// sweep drops the buckets that are full at now.
+func (l *limiters) sweep(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sweepLocked(now)
+}
+
+func (l *limiters) sweepLocked(now time.Time) {
+	for id, cl := range l.m {
+		if cl.limiter.TokensAt(now) >= float64(cl.limiter.Burst()) {
+			delete(l.m, id)
+		}
+	}
+}
+
+func (l *limiters) size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.m)
 }
 
 // allow takes one token from the channel's bucket at eventsPerSecond (burst
@@ -44,6 +71,9 @@ func (l *limiters) allow(channelID string, eventsPerSecond float64) (bool, time.
 		cl = &channelLimiter{limit: eventsPerSecond, limiter: rate.NewLimiter(rate.Limit(eventsPerSecond), burst)}
 		if l.m == nil {
 			l.m = make(map[string]*channelLimiter)
+		}
+		if len(l.m) >= sweepLimitersAt {
+			l.sweepLocked(time.Now())
 		}
 		l.m[channelID] = cl
 	}

@@ -21,6 +21,7 @@ func (r *Relay) retentionLoop() {
 		case <-r.ctx.Done():
 			return
 		case <-t.C:
+			r.limiters.sweep(time.Now())
 			if _, err := r.prune(r.ctx, time.Now()); err != nil && r.ctx.Err() == nil {
 				r.log.Error("retention", "err", err)
 			}
