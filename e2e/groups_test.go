@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -223,7 +224,11 @@ func TestHistoryAPIAndLongPoll(t *testing.T) {
 		t.Fatal("long-poll did not return after a new event")
 	}
 	// With nothing newer, wait= answers an empty page after the wait.
-	p, err := api.ListEvents(t.Context(), ch, url.Values{"after": {"999999"}, "wait": {"100ms"}})
+	latest, err := api.ListEvents(t.Context(), ch, url.Values{"limit": {"1"}})
+	if err != nil || len(latest.Events) != 1 {
+		t.Fatalf("newest event: %+v %v", latest, err)
+	}
+	p, err := api.ListEvents(t.Context(), ch, url.Values{"after": {latest.Events[0].Cursor}, "wait": {"100ms"}})
 	if err != nil || len(p.Events) != 0 {
 		t.Fatalf("empty long-poll: %+v %v", p, err)
 	}
@@ -239,7 +244,7 @@ func TestLongPollEndsWhenRelayShutsDown(t *testing.T) {
 	ch := relay.channel(t, client.CreateChannel{})
 	done := make(chan error, 1)
 	go func() {
-		_, err := relay.api().ListEvents(context.Background(), ch, url.Values{"after": {"0"}, "wait": {"60s"}})
+		_, err := relay.api().ListEvents(context.Background(), ch, url.Values{"wait": {"60s"}})
 		done <- err
 	}()
 	waitFor(t, 5*time.Second, "long-poll waiting", func() bool {
@@ -312,5 +317,56 @@ func TestAgentOfExpiredChannelIsToldWhy(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("the agent of an expired channel is still connected")
+	}
+}
+
+// TestCursorsAreOpaquePerChannel: a broken cursor is refused with the
+// reason instead of being read as "the first page" (a client would loop
+// forever), and cursors tell nothing of the relay's other traffic: they
+// are not numbers and are good only on their own channel.
+func TestCursorsAreOpaquePerChannel(t *testing.T) {
+	t.Parallel()
+	relay := startRelay(t)
+	api := relay.api()
+	a := relay.channel(t, client.CreateChannel{})
+	b := relay.channel(t, client.CreateChannel{})
+	for i := range 3 {
+		post(t, relay.ingress(a)+fmt.Sprintf("/a%d", i), "text/plain", []byte("a"))
+		post(t, relay.ingress(b)+fmt.Sprintf("/b%d", i), "text/plain", []byte("b"))
+	}
+	pageA, err := api.ListEvents(t.Context(), a, url.Values{"limit": {"1"}})
+	if err != nil || len(pageA.Events) != 1 || pageA.NextCursor == "" {
+		t.Fatalf("channel a: %+v %v", pageA, err)
+	}
+	for _, c := range []string{pageA.NextCursor, pageA.Events[0].Cursor} {
+		if _, err := strconv.ParseInt(c, 10, 64); err == nil {
+			t.Errorf("cursor %q is a number", c)
+		}
+	}
+	next, err := api.ListEvents(t.Context(), a, url.Values{"limit": {"1"}, "before": {pageA.NextCursor}})
+	if err != nil || len(next.Events) != 1 || next.Events[0].Path != "/a1" {
+		t.Fatalf("the next page of a: %+v %v", next, err)
+	}
+	for _, q := range []url.Values{
+		{"before": {"0"}}, {"before": {"-1"}}, {"before": {"garbage"}}, {"before": {""}},
+		{"after": {"0"}}, {"after": {"-5"}}, {"after": {"nope"}},
+		{"before": {pageA.NextCursor}, "x": {"cursor of another channel"}},
+	} {
+		ch := a
+		if q.Has("x") {
+			ch = b
+			q.Del("x")
+		}
+		_, err := api.ListEvents(t.Context(), ch, q)
+		if !client.IsStatus(err, http.StatusBadRequest) || !strings.Contains(err.Error(), "cursor") {
+			t.Errorf("%v on channel %s: %v, want 400 saying what a cursor is", q, ch, err)
+		}
+	}
+	// after= takes a cursor or an event id of the channel.
+	for _, after := range []string{next.Events[0].Cursor, next.Events[0].ID} {
+		p, err := api.ListEvents(t.Context(), a, url.Values{"after": {after}})
+		if err != nil || len(p.Events) != 1 || p.Events[0].Path != "/a2" {
+			t.Errorf("after=%s: %+v %v", after, p, err)
+		}
 	}
 }

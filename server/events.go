@@ -40,9 +40,9 @@ type eventJSON struct {
 	Delivered    bool         `json:"delivered"`
 }
 
-func eventView(ev store.Event, withBody bool) eventJSON {
+func eventView(ev store.Event, cur cursors, withBody bool) eventJSON {
 	v := eventJSON{
-		ID: ev.ID, Channel: ev.ChannelID, Cursor: strconv.FormatInt(ev.Seq, 10), Method: ev.Method, Path: ev.Path,
+		ID: ev.ID, Channel: ev.ChannelID, Cursor: cur.encode(ev.Seq), Method: ev.Method, Path: ev.Path,
 		Query: ev.RawQuery, QueryBase64: base64IfNotUTF8(ev.RawQuery), Headers: headersView(ev.Headers),
 		Size: ev.Size, RemoteAddr: ev.RemoteAddr,
 		ReceivedAt: ev.ReceivedAt, State: string(ev.State), RejectReason: ev.RejectReason,
@@ -108,9 +108,11 @@ func (r *Relay) listEvents(c *gin.Context) {
 			return
 		}
 	}
-	if v := c.Query("before"); v != "" {
-		if q.BeforeSeq, err = strconv.ParseInt(v, 10, 64); err != nil {
-			bad("before must be a cursor from a previous page's next_cursor")
+	cur := r.cursorsFor(ch.ID)
+	if v, ok := c.GetQuery("before"); ok {
+		var valid bool
+		if q.BeforeSeq, valid = cur.decode(v); !valid || q.BeforeSeq == 0 {
+			bad(fmt.Sprintf("before=%q is not a cursor of this channel: pass the next_cursor of a previous page of its events, as given", v))
 			return
 		}
 	}
@@ -128,8 +130,8 @@ func (r *Relay) listEvents(c *gin.Context) {
 			}
 		}
 	}
-	if v := c.Query("after"); v != "" {
-		if q.AfterSeq, err = r.resolveCursor(c, ch.ID, v); err != nil {
+	if v, ok := c.GetQuery("after"); ok {
+		if q.AfterSeq, err = r.resolveCursor(c, ch.ID, cur, v); err != nil {
 			return
 		}
 	}
@@ -162,7 +164,7 @@ func (r *Relay) listEvents(c *gin.Context) {
 		if len(evs) > 0 || wait == 0 {
 			out := make([]eventJSON, len(evs))
 			for i, ev := range evs {
-				out[i] = eventView(ev, q.WithBody)
+				out[i] = eventView(ev, cur, q.WithBody)
 			}
 			resp := gin.H{"events": out}
 			limit := q.Limit
@@ -170,7 +172,7 @@ func (r *Relay) listEvents(c *gin.Context) {
 				limit = 50
 			}
 			if len(evs) == limit {
-				resp["next_cursor"] = strconv.FormatInt(evs[len(evs)-1].Seq, 10)
+				resp["next_cursor"] = cur.encode(evs[len(evs)-1].Seq)
 			}
 			c.JSON(http.StatusOK, resp)
 			return
@@ -187,15 +189,17 @@ func (r *Relay) listEvents(c *gin.Context) {
 	}
 }
 
-// resolveCursor turns after=ID or after=CURSOR into a seq.
-func (r *Relay) resolveCursor(c *gin.Context, channelID, v string) (int64, error) {
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		return n, nil
+// resolveCursor turns after=CURSOR or after=ID (an event of the channel)
+// into a seq.
+func (r *Relay) resolveCursor(c *gin.Context, channelID string, cur cursors, v string) (int64, error) {
+	if seq, ok := cur.decode(v); ok {
+		return seq, nil
 	}
 	ev, err := r.store.GetEvent(c.Request.Context(), v)
 	if err != nil || ev.ChannelID != channelID {
 		if err == nil || errors.Is(err, store.ErrNotFound) {
-			abortJSON(c, http.StatusBadRequest, "bad_request", fmt.Sprintf("after=%s names no event of this channel", v))
+			abortJSON(c, http.StatusBadRequest, "bad_request",
+				fmt.Sprintf("after=%q is neither a cursor nor an event id of this channel: pass an event's cursor or id, as given", v))
 			return 0, errors.New("bad cursor")
 		}
 		r.storeFailed(c, err)
@@ -230,7 +234,7 @@ func (r *Relay) eventFor(c *gin.Context) (store.Event, store.Channel, bool) {
 // getEvent handles GET /api/v1/events/:id (with the body).
 func (r *Relay) getEvent(c *gin.Context) {
 	if ev, _, ok := r.eventFor(c); ok {
-		c.JSON(http.StatusOK, eventView(ev, true))
+		c.JSON(http.StatusOK, eventView(ev, r.cursorsFor(ev.ChannelID), true))
 	}
 }
 

@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -111,6 +112,12 @@ type Config struct {
 	// ReadTimeout is the base time a sender gets to send its body; larger
 	// bodies get more at 64 KiB/s (default 30s).
 	ReadTimeout time.Duration
+	// Secret keys what the relay derives and must recognise later: the
+	// event list's cursors (opaque, per channel). At least 32 bytes; nodes
+	// that share a store need the same. Empty: random for this process, so
+	// cursors do not outlive it (hookrelay server keeps one in its data
+	// directory).
+	Secret []byte
 	// Version is reported to agents and in /healthz.
 	Version string
 	// NodeName names this relay node to agents (welcome.node), so that a
@@ -176,6 +183,13 @@ func (c *Config) setDefaults() error {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.Secret == nil {
+		c.Secret = make([]byte, 32)
+		_, _ = rand.Read(c.Secret) // crypto/rand.Read never fails on supported platforms
+	}
+	if len(c.Secret) < 32 {
+		return fmt.Errorf("server: Config.Secret has %d bytes, want at least 32", len(c.Secret))
+	}
 	if c.InspectorHost != "" {
 		pub, err := url.Parse(c.PublicURL)
 		if c.PublicURL == "" || err != nil || pub.Host == "" {
@@ -195,6 +209,7 @@ type Relay struct {
 	store          store.Store
 	log            *slog.Logger
 	adminTokenHash []byte
+	secret         []byte // Config.Secret
 	hub            *hub
 	metrics        *metrics
 	limiters       limiters
@@ -213,7 +228,7 @@ func New(cfg Config) (*Relay, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Relay{cfg: cfg, store: cfg.Store, log: cfg.Logger, ctx: ctx, cancel: cancel}
+	r := &Relay{cfg: cfg, store: cfg.Store, log: cfg.Logger, secret: cfg.Secret, ctx: ctx, cancel: cancel}
 	if cfg.AdminToken != "" {
 		sum := sha256.Sum256([]byte(cfg.AdminToken))
 		r.adminTokenHash = sum[:]

@@ -6,7 +6,6 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -192,17 +191,23 @@ func (s *streamCaps) acquire(channelID, addr string, maxPerChannel, maxPerAddres
 }
 
 // lastEventID reads Last-Event-ID: the cursor of the last webhook the
-// client received (or of the ready message). ok is false without one.
-func lastEventID(req *http.Request) (seq int64, ok bool, err error) {
+// client received (or of the ready message). ok is false without one, and
+// for a cursor this relay cannot read (made with another secret, or of
+// another channel): resuming there is impossible, so the stream starts
+// from now, as it does for a client that sends none. Anything that is not
+// a cursor at all is an error.
+func lastEventID(req *http.Request, cur cursors) (seq int64, ok bool, err error) {
 	v := strings.TrimSpace(req.Header.Get("Last-Event-ID"))
 	if v == "" {
 		return 0, false, nil
 	}
-	seq, err = strconv.ParseInt(v, 10, 64)
-	if err != nil || seq < 0 {
-		return 0, false, fmt.Errorf("Last-Event-ID %q is not an id this relay sent (a number)", v)
+	if seq, ok := cur.decode(v); ok {
+		return seq, true, nil
 	}
-	return seq, true, nil
+	if isCursorShaped(v) {
+		return 0, false, nil
+	}
+	return 0, false, fmt.Errorf("Last-Event-ID %q is not an id this relay sent", v)
 }
 
 // newChannel handles GET and HEAD /new as smee.io does: a redirect to a new

@@ -281,8 +281,8 @@ func TestSmeeStreamFraming(t *testing.T) {
 	e := startUI(t, nil)
 	ch := e.channel(uiAdminToken, "framing")
 	s := e.smeeOpen("/h/framing" + keyQuery(ch))
-	if id := s.ready(); id != "0" {
-		t.Errorf("ready id on an empty channel = %q, want 0", id)
+	if id := s.ready(); id != e.relay.cursorsFor("framing").encode(0) {
+		t.Errorf("ready id on an empty channel = %q, want the cursor before its first event", id)
 	}
 
 	pretty := "{\n  \"action\": \"opened\",\n  \"number\": 1.50,\n  \"title\": \"caf\\u00e9 <b>\"\n}\n"
@@ -354,7 +354,7 @@ func TestSmeeStreamFraming(t *testing.T) {
 		if !reflect.DeepEqual(data.Body, want) {
 			t.Errorf("message %d: body %#v, want %#v", i, data.Body, want)
 		}
-		n, _ := strconv.ParseInt(m.id, 10, 64)
+		n := e.seqOf(t, "framing", m.id)
 		if n <= prev {
 			t.Errorf("message %d: id %s after %d; ids must grow", i, m.id, prev)
 		}
@@ -401,6 +401,8 @@ func TestSmeeDataShapes(t *testing.T) {
 // and timestamp, and that a JSON body without carriage returns is carried
 // byte for byte.
 func FuzzSmeeMessage(f *testing.F) {
+	cur := testRelaySecret(f, bytes.Repeat([]byte{3}, 32)).cursorsFor("ch")
+	id42 := cur.encode(42)
 	f.Add("application/json", "{\n \"a\": 1\n}\n", "a=1&a=2", "v")
 	f.Add("application/x-www-form-urlencoded", "payload=%7B%7D&x", "", "")
 	f.Add("text/plain", "line\r\nline\rline\n", "%zz", "\x00\xff")
@@ -410,13 +412,13 @@ func FuzzSmeeMessage(f *testing.F) {
 			Seq: 42, RawQuery: rawQuery, Body: []byte(body), ReceivedAt: time.UnixMilli(1),
 			Headers: []store.Header{{Name: "Content-Type", Value: contentType}, {Name: "X-Value", Value: headerValue}},
 		}
-		frame := appendSmeeMessage(nil, ev)
+		frame := appendSmeeMessage(nil, ev, cur)
 		var msgs []sseMessage
 		if err := parseSSE(bytes.NewReader(frame), func(m sseMessage) bool { msgs = append(msgs, m); return true }); err != nil {
 			t.Fatal(err)
 		}
-		if len(msgs) != 1 || msgs[0].id != "42" || msgs[0].event != "" {
-			t.Fatalf("frame %q parsed as %+v, want one message with id 42", frame, msgs)
+		if len(msgs) != 1 || msgs[0].id != id42 || msgs[0].event != "" {
+			t.Fatalf("frame %q parsed as %+v, want one message with the cursor of 42 as id", frame, msgs)
 		}
 		var fields map[string]json.RawMessage
 		if err := json.Unmarshal([]byte(msgs[0].data), &fields); err != nil {
@@ -565,10 +567,27 @@ func TestSmeeStreamResumesFromLastEventID(t *testing.T) {
 	// An id beyond anything this relay sent (its store was reset) starts at
 	// its newest webhook, not past it.
 	s.stop()
-	s = e.smeeOpen("/h/resume"+keyQuery(ch), withHeader("Last-Event-ID", "999999"))
+	s = e.smeeOpen("/h/resume"+keyQuery(ch), withHeader("Last-Event-ID", e.relay.cursorsFor(ch.ID).encode(999999)))
 	s.ready()
 	id := e.cursorOf(e.send("POST", "/h/resume", "application/json", `{"n":5}`))
 	if m := s.webhook(5 * time.Second); m.id != id {
 		t.Errorf("after a too-high Last-Event-ID: %+v, want the next webhook %s", m, id)
+	}
+}
+
+// TestSmeeStreamFromAnUnreadableCursor: a Last-Event-ID that is a cursor,
+// but not one this relay can read on this channel (another channel's, or
+// one from before the relay's secret changed), starts the stream from now
+// rather than ending it: EventSource gives up on an error.
+func TestSmeeStreamFromAnUnreadableCursor(t *testing.T) {
+	t.Parallel()
+	e := startUI(t, nil)
+	ch := e.channel(uiAdminToken, "unreadable")
+	e.send("POST", "/h/unreadable", "application/json", `{"n":"old"}`)
+	s := e.smeeOpen("/h/unreadable"+keyQuery(ch), withHeader("Last-Event-ID", e.relay.cursorsFor("another").encode(1)))
+	s.ready()
+	id := e.cursorOf(e.send("POST", "/h/unreadable", "application/json", `{"n":"new"}`))
+	if m := s.webhook(5 * time.Second); m.id != id || !strings.Contains(m.data, `"new"`) {
+		t.Errorf("first webhook %+v, want the new one %s", m, id)
 	}
 }

@@ -32,10 +32,11 @@ import (
 var smeeReserved = map[string]bool{"body": true, "query": true, "timestamp": true}
 
 // appendSmeeMessage appends one SSE message for ev: its id (the event's
-// cursor), then its data, one "data:" line per line of the JSON.
-func appendSmeeMessage(buf []byte, ev *store.Event) []byte {
+// cursor, opaque as in the events API; cur is its channel's), then its
+// data, one "data:" line per line of the JSON.
+func appendSmeeMessage(buf []byte, ev *store.Event, cur cursors) []byte {
 	buf = append(buf, "id: "...)
-	buf = strconv.AppendInt(buf, ev.Seq, 10)
+	buf = append(buf, cur.encode(ev.Seq)...)
 	buf = append(buf, '\n')
 	data := appendSmeeData(nil, ev)
 	for line := range bytes.SplitSeq(data, []byte{'\n'}) {

@@ -33,6 +33,7 @@ import (
 type smeeFeed struct {
 	hub       *hub
 	channelID string
+	cur       cursors       // the channel's, for the messages' ids
 	limit     int64         // bytes handed over and held, as SSEBuffer
 	wake      chan struct{} // capacity 1
 	stop      chan struct{} // closed when the last stream leaves
@@ -77,7 +78,7 @@ func (h *hub) joinFeed(channelID string, q *smeeQueue, pos int64) (last int64, o
 	f := h.feeds[channelID]
 	if f == nil {
 		f = &smeeFeed{
-			hub: h, channelID: channelID, limit: h.relay.cfg.SSEBuffer, last: pos,
+			hub: h, channelID: channelID, cur: h.relay.cursorsFor(channelID), limit: h.relay.cfg.SSEBuffer, last: pos,
 			wake: make(chan struct{}, 1), stop: make(chan struct{}), subs: make(map[*smeeQueue]struct{}),
 		}
 		h.feeds[channelID] = f
@@ -176,7 +177,7 @@ func (f *smeeFeed) passOn(ctx context.Context) (caughtUp bool, err error) {
 		f.mu.Lock()
 		for _, ev := range evs {
 			if ev.Seq > f.last && ev.State == store.EventAccepted && len(f.subs) > 0 {
-				frame := smeeFrame{seq: ev.Seq, data: appendSmeeMessage(nil, ev)}
+				frame := smeeFrame{seq: ev.Seq, data: appendSmeeMessage(nil, ev, f.cur)}
 				for q := range f.subs {
 					q.push(frame)
 				}

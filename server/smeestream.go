@@ -172,7 +172,8 @@ type smeeStream struct {
 	w         http.ResponseWriter // the connection's own writer, whose Flush reports errors
 	rc        *http.ResponseController
 	channelID string
-	cred      string // the read key or token, checked again at each keep-alive
+	cur       cursors // the channel's, for the messages' ids
+	cred      string  // the read key or token, checked again at each keep-alive
 	q         *smeeQueue
 	wake      <-chan struct{}
 	last      int64 // the cursor of the last webhook sent (or the ready position)
@@ -186,7 +187,8 @@ func (r *Relay) smeeStream(c *gin.Context, channelID string) {
 	if !ok {
 		return
 	}
-	after, resume, err := lastEventID(c.Request)
+	cur := r.cursorsFor(ch.ID)
+	after, resume, err := lastEventID(c.Request, cur)
 	if err != nil {
 		abortJSON(c, http.StatusBadRequest, "bad_last_event_id", err.Error()+"; reconnect without it to start from now")
 		return
@@ -227,7 +229,7 @@ func (r *Relay) smeeStream(c *gin.Context, channelID string) {
 		raw = u.Unwrap()
 	}
 	s := &smeeStream{
-		relay: r, req: c.Request, w: raw, rc: http.NewResponseController(raw), channelID: ch.ID,
+		relay: r, req: c.Request, w: raw, rc: http.NewResponseController(raw), channelID: ch.ID, cur: cur,
 		cred: cred, q: q, wake: w.ch, last: after,
 	}
 	q.setCut(func() { _ = s.rc.SetWriteDeadline(time.Now()) })
@@ -264,7 +266,7 @@ func (r *Relay) streamStart(ctx context.Context, channelID string, after int64, 
 // channel's feed and sends webhooks as they come, until the client goes,
 // the stream is ended or cut, or the relay stops.
 func (s *smeeStream) run(ctx context.Context) error {
-	s.buf = fmt.Appendf(s.buf[:0], "retry: %d\nid: %d\nevent: ready\ndata: {}\n\n", smeeRetry, s.last)
+	s.buf = fmt.Appendf(s.buf[:0], "retry: %d\nid: %s\nevent: ready\ndata: {}\n\n", smeeRetry, s.cur.encode(s.last))
 	if err := s.send(s.buf); err != nil {
 		return err
 	}
@@ -383,7 +385,7 @@ func (s *smeeStream) fromStore(ctx context.Context, upTo int64) error {
 
 // sendEvent writes one webhook's message (flushed later).
 func (s *smeeStream) sendEvent(ev *store.Event) error {
-	s.buf = appendSmeeMessage(s.buf[:0], ev)
+	s.buf = appendSmeeMessage(s.buf[:0], ev, s.cur)
 	if err := s.write(s.buf); err != nil {
 		return err
 	}

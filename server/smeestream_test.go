@@ -90,7 +90,7 @@ func TestSmeeStreamHandsOverWithoutGapOrDuplicate(t *testing.T) {
 				case m.comment != "":
 					continue
 				}
-				if n := len(got); n > 0 && mustInt(t, m.id) <= mustInt(t, got[n-1]) {
+				if n := len(got); n > 0 && e.seqOf(t, "busy", m.id) <= e.seqOf(t, "busy", got[n-1]) {
 					t.Fatalf("id %s after %s: sent twice or out of order", m.id, got[n-1])
 				}
 				got = append(got, m.id)
@@ -108,11 +108,12 @@ func TestSmeeStreamHandsOverWithoutGapOrDuplicate(t *testing.T) {
 	}
 }
 
-func mustInt(t *testing.T, s string) int64 {
+// seqOf reads the place of a stream message's id (a cursor) in the relay.
+func (e *uiEnv) seqOf(t *testing.T, channelID, id string) int64 {
 	t.Helper()
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		t.Fatalf("id %q is not a number", s)
+	n, ok := e.relay.cursorsFor(channelID).decode(id)
+	if !ok {
+		t.Fatalf("id %q is not a cursor of channel %s", id, channelID)
 	}
 	return n
 }
@@ -171,7 +172,7 @@ func TestSmeeStreamPagesThroughABacklog(t *testing.T) {
 	for _, k := range kept {
 		want = append(want, strconv.Itoa(k.n))
 	}
-	s := e.smeeOpen("/h/backlog"+keyQuery(ch), withHeader("Last-Event-ID", "0"))
+	s := e.smeeOpen("/h/backlog"+keyQuery(ch), withHeader("Last-Event-ID", e.relay.cursorsFor(ch.ID).encode(0))) // from the start
 	s.ready()
 	var got []string
 	for range want {
@@ -224,7 +225,7 @@ func TestSmeeStreamDropsASlowReader(t *testing.T) {
 	t.Logf("dropped after %d webhooks of 64 KiB", sent)
 
 	want := e.channelCursors("slow")
-	s := e.smeeOpen("/h/slow"+keyQuery(ch), withHeader("Last-Event-ID", "0"))
+	s := e.smeeOpen("/h/slow"+keyQuery(ch), withHeader("Last-Event-ID", e.relay.cursorsFor(ch.ID).encode(0))) // from the start
 	s.ready()
 	for i, id := range want {
 		if m := s.webhook(10 * time.Second); m.id != id || !strings.Contains(m.data, body) {

@@ -121,7 +121,7 @@ func (h *hub) pushLive(channelID, name string, data func() any) {
 type liveEvent struct {
 	ID           string    `json:"id"`
 	Channel      string    `json:"channel"`
-	Cursor       int64     `json:"cursor,string"`
+	Cursor       string    `json:"cursor"`
 	ReceivedAt   time.Time `json:"received_at"`
 	Method       string    `json:"method"`
 	Path         string    `json:"path"`
@@ -136,7 +136,7 @@ type liveEvent struct {
 func (h *hub) publishLive(ev *store.Event) {
 	h.pushLive(ev.ChannelID, "event", func() any {
 		return liveEvent{
-			ID: ev.ID, Channel: ev.ChannelID, Cursor: ev.Seq, ReceivedAt: ev.ReceivedAt, Method: ev.Method,
+			ID: ev.ID, Channel: ev.ChannelID, Cursor: h.relay.cursorsFor(ev.ChannelID).encode(ev.Seq), ReceivedAt: ev.ReceivedAt, Method: ev.Method,
 			Path: ev.Path, Query: ev.RawQuery, Size: len(ev.Body), EventName: eventName(ev.Headers, ev.Body),
 			State: string(ev.State), RejectReason: ev.RejectReason,
 		}

@@ -217,6 +217,22 @@ func TestBinaryAsAUserWouldUseIt(t *testing.T) {
 		t.Fatalf("wrong token: exit %d: %s", code, out)
 	}
 
+	// A page's cursor stays good across a restart (the relay's secret is
+	// kept in the data dir).
+	if resp, err := http.Post(ch.URL+"/second", "text/plain", strings.NewReader("2")); err == nil {
+		resp.Body.Close()
+	}
+	out, code = run(t, env, "events", "list", ch.ID, "--limit", "1", "--json")
+	var page struct {
+		NextCursor string `json:"next_cursor"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &page) != nil || page.NextCursor == "" {
+		t.Fatalf("events list --limit 1: exit %d: %s", code, out)
+	}
+	if fi, err := os.Stat(filepath.Join(dataDir, "relay-secret")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("relay-secret in the data dir: %v %v", fi, err)
+	}
+
 	// A second start on the same data dir keeps the token and prints no new one.
 	_ = server.cmd.Process.Signal(os.Interrupt)
 	<-server.done
@@ -224,6 +240,10 @@ func TestBinaryAsAUserWouldUseIt(t *testing.T) {
 	again.waitLine(t, "listening", 30*time.Second)
 	if strings.Contains(again.output(), "hr_") {
 		t.Fatalf("second start printed a token again:\n%s", again.output())
+	}
+	out, code = run(t, env, "events", "list", ch.ID, "--before", page.NextCursor, "--json")
+	if code != 0 || !strings.Contains(out, `"/github"`) || strings.Contains(out, `"/second"`) {
+		t.Fatalf("events list --before a cursor from before the restart: exit %d: %s", code, out)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base32"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -39,6 +40,7 @@ over the file):
   inspector_host          --inspector-host          (the inspector and ingress share one host)
   data_dir                --data-dir                ./hookrelay-data
   admin_token             --admin-token             (generated, in data_dir/admin-token)
+  secret_file             --secret-file             data_dir/relay-secret (generated on first start)
   response_timeout        --response-timeout        10s
   max_body                --max-body                25MiB
   retention               --retention               168h
@@ -85,6 +87,7 @@ func newServerCmd() *cobra.Command {
 	f.String("inspector-host", "", "serve the inspector only at this host name, e.g. relay-admin.example.com, and ingress only at the others (needs --public-url)")
 	f.String("data-dir", "./hookrelay-data", "directory for the database and the generated admin token")
 	f.String("admin-token", "", "admin token (default: generated on first start and kept in the data directory)")
+	f.String("secret-file", "", "file with the relay's secret, which keys its cursors (default: data_dir/relay-secret, generated on first start); nodes sharing a store need the same")
 	f.Duration("response-timeout", server.DefaultResponseTimeout, "how long a sender waits for the app's answer before it gets 202")
 	f.String("max-body", "25MiB", "largest webhook body accepted (413 beyond)")
 	f.Duration("retention", server.DefaultRetention, "delete events older than this")
@@ -185,8 +188,17 @@ func runServer(cmd *cobra.Command, _ []string) error {
 			}
 		}
 	}
+	secretPath := v.GetString("secret_file")
+	if secretPath == "" {
+		secretPath = filepath.Join(dataDir, secretFile)
+	}
+	secret, err := loadOrCreateSecret(secretPath)
+	if err != nil {
+		return err
+	}
 	relay, err := server.New(server.Config{
 		Store:               st,
+		Secret:              secret,
 		PublicURL:           publicURL,
 		InspectorHost:       v.GetString("inspector_host"),
 		AdminToken:          token,
@@ -278,6 +290,31 @@ func loadOrCreateAdminToken(dataDir string) (token string, created bool, err err
 		return "", false, fmt.Errorf("save admin token: %w", err)
 	}
 	return token, true, nil
+}
+
+const secretFile = "relay-secret"
+
+// loadOrCreateSecret reads the relay's secret (hex, at least 32 bytes) from
+// path, or generates one and saves it there (mode 0600) when the file does
+// not exist.
+func loadOrCreateSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		secret, err := hex.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil || len(secret) < 32 {
+			return nil, fmt.Errorf("secret file %s: want at least 64 hex digits (32 bytes); delete it to have a new one made", path)
+		}
+		return secret, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read secret file: %w", err)
+	}
+	secret := make([]byte, 32)
+	_, _ = rand.Read(secret)
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(secret)+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("save secret file: %w", err)
+	}
+	return secret, nil
 }
 
 // newToken returns "hr_" and 256 random bits.

@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import {
   bodyKind, bytesToBase64, curlCommand, escapeBytes, formatBytes, formatDuration, headerText, hexDump, parseForm,
-  prettyJSON, prettyXML, segmentsText, shellQuote,
+  prettyJSON, prettyXML, segmentsText, shellQuote, timeKey,
 } from '../static/format.js';
 
 test('prettyJSON indents like JSON.stringify and keeps tokens exact', () => {
@@ -24,6 +24,22 @@ test('prettyJSON indents like JSON.stringify and keeps tokens exact', () => {
   assert.equal(prettyJSON('hello'), null);
   assert.equal(segmentsText(prettyJSON('[ ]')), '[]');
   assert.equal(segmentsText(prettyJSON('"a\\"b"')), '"a\\"b"');
+});
+
+test('timeKey orders RFC 3339 times to the nanosecond', () => {
+  const times = [
+    '2026-11-26T10:57:25Z',
+    '2026-11-26T10:57:25.000000001Z',
+    '2026-11-26T10:57:25.1Z',
+    '2026-11-26T10:57:25.12Z',
+    '2026-11-26T11:57:25.123456789+01:00', // the same instant as the next, a few ns before
+    '2026-11-26T10:57:25.12345679Z',
+    '2026-11-26T10:57:26Z',
+    '2026-12-01T00:00:00Z',
+  ];
+  const keys = times.map(timeKey);
+  for (let i = 1; i < keys.length; i++) assert.ok(keys[i - 1] < keys[i], `${times[i - 1]} before ${times[i]}: ${keys[i - 1]} ${keys[i]}`);
+  assert.equal(timeKey('not a time'), '');
 });
 
 test('parseForm keeps order and repeats', () => {

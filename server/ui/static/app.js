@@ -4,7 +4,7 @@
 // piece of data goes into the page as text (textContent), never as HTML.
 import {
   bodyBytes, bodyKind, curlCommand, formatBytes, formatDuration, headerText, headerValue, hexDump,
-  parseForm, prettyJSON, prettyXML, segmentsText,
+  parseForm, prettyJSON, prettyXML, segmentsText, timeKey,
 } from './format.js';
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -414,6 +414,7 @@ class ChannelPage {
     this.id = id;
     this.rows = new Map(); // event id → {ev, summary, li}
     this.nextCursor = null;
+    this.newest = null; // cursor of the newest event the API listed: sync reads after it
     this.selected = null;
     this.openId = null;
     this.groups = [];
@@ -528,12 +529,6 @@ class ChannelPage {
     return `/api/v1/channels/${enc(this.id)}/events?${p}`;
   }
 
-  newestCursor() {
-    let max = 0;
-    for (const r of this.rows.values()) max = Math.max(max, Number(r.ev.cursor));
-    return max;
-  }
-
   async reload() {
     const gen = ++this.gen;
     this.nextCursor = null;
@@ -549,6 +544,7 @@ class ChannelPage {
     this.rows.clear();
     this.list.replaceChildren();
     this.add(page.events, false);
+    this.newest = page.events.length ? page.events[0].cursor : null;
     this.nextCursor = page.next_cursor || null;
     this.renderMore();
     if (this.openId) this.select(this.openId, false);
@@ -600,13 +596,16 @@ class ChannelPage {
       do {
         this.syncAgain = false;
         const gen = this.gen;
-        const after = this.newestCursor();
-        const page = await api('GET', this.query({ after: String(after), limit: 200 }));
+        // Cursors are opaque: the newest one the API gave is the mark, and
+        // events already shown live come again and are skipped.
+        const after = this.newest;
+        const page = await api('GET', this.query(after ? { after, limit: 200 } : { limit: 200 }));
         if (gen !== this.gen || !this.alive) return;
-        if (after > 0 && page.events.length === 200) {
+        if (after && page.events.length === 200) {
           this.loaded = this.reload(); // too many to fill the gap: start over
           return;
         }
+        if (page.events.length) this.newest = page.events[0].cursor;
         this.add(page.events, true);
         this.renderMore();
         await this.summaries(page.events.map((e) => e.id));
@@ -640,11 +639,11 @@ class ChannelPage {
 
   // -- rows
 
-  /** add inserts events (any order) by cursor, newest first, skipping known ones. */
+  /** add inserts events (any order) by the time they were received, newest first, skipping known ones. */
   add(events, fresh) {
     for (const ev of events) {
       if (this.rows.has(ev.id)) continue;
-      const row = { ev, summary: null, li: null };
+      const row = { ev, summary: null, li: null, key: '' };
       row.li = el('li', { role: 'option', id: `ev-${ev.id}`, 'data-id': ev.id, 'aria-selected': 'false', tabindex: '-1', class: fresh ? 'ev fresh' : 'ev' },
         el('span', { class: 'c-time' }, timeEl(ev.received_at)),
         el('span', { class: `c-method method m-${ev.method}` }, ev.method),
@@ -655,12 +654,12 @@ class ChannelPage {
         el('span', { class: 'c-size' }, formatBytes(ev.size)));
       if (ev.event_name) row.summary = { id: ev.id, event_name: ev.event_name, deliveries: 0 };
       this.rows.set(ev.id, row);
-      const cursor = Number(ev.cursor);
+      row.key = timeKey(ev.received_at);
       let before = null;
       const last = this.list.lastElementChild;
-      const older = !last || Number(this.rows.get(last.dataset.id).ev.cursor) > cursor;
+      const older = !last || this.rows.get(last.dataset.id).key > row.key;
       for (const li of older ? [] : this.list.children) {
-        if (Number(this.rows.get(li.dataset.id).ev.cursor) < cursor) {
+        if (this.rows.get(li.dataset.id).key < row.key) {
           before = li;
           break;
         }

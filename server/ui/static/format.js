@@ -72,6 +72,20 @@ function utf8Length(bytes, i) {
   return 0;
 }
 
+/**
+ * A key that orders events by when they were received: an RFC 3339 time with
+ * up to nanoseconds, as the API gives it, made fixed-width so that keys
+ * compare as strings (a later time has a greater key). Cursors are opaque
+ * and do not order anything; this does.
+ */
+export function timeKey(rfc3339) {
+  const m = /^(.+T\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$/.exec(rfc3339 || '');
+  if (!m) return '';
+  const ms = Date.parse(`${m[1]}${m[3]}`);
+  if (Number.isNaN(ms)) return '';
+  return `${String(ms / 1000).padStart(13, '0')}.${(m[2] || '').padEnd(9, '0')}`;
+}
+
 /** The first value of a header, matched without case, or ''. */
 export function headerValue(headers, name) {
   const lower = name.toLowerCase();
