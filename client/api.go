@@ -145,6 +145,14 @@ func (c *API) ListChannels(ctx context.Context) ([]Channel, error) {
 	return out.Channels, err
 }
 
+// RotateReadKey gives a channel a new read key (in the answer's ReadKey,
+// shown once); the old one stops working, and what it held open ends.
+func (c *API) RotateReadKey(ctx context.Context, id string) (Channel, error) {
+	var ch Channel
+	err := c.Do(ctx, http.MethodPost, "/api/v1/channels/"+url.PathEscape(id)+"/read-key", nil, &ch)
+	return ch, err
+}
+
 // DeleteChannel deletes a channel with its events.
 func (c *API) DeleteChannel(ctx context.Context, id string) error {
 	return c.Do(ctx, http.MethodDelete, "/api/v1/channels/"+url.PathEscape(id), nil, nil)

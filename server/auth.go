@@ -129,8 +129,11 @@ func (r *Relay) authenticateReadKey(req *http.Request, key string) (principal, e
 	if ch.ReadKeyHash == "" || subtle.ConstantTimeCompare([]byte(ch.ReadKeyHash), []byte(hashToken(key))) != 1 {
 		return principal{}, errBadToken
 	}
-	return principal{TokenID: "readkey:" + ch.ID, Role: roleReader, ChannelID: ch.ID}, nil
+	return principal{TokenID: readKeyTokenID(ch.ID), Role: roleReader, ChannelID: ch.ID}, nil
 }
+
+// readKeyTokenID is the principal.TokenID of a channel's read key.
+func readKeyTokenID(channelID string) string { return "readkey:" + channelID }
 
 // optionalAuth authenticates when a token is given and lets anonymous
 // requests through (for --allow-anonymous channel creation).

@@ -264,11 +264,33 @@ func (r *Relay) deleteChannel(c *gin.Context) {
 	}
 	r.limiters.forget(ch.ID)
 	r.channels.forget(ch.ID)
-	r.hub.closeSessions(func(a *agentSession) bool { return a.subscribes(ch.ID) },
-		"channel_deleted", fmt.Sprintf("channel %q was deleted", ch.ID))
-	r.hub.endWatchers(func(channelID string, _ *watcher) bool { return channelID == ch.ID },
-		fmt.Sprintf("channel %q was deleted", ch.ID))
+	r.hub.endChannel(ch.ID, "channel_deleted", fmt.Sprintf("channel %q was deleted", ch.ID))
 	c.Status(http.StatusNoContent)
+}
+
+// rotateReadKey handles POST /api/v1/channels/:id/read-key: the channel
+// gets a new read key, shown once; the old one stops working at once, and
+// the tunnels, live streams and long-polls opened with it end.
+func (r *Relay) rotateReadKey(c *gin.Context) {
+	ch, ok := r.channelFor(c, "id")
+	if !ok {
+		return
+	}
+	if !principalOf(c).canManage(ch) {
+		abortJSON(c, http.StatusForbidden, "forbidden", "only admin and member tokens can replace a channel's read key")
+		return
+	}
+	readKey := newReadKey(ch.ID)
+	ch.ReadKeyHash = hashToken(readKey)
+	if err := r.store.UpdateChannel(c.Request.Context(), ch); err != nil {
+		r.storeFailed(c, err)
+		return
+	}
+	r.channels.forget(ch.ID)
+	r.hub.endAccess(readKeyTokenID(ch.ID), "the channel's read key was replaced")
+	v := r.channelView(c, ch)
+	v.ReadKey = readKey // shown once; only its hash is kept
+	c.JSON(http.StatusOK, v)
 }
 
 // channelAgents handles GET /api/v1/channels/:id/agents.

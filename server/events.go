@@ -148,8 +148,8 @@ func (r *Relay) listEvents(c *gin.Context) {
 	ctx := c.Request.Context()
 	var watch *watcher
 	if wait > 0 {
-		watch = r.hub.watch(ch.ID)
-		defer r.hub.unwatch(ch.ID, watch)
+		watch = r.hub.watch(ch.ID, principalOf(c).TokenID)
+		defer r.hub.unwatch(watch)
 		r.metrics.longPolls.Inc()
 		defer r.metrics.longPolls.Dec()
 	}
@@ -181,7 +181,15 @@ func (r *Relay) listEvents(c *gin.Context) {
 		case <-watch.ch:
 		case <-deadline.C:
 			wait = 0 // answer the (empty) page now
-		case <-r.hub.stopping:
+		case <-watch.done:
+			switch code, reason := watch.endReason(); code {
+			case endTokenRevoked:
+				abortJSON(c, http.StatusUnauthorized, "unauthorized", reason)
+				return
+			case endChannelDeleted:
+				abortJSON(c, http.StatusNotFound, "channel_not_found", reason)
+				return
+			}
 			wait = 0 // the relay is shutting down: answer now
 		case <-ctx.Done():
 			return

@@ -19,10 +19,10 @@ type hub struct {
 	retiring map[int64]*groupWorker            // stopped workers still finishing, by group id
 	channels map[string]map[int64]*groupWorker // channel id → its live groups
 	waiters  map[string]*waiter                // event id → sync sender waiting
-	watchers map[string]map[*watcher]struct{}  // channel id → watchers of new events
+	watchers map[string]map[*watcher]struct{}  // channel id → watchers of new events (watch.go)
 	feeds    map[string]*smeeFeed              // channel id → the feed of its smee streams (smeefeed.go)
 	closed   bool
-	stopping chan struct{} // closed by drain: long-polls answer at once
+	stopping chan struct{} // closed by drain: long-polls and streams end, new watchers end at once
 	stopOnce sync.Once
 	wg       sync.WaitGroup // agent sessions and workers
 }
@@ -276,11 +276,11 @@ func (h *hub) closeSessions(match func(a *agentSession) bool, code, msg string) 
 	return len(victims)
 }
 
-// drain tells every agent to reconnect (elsewhere) because this relay stops.
+// drain tells every agent to reconnect (elsewhere) because this relay
+// stops, and ends every watcher: graceful shutdown waits for open requests.
 func (h *hub) drain(reason string) {
 	h.stopOnce.Do(func() { close(h.stopping) })
-	h.endStreams()
-	h.endWatchers(func(string, *watcher) bool { return true }, "the relay is stopping")
+	h.endWatchers(func(*watcher) bool { return true }, endDraining, "the relay is stopping")
 	h.mu.Lock()
 	agents := make([]*agentSession, 0, len(h.agents))
 	for _, a := range h.agents {
@@ -313,78 +313,6 @@ func (h *hub) agentCount() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.agents)
-}
-
-// watcher is told when a channel gets a new event (long-poll, live views).
-// A live stream's watcher also gets typed messages in live (stream.go); a
-// smee-compatible stream's gets the channel's new events, confirmed in
-// order by the channel's feed, in smee (smeestream.go, smeefeed.go).
-type watcher struct {
-	ch    chan struct{}
-	live  *liveQueue // nil for long-poll
-	smee  *smeeQueue // nil but for smee-compatible streams
-	owner string     // principal.TokenID of the credential it was opened with; "" when none
-}
-
-// wake tells the watcher's owner to look again. It never blocks.
-func (w *watcher) wake() {
-	select {
-	case w.ch <- struct{}{}:
-	default:
-	}
-}
-
-// end tells the watcher's owner to stop, for reason: its channel was
-// deleted, its credential revoked, or the relay stops. Streams that can
-// say goodbye are told why; every owner is woken.
-func (w *watcher) end(reason string) {
-	if w.smee != nil {
-		w.smee.end(reason)
-	}
-	w.wake()
-}
-
-// endWatchers ends the watchers (of any channel) for which match is true
-// and returns how many it ended. It is the one way to end streams and
-// long-polls from outside their handlers: deleting a channel matches its
-// id, revoking a token matches owner.
-func (h *hub) endWatchers(match func(channelID string, w *watcher) bool, reason string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := 0
-	for channelID, ws := range h.watchers {
-		for w := range ws {
-			if match(channelID, w) {
-				w.end(reason)
-				n++
-			}
-		}
-	}
-	return n
-}
-
-func (h *hub) watch(channelID string) *watcher {
-	return h.addWatcher(channelID, &watcher{ch: make(chan struct{}, 1)})
-}
-
-// addWatcher registers w for the channel's new events; unwatch ends it.
-func (h *hub) addWatcher(channelID string, w *watcher) *watcher {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.watchers[channelID] == nil {
-		h.watchers[channelID] = make(map[*watcher]struct{})
-	}
-	h.watchers[channelID][w] = struct{}{}
-	return w
-}
-
-func (h *hub) unwatch(channelID string, w *watcher) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	delete(h.watchers[channelID], w)
-	if len(h.watchers[channelID]) == 0 {
-		delete(h.watchers, channelID)
-	}
 }
 
 // replay hands ev to the channel's connected groups (or the one named) and

@@ -572,11 +572,11 @@ func TestLiveQueueDropsWhenFull(t *testing.T) {
 	for range liveQueueSize + 10 {
 		q.push(liveMessage{name: "event"})
 	}
-	msgs, dropped, ended := q.take()
-	if len(msgs) != liveQueueSize || !dropped || ended {
-		t.Errorf("take: %d msgs, dropped %v, ended %v: want %d, true, false", len(msgs), dropped, ended, liveQueueSize)
+	msgs, dropped := q.take()
+	if len(msgs) != liveQueueSize || !dropped {
+		t.Errorf("take: %d msgs, dropped %v: want %d, true", len(msgs), dropped, liveQueueSize)
 	}
-	if msgs, dropped, _ := q.take(); len(msgs) != 0 || dropped {
+	if msgs, dropped := q.take(); len(msgs) != 0 || dropped {
 		t.Errorf("second take: %d msgs, dropped %v: want an empty queue", len(msgs), dropped)
 	}
 }

@@ -59,7 +59,6 @@ func (r *Relay) endExpiredTunnels(ctx context.Context) {
 		}
 		r.channels.forget(id)
 		r.limiters.forget(id)
-		r.hub.closeSessions(func(a *agentSession) bool { return a.subscribes(id) },
-			protocol.CodeChannelNotFound, fmt.Sprintf("channel %q expired (its TTL passed) and was deleted", id))
+		r.hub.endChannel(id, protocol.CodeChannelNotFound, fmt.Sprintf("channel %q expired (its TTL passed) and was deleted", id))
 	}
 }

@@ -208,10 +208,11 @@ func (r *Relay) smeeStream(c *gin.Context, channelID string) {
 	}
 	defer release()
 
-	wake := make(chan struct{}, 1)
-	q := &smeeQueue{limit: r.cfg.SSEBuffer, wake: wake}
-	w := r.hub.addWatcher(ch.ID, &watcher{ch: wake, smee: q, owner: p.TokenID})
-	defer r.hub.unwatch(ch.ID, w)
+	w := newWatcher(ch.ID, p.TokenID)
+	q := &smeeQueue{limit: r.cfg.SSEBuffer, wake: w.ch}
+	w.smee = q
+	r.hub.addWatcher(w)
+	defer r.hub.unwatch(w)
 	ctx := c.Request.Context()
 	if after, err = r.streamStart(ctx, ch.ID, after, resume); err != nil {
 		r.storeFailed(c, err)

@@ -25,7 +25,7 @@ import (
 //	event     liveEvent             a new event was stored
 //	delivery  liveDelivery          a delivery attempt was recorded
 //	resync    {}                    messages were dropped; read the API again
-//	end       {"reason"}            the stream ends (sign-in revoked, channel deleted, relay stopping)
+//	end       {"reason"}            the stream ends (token revoked, read key replaced, signed out, channel deleted, relay stopping)
 //
 // A comment line (": ping") every 15 seconds keeps proxies from closing an
 // idle stream; at each the stream checks again that the caller may still
@@ -48,7 +48,6 @@ type liveQueue struct {
 	mu      sync.Mutex
 	msgs    []liveMessage // at most liveQueueSize
 	dropped bool          // a message did not fit since the last take
-	ended   bool          // the relay is stopping: end the stream
 }
 
 // push queues m, or marks the queue as having dropped one. It never blocks.
@@ -63,23 +62,19 @@ func (q *liveQueue) push(m liveMessage) {
 }
 
 // take empties the queue.
-func (q *liveQueue) take() (msgs []liveMessage, dropped, ended bool) {
+func (q *liveQueue) take() (msgs []liveMessage, dropped bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	msgs, dropped, ended = q.msgs, q.dropped, q.ended
+	msgs, dropped = q.msgs, q.dropped
 	q.msgs, q.dropped = nil, false
-	return msgs, dropped, ended
-}
-
-func (q *liveQueue) end() {
-	q.mu.Lock()
-	q.ended = true
-	q.mu.Unlock()
+	return msgs, dropped
 }
 
 // watchLive registers a stream's watcher for a channel; unwatch ends it.
-func (h *hub) watchLive(channelID string) *watcher {
-	return h.addWatcher(channelID, &watcher{ch: make(chan struct{}, 1), live: &liveQueue{}})
+func (h *hub) watchLive(channelID, owner string) *watcher {
+	w := newWatcher(channelID, owner)
+	w.live = &liveQueue{}
+	return h.addWatcher(w)
 }
 
 // liveWatchers lists the stream watchers of a channel.
@@ -110,10 +105,7 @@ func (h *hub) pushLive(channelID, name string, data func() any) {
 	m := liveMessage{name: name, data: b}
 	for _, w := range ws {
 		w.live.push(m)
-		select {
-		case w.ch <- struct{}{}:
-		default:
-		}
+		w.wake()
 	}
 }
 
@@ -171,24 +163,6 @@ func (h *hub) publishDelivery(d store.Delivery) {
 	h.pushLive(d.ChannelID, "delivery", func() any { return newLiveDelivery(d) })
 }
 
-// endStreams ends every live stream (the relay is shutting down, and
-// graceful shutdown waits for open requests).
-func (h *hub) endStreams() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, ws := range h.watchers {
-		for w := range ws {
-			if w.live != nil {
-				w.live.end()
-				select {
-				case w.ch <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}
-}
-
 // stream handles GET /api/v1/channels/:id/stream.
 func (in *inspector) stream(c *gin.Context) {
 	r := in.relay
@@ -196,8 +170,8 @@ func (in *inspector) stream(c *gin.Context) {
 	if !ok {
 		return
 	}
-	w := r.hub.watchLive(ch.ID)
-	defer r.hub.unwatch(ch.ID, w)
+	w := r.hub.watchLive(ch.ID, principalOf(c).TokenID)
+	defer r.hub.unwatch(w)
 
 	hdr := c.Writer.Header()
 	hdr.Set("Content-Type", "text/event-stream")
@@ -236,12 +210,12 @@ func (in *inspector) stream(c *gin.Context) {
 		case <-r.ctx.Done():
 			end("the relay is stopping")
 			return
+		case <-w.done:
+			_, reason := w.endReason()
+			end(reason)
+			return
 		case <-w.ch:
-			msgs, dropped, ended := w.live.take()
-			if ended {
-				end("the relay is stopping")
-				return
-			}
+			msgs, dropped := w.live.take()
 			if dropped && !send("resync", []byte("{}")) {
 				return
 			}

@@ -216,7 +216,8 @@ func (r *Relay) listTokens(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"tokens": out})
 }
 
-// revokeToken handles DELETE /api/v1/tokens/:id and closes the token's live tunnels.
+// revokeToken handles DELETE /api/v1/tokens/:id and ends what the token
+// holds open: tunnels, live streams and long-polls.
 func (r *Relay) revokeToken(c *gin.Context) {
 	p := principalOf(c)
 	id := c.Param("id")
@@ -236,8 +237,6 @@ func (r *Relay) revokeToken(c *gin.Context) {
 		r.storeFailed(c, err)
 		return
 	}
-	closed := r.hub.closeSessions(func(a *agentSession) bool { return a.principal.TokenID == id },
-		"token_revoked", "the token of this agent was revoked")
-	r.hub.endWatchers(func(_ string, w *watcher) bool { return w.owner == id }, "the token was revoked")
+	closed := r.hub.endAccess(id, "the token was revoked")
 	c.JSON(http.StatusOK, gin.H{"id": id, "revoked": true, "tunnels_closed": closed})
 }

@@ -40,7 +40,7 @@ func printJSON(w io.Writer, v any) error {
 }
 
 func newChannelCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "channel", Short: "Create, list and delete channels"}
+	cmd := &cobra.Command{Use: "channel", Short: "Create, list, change and delete channels"}
 
 	create := &cobra.Command{
 		Use:   "create [ID]",
@@ -138,6 +138,32 @@ func newChannelCmd() *cobra.Command {
 		},
 	}
 	addClientFlags(del)
-	cmd.AddCommand(create, list, del, newChannelUpdateCmd())
+
+	rotate := &cobra.Command{
+		Use:   "rotate-key ID",
+		Short: "Give a channel a new read key; the old one stops working at once",
+		Long: `Give a channel a new read key and print it (shown once). The old key stops
+working at once: agents, live streams and long-polls opened with it end.`,
+		Example: `  hookrelay channel rotate-key my-app`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			api, v, err := apiFrom(cmd)
+			if err != nil {
+				return err
+			}
+			ch, err := api.RotateReadKey(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if v.GetBool("json") {
+				return printJSON(cmd.OutOrStdout(), ch)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "channel %s\nread key %s (shown once; the old one no longer works)\n", ch.ID, ch.ReadKey)
+			return nil
+		},
+	}
+	addClientFlags(rotate)
+	rotate.Flags().Bool("json", false, "print the channel, with its new read_key, as JSON")
+	cmd.AddCommand(create, list, del, rotate, newChannelUpdateCmd())
 	return cmd
 }

@@ -212,6 +212,10 @@ func TestBinaryAsAUserWouldUseIt(t *testing.T) {
 	if code != 0 || !strings.Contains(out, ch.ID) {
 		t.Fatalf("channel list: exit %d: %s", code, out)
 	}
+	out, code = run(t, env, "channel", "rotate-key", ch.ID)
+	if code != 0 || !strings.Contains(out, "read key rk_"+ch.ID+".") {
+		t.Fatalf("channel rotate-key: exit %d: %s", code, out)
+	}
 	out, code = run(t, []string{"HOOKRELAY_SERVER=http://" + addr, "HOOKRELAY_TOKEN=wrong"}, "channel", "list")
 	if code == 0 || !strings.Contains(out, "401") {
 		t.Fatalf("wrong token: exit %d: %s", code, out)
