@@ -6,6 +6,8 @@ import (
 	"io"
 	"testing"
 
+	"github.com/hashicorp/yamux"
+
 	"github.com/hookrelay/hookrelay/protocol"
 )
 
@@ -61,4 +63,65 @@ func BenchmarkStreamThroughput(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
 		})
 	}
+}
+
+// BenchmarkResponseVsRequestBody moves an 8 MiB body each way over a
+// session: as a request (into the agent's 8 MiB window) and as an app's
+// answer (into the relay's 256 KiB window). Compare the two MB/s figures
+// of one run: the relay's small window is what bounds the memory an agent
+// can make it hold.
+func BenchmarkResponseVsRequestBody(b *testing.B) {
+	const size = 8 << 20
+	body := randomBytes(11, size)
+	for _, dir := range []string{"request", "response"} {
+		b.Run(dir, func(b *testing.B) {
+			agent, relay := sessionPair(b)
+			serveDeliveries(b, agent, func(req *protocol.DeliveryRequest, in io.Reader) (*protocol.DeliveryResponse, []byte, error) {
+				if _, err := io.Copy(io.Discard, in); err != nil {
+					return nil, nil, err
+				}
+				if dir == "request" {
+					return &protocol.DeliveryResponse{Status: 204}, nil, nil
+				}
+				return &protocol.DeliveryResponse{Status: 200, BodyLength: size}, body, nil
+			})
+			req := validRequest(0)
+			var in io.Reader
+			if dir == "request" {
+				req = validRequest(size)
+			}
+			b.SetBytes(size)
+			for b.Loop() {
+				if dir == "request" {
+					in = bytes.NewReader(body)
+				}
+				resp, got, err := deliverToEOF(relay, req, in)
+				if err != nil || (dir == "response" && len(got) != size) {
+					b.Fatalf("%+v %d %v", resp, len(got), err)
+				}
+			}
+		})
+	}
+}
+
+// deliverToEOF is deliver, then waits for the agent to close its side, so
+// that the agent's last write has returned when the benchmark ends.
+func deliverToEOF(relay *yamux.Session, req *protocol.DeliveryRequest, body io.Reader) (*protocol.DeliveryResponse, []byte, error) {
+	st, err := relay.OpenStream()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer st.Close()
+	if err := protocol.WriteRequest(st, req, body); err != nil {
+		return nil, nil, err
+	}
+	resp, err := protocol.ReadResponse(st)
+	if err != nil {
+		return nil, nil, err
+	}
+	got, err := io.ReadAll(st) // the body, then the agent's FIN
+	if err == nil && int64(len(got)) != resp.BodyLength {
+		err = fmt.Errorf("%d body bytes, want %d", len(got), resp.BodyLength)
+	}
+	return resp, got, err
 }

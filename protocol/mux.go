@@ -18,6 +18,13 @@ import (
 // (Limits.MaxConcurrency) to bound memory.
 const StreamWindow = 8 << 20
 
+// RelayStreamWindow is the relay's own receive window per stream, yamux's
+// smallest. The relay receives only control frames and the apps' answers,
+// and it must bound what an agent can make it hold: at most this much for
+// each stream it has open with an agent, of which there are at most
+// Limits.MaxConcurrency deliveries and the control stream.
+const RelayStreamWindow = 256 << 10
+
 // MuxConfig returns the yamux configuration both sides use: keepalives on,
 // a large stream window, bounded open and close times, and yamux's own log
 // sent to logOutput (nil discards it).
@@ -43,7 +50,14 @@ func Client(conn net.Conn, logOutput io.Writer) (*yamux.Session, error) {
 	return yamux.Client(conn, MuxConfig(logOutput))
 }
 
-// Server starts the relay's side of a yamux session on conn.
+// Server starts the relay's side of a yamux session on conn: MuxConfig
+// with the relay's receive window (RelayStreamWindow) and room for one
+// stream opened by the agent, the control stream. Once the relay has
+// accepted it, it calls GoAway: yamux then resets at once every further
+// stream the agent opens, and an agent's yamux refuses to open one.
 func Server(conn net.Conn, logOutput io.Writer) (*yamux.Session, error) {
-	return yamux.Server(conn, MuxConfig(logOutput))
+	cfg := MuxConfig(logOutput)
+	cfg.MaxStreamWindowSize = RelayStreamWindow
+	cfg.AcceptBacklog = 1
+	return yamux.Server(conn, cfg)
 }

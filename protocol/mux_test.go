@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -276,5 +277,41 @@ func TestMuxConfig(t *testing.T) {
 	}
 	if err := yamux.VerifyConfig(protocol.MuxConfig(nil)); err != nil {
 		t.Fatalf("MuxConfig(nil) is not valid: %v", err)
+	}
+}
+
+// TestRelayAcceptsOnlyTheControlStream: the relay's session takes one
+// stream from the agent; after its GoAway the agent cannot open another,
+// while the relay still opens delivery streams.
+func TestRelayAcceptsOnlyTheControlStream(t *testing.T) {
+	t.Parallel()
+	agent, relay := sessionPair(t)
+	ctrl, err := agent.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctrl.Write([]byte("x")); err != nil { // yamux opens a stream with its first write
+		t.Fatal(err)
+	}
+	accepted, err := relay.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer accepted.Close()
+	if err := relay.GoAway(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := relay.Ping(); err != nil { // the agent has seen the GoAway once its pong is back
+		t.Fatal(err)
+	}
+	if _, err := agent.OpenStream(); !errors.Is(err, yamux.ErrRemoteGoAway) {
+		t.Errorf("the agent opened a stream after the relay's GoAway: %v", err)
+	}
+	serveDeliveries(t, agent, func(req *protocol.DeliveryRequest, body io.Reader) (*protocol.DeliveryResponse, []byte, error) {
+		return &protocol.DeliveryResponse{Status: 204}, nil, nil
+	})
+	resp, _, err := deliver(relay, validRequest(0), nil)
+	if err != nil || resp.Status != 204 {
+		t.Errorf("a delivery after the GoAway: %+v %v", resp, err)
 	}
 }

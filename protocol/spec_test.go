@@ -29,6 +29,7 @@ func TestSpecMatchesCode(t *testing.T) {
 		grouped(protocol.MaxMessage) + " bytes", grouped(protocol.MaxControlFrame) + " bytes",
 		grouped(protocol.MaxHeaderFrame) + " bytes", grouped(protocol.MaxBodyLength),
 		fmt.Sprintf("%d MiB (`StreamWindow`)", protocol.StreamWindow>>20),
+		fmt.Sprintf("%d KiB (`RelayStreamWindow`)", protocol.RelayStreamWindow>>10),
 		fmt.Sprintf("| accept backlog | %d |", yamux.AcceptBacklog),
 		fmt.Sprintf("a yamux ping every %s", seconds(yamux.KeepAliveInterval)),
 		fmt.Sprintf("| write timeout | %s |", seconds(yamux.ConnectionWriteTimeout)),

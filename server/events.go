@@ -148,7 +148,10 @@ func (r *Relay) listEvents(c *gin.Context) {
 	ctx := c.Request.Context()
 	var watch *watcher
 	if wait > 0 {
-		watch = r.hub.watch(ch.ID, principalOf(c).TokenID)
+		if watch, err = r.hub.watch(ch.ID, principalOf(c).TokenID); err != nil {
+			abortJSON(c, http.StatusTooManyRequests, "limit_exceeded", err.Error())
+			return
+		}
 		defer r.hub.unwatch(watch)
 		r.metrics.longPolls.Inc()
 		defer r.metrics.longPolls.Dec()

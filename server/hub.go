@@ -21,6 +21,8 @@ type hub struct {
 	waiters  map[string]*waiter                // event id → sync sender waiting
 	watchers map[string]map[*watcher]struct{}  // channel id → watchers of new events (watch.go)
 	feeds    map[string]*smeeFeed              // channel id → the feed of its smee streams (smeefeed.go)
+	tunnels  map[string]int                    // principal's TokenID → tunnels open or in handshake
+	watching map[string]int                    // principal's TokenID → watchers registered
 	closed   bool
 	stopping chan struct{} // closed by drain: long-polls and streams end, new watchers end at once
 	stopOnce sync.Once
@@ -50,6 +52,8 @@ func newHub(r *Relay) *hub {
 		stopping: make(chan struct{}),
 		watchers: make(map[string]map[*watcher]struct{}),
 		feeds:    make(map[string]*smeeFeed),
+		tunnels:  make(map[string]int),
+		watching: make(map[string]int),
 	}
 }
 
@@ -332,17 +336,26 @@ func (h *hub) replay(channelID, group string, ev store.Event) []string {
 	return names
 }
 
-// sessionsOfToken counts the connected sessions of one token.
-func (h *hub) sessionsOfToken(tokenID string) int {
+// reserveTunnel takes one of a principal's limit places for a tunnel; it
+// returns how many it has and whether the place was free.
+func (h *hub) reserveTunnel(tokenID string, limit int) (int, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	n := 0
-	for _, a := range h.agents {
-		if a.principal.TokenID == tokenID {
-			n++
-		}
+	n := h.tunnels[tokenID]
+	if n >= limit {
+		return n, false
 	}
-	return n
+	h.tunnels[tokenID] = n + 1
+	return n, true
+}
+
+// releaseTunnel gives back a place taken by reserveTunnel.
+func (h *hub) releaseTunnel(tokenID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.tunnels[tokenID]--; h.tunnels[tokenID] <= 0 {
+		delete(h.tunnels, tokenID)
+	}
 }
 
 // retired forgets a worker whose run has returned.

@@ -53,7 +53,7 @@ func newMetrics() *metrics {
 			Name: "hookrelay_sse_slow_readers_dropped_total", Help: "Event streams dropped because their reader fell behind the sse_buffer or stopped reading.",
 		}),
 		sseRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hookrelay_sse_streams_refused_total", Help: "Event streams refused with 429, by cap (channel, address).",
+			Name: "hookrelay_sse_streams_refused_total", Help: "Event streams refused with 429, by cap (channel, address, token).",
 		}, []string{"cap"}),
 	}
 	m.registry.MustRegister(m.eventsReceived, m.eventsRejected, m.deliveries, m.deliveryDuration, m.agentsConnected, m.longPolls,

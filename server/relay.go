@@ -81,6 +81,13 @@ type Config struct {
 	// MaxAgentsPerToken caps the tunnels one token may hold open at once
 	// (default 1000).
 	MaxAgentsPerToken int
+	// MaxAgentsPerReadKey caps the tunnels one channel read key may hold
+	// open at once (default 20): anyone may get a read key on a relay that
+	// allows anonymous channels.
+	MaxAgentsPerReadKey int
+	// MaxStreamsPerToken caps the live streams and long-polls one token or
+	// read key may hold open at once (default 100).
+	MaxStreamsPerToken int
 	// TrustedProxies lists the addresses or CIDRs of reverse proxies whose
 	// X-Forwarded-For is believed; from any other peer the socket address
 	// is the client's.
@@ -166,6 +173,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.SSEKeepAlive <= 0 {
 		c.SSEKeepAlive = DefaultSSEKeepAlive
+	}
+	if c.MaxAgentsPerReadKey <= 0 {
+		c.MaxAgentsPerReadKey = 20
+	}
+	if c.MaxStreamsPerToken <= 0 {
+		c.MaxStreamsPerToken = 100
 	}
 	if c.ReadTimeout <= 0 {
 		c.ReadTimeout = 30 * time.Second

@@ -211,7 +211,11 @@ func (r *Relay) smeeStream(c *gin.Context, channelID string) {
 	w := newWatcher(ch.ID, p.TokenID)
 	q := &smeeQueue{limit: r.cfg.SSEBuffer, wake: w.ch}
 	w.smee = q
-	r.hub.addWatcher(w)
+	if _, err := r.hub.addWatcher(w); err != nil {
+		r.metrics.sseRefused.WithLabelValues("token").Inc()
+		abortJSON(c, http.StatusTooManyRequests, "too_many_streams", err.Error())
+		return
+	}
 	defer r.hub.unwatch(w)
 	ctx := c.Request.Context()
 	if after, err = r.streamStart(ctx, ch.ID, after, resume); err != nil {

@@ -71,7 +71,7 @@ func (q *liveQueue) take() (msgs []liveMessage, dropped bool) {
 }
 
 // watchLive registers a stream's watcher for a channel; unwatch ends it.
-func (h *hub) watchLive(channelID, owner string) *watcher {
+func (h *hub) watchLive(channelID, owner string) (*watcher, error) {
 	w := newWatcher(channelID, owner)
 	w.live = &liveQueue{}
 	return h.addWatcher(w)
@@ -170,7 +170,11 @@ func (in *inspector) stream(c *gin.Context) {
 	if !ok {
 		return
 	}
-	w := r.hub.watchLive(ch.ID, principalOf(c).TokenID)
+	w, err := r.hub.watchLive(ch.ID, principalOf(c).TokenID)
+	if err != nil {
+		abortJSON(c, http.StatusTooManyRequests, "limit_exceeded", err.Error())
+		return
+	}
 	defer r.hub.unwatch(w)
 
 	hdr := c.Writer.Header()

@@ -84,6 +84,24 @@ func (r *Relay) tunnel(c *gin.Context) {
 		abortJSON(c, http.StatusForbidden, "bad_upgrade", "a browser page of another origin may not open a tunnel")
 		return
 	}
+	// A place among the principal's tunnels is taken before the upgrade, so
+	// that concurrent handshakes cannot pass the cap together.
+	p := principalOf(c)
+	limit, key := r.cfg.MaxAgentsPerToken, "max_agents_per_token"
+	if p.Role == roleReader {
+		limit, key = r.cfg.MaxAgentsPerReadKey, "max_agents_per_read_key"
+	}
+	if n, ok := r.hub.reserveTunnel(p.TokenID, limit); !ok {
+		abortJSON(c, http.StatusTooManyRequests, "limit_exceeded", fmt.Sprintf(
+			"this token already has %d agents connected, the relay's %s; stop one or use another token", n, key))
+		return
+	}
+	reserved := true
+	defer func() {
+		if reserved {
+			r.hub.releaseTunnel(p.TokenID)
+		}
+	}()
 	ws, err := wsUpgrader.Upgrade(c.Writer, c.Request, nil)
 	if err != nil {
 		return // the upgrader answered already
@@ -91,20 +109,23 @@ func (r *Relay) tunnel(c *gin.Context) {
 	a := &agentSession{
 		id:        newID("ses_"),
 		relay:     r,
-		principal: principalOf(c),
+		principal: p,
 		since:     time.Now().UTC(),
 		baseURL:   strings.TrimSuffix(r.ingressURL(c.Request, ""), "/h/"),
 		conn:      protocol.NewConn(ws, protocol.ConnConfig{}),
 	}
 	if !r.hub.track(a.serve) {
 		_ = a.conn.Close()
+		return
 	}
+	reserved = false // serve releases it
 }
 
 // serve runs the session: handshake, registration, then the control loop
 // until the session ends.
 func (a *agentSession) serve() {
 	r := a.relay
+	defer r.hub.releaseTunnel(a.principal.TokenID)
 	defer a.close()
 	sess, err := protocol.Server(a.conn, nil)
 	if err != nil {
@@ -117,6 +138,11 @@ func (a *agentSession) serve() {
 	cancel()
 	if err != nil {
 		r.log.Info("agent opened no control stream", "err", err)
+		return
+	}
+	// The control stream is the only one an agent may open: from now on
+	// yamux resets any other at once, holding nothing for it.
+	if err := sess.GoAway(); err != nil {
 		return
 	}
 	a.control = ctrl
@@ -149,10 +175,6 @@ func (a *agentSession) serve() {
 	}
 	a.slots = make(chan struct{}, concurrency)
 
-	if n := r.hub.sessionsOfToken(a.principal.TokenID); n >= r.cfg.MaxAgentsPerToken {
-		a.sendError(protocol.CodeLimit, fmt.Sprintf("this token already has %d agents connected, the relay's max_agents_per_token; stop one or use another token", n))
-		return
-	}
 	groups, infos, perr := a.resolve(hello.Subscriptions)
 	if perr != nil {
 		a.sendControl(&protocol.ControlMessage{Type: protocol.TypeError, Error: perr})
@@ -174,11 +196,37 @@ func (a *agentSession) serve() {
 		return
 	}
 	_ = ctrl.SetDeadline(time.Time{})
+	if err := a.refuseStrayStreams(); err != nil {
+		r.log.Info("agent did not answer a ping after the handshake", "session", a.id, "err", err)
+		return
+	}
 	r.metrics.agentsConnected.Inc()
 	defer r.metrics.agentsConnected.Dec()
 	r.log.Info("agent connected", "session", a.id, "host", a.host, "version", a.agentVersion, "channels", len(infos))
 	a.controlLoop()
 	r.log.Info("agent disconnected", "session", a.id)
+}
+
+// strayStreamWait bounds the wait for a stream already in the accept queue.
+const strayStreamWait = 10 * time.Millisecond
+
+// refuseStrayStreams closes the streams the agent opened besides the
+// control stream before the GoAway reached it. A ping's answer comes after
+// every frame the agent sent before it, so once it is back such streams
+// sit in the accept queue (of one place; yamux reset the others).
+func (a *agentSession) refuseStrayStreams() error {
+	if _, err := a.sess.Ping(); err != nil {
+		return err
+	}
+	for {
+		ctx, cancel := context.WithTimeout(a.relay.ctx, strayStreamWait)
+		st, err := a.sess.AcceptStreamWithContext(ctx)
+		cancel()
+		if err != nil {
+			return nil
+		}
+		_ = st.Close()
+	}
 }
 
 // resolve checks each subscription (the channel exists and the principal
@@ -365,11 +413,13 @@ func (a *agentSession) deliver(ctx context.Context, req *protocol.DeliveryReques
 	if resp.BodyLength > a.relay.cfg.MaxBody {
 		return nil, nil, fmt.Errorf("%w: response body of %d bytes is over max_body", errAgentGone, resp.BodyLength)
 	}
-	respBody := make([]byte, resp.BodyLength)
-	if _, err := io.ReadFull(stream, respBody); err != nil {
+	// Grown as the bytes come, not allocated as announced: an agent that
+	// announces 25 MiB and sends nothing holds nothing.
+	buf := bytes.NewBuffer(make([]byte, 0, min(resp.BodyLength, 64<<10)))
+	if _, err := io.CopyN(buf, stream, resp.BodyLength); err != nil {
 		return nil, nil, fmt.Errorf("%w: read response body: %v", errAgentGone, err)
 	}
-	return resp, respBody, nil
+	return resp, buf.Bytes(), nil
 }
 
 // subscribes reports whether the session receives the channel's events.

@@ -1,6 +1,9 @@
 package server
 
-import "sync"
+import (
+	"fmt"
+	"sync"
+)
 
 // A watcher is one open request that follows a channel's new events: a
 // long-poll, a live stream of the inspector, a smee-compatible event
@@ -67,15 +70,28 @@ func (w *watcher) end(code, reason string) {
 func (w *watcher) endReason() (code, reason string) { return w.code, w.reason }
 
 // watch registers a long-poll's watcher for the channel's new events.
-func (h *hub) watch(channelID, owner string) *watcher {
+func (h *hub) watch(channelID, owner string) (*watcher, error) {
 	return h.addWatcher(newWatcher(channelID, owner))
 }
 
-// addWatcher registers w; unwatch ends the registration. A watcher added
-// while the relay drains is ended at once.
-func (h *hub) addWatcher(w *watcher) *watcher {
+// tooManyWatchers is addWatcher's error when the principal already holds
+// max_streams_per_token watchers.
+type tooManyWatchers struct{ n int }
+
+func (e tooManyWatchers) Error() string {
+	return fmt.Sprintf("this token already has %d live streams and long-polls open, the relay's max_streams_per_token; close one first", e.n)
+}
+
+// addWatcher registers w, unless its principal already holds the relay's
+// MaxStreamsPerToken; unwatch ends the registration. A watcher added while
+// the relay drains is ended at once.
+func (h *hub) addWatcher(w *watcher) (*watcher, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if n := h.watching[w.owner]; n >= h.relay.cfg.MaxStreamsPerToken {
+		return nil, tooManyWatchers{n}
+	}
+	h.watching[w.owner]++
 	if h.watchers[w.channelID] == nil {
 		h.watchers[w.channelID] = make(map[*watcher]struct{})
 	}
@@ -85,15 +101,21 @@ func (h *hub) addWatcher(w *watcher) *watcher {
 		w.end(endDraining, "the relay is stopping")
 	default:
 	}
-	return w
+	return w, nil
 }
 
 func (h *hub) unwatch(w *watcher) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if _, ok := h.watchers[w.channelID][w]; !ok {
+		return
+	}
 	delete(h.watchers[w.channelID], w)
 	if len(h.watchers[w.channelID]) == 0 {
 		delete(h.watchers, w.channelID)
+	}
+	if h.watching[w.owner]--; h.watching[w.owner] <= 0 {
+		delete(h.watching, w.owner)
 	}
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -139,5 +140,67 @@ func TestRevocationEndsStreamsAndLongPolls(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStreamsAndLongPollsAreCappedPerToken: one token or read key holds at
+// most max_streams_per_token live streams and long-polls; more get 429 and
+// the reason, and a closed one makes room.
+func TestStreamsAndLongPollsAreCappedPerToken(t *testing.T) {
+	t.Parallel()
+	e := startUI(t, func(c *Config) { c.MaxStreamsPerToken = 3 })
+	member := e.teamToken("capped")
+	ch := e.channel(member, "capped-streams")
+	get := func(path, token string) (*http.Response, func()) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, "GET", e.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := e.stream.Do(req)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		stop := func() {
+			cancel()
+			resp.Body.Close()
+		}
+		t.Cleanup(stop)
+		return resp, stop
+	}
+	stream := "/api/v1/channels/capped-streams/stream"
+	poll := "/api/v1/channels/capped-streams/events?wait=30s"
+	var first func()
+	for i := range 2 {
+		resp, stop := get(stream, member)
+		if i == 0 {
+			first = stop
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("stream %d: %d", i, resp.StatusCode)
+		}
+	}
+	polled := e.longPoll("capped-streams", withBearer(member)) // answers once an event comes
+	e.waitWatchers("capped-streams", 3)
+	for _, path := range []string{stream, poll} {
+		resp, _ := get(path, member)
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(b), "max_streams_per_token") {
+			t.Errorf("%s beyond the cap: %d %s, want 429 naming max_streams_per_token", path, resp.StatusCode, b)
+		}
+	}
+	for _, token := range []string{uiAdminToken, ch.ReadKey} {
+		if resp, _ := get(stream, token); resp.StatusCode != http.StatusOK {
+			t.Errorf("another principal's stream: %d", resp.StatusCode)
+		}
+	}
+	first()
+	e.waitWatchers("capped-streams", 4) // the first one's handler has left
+	if resp, _ := get(stream, member); resp.StatusCode != http.StatusOK {
+		t.Errorf("a stream after one closed: %d", resp.StatusCode)
+	}
+	e.do("POST", "/h/capped-streams/end-the-poll", "{}")
+	if got := <-polled; !strings.HasPrefix(got, "200") {
+		t.Errorf("the long-poll within the cap: %s", got)
 	}
 }

@@ -53,6 +53,8 @@ over the file):
   max_db_size             --max-db-size             0 (no cap; e.g. 10GiB)
   rate_limit              --rate-limit              0 (webhooks/s per channel; 0: none)
   max_agents_per_token    --max-agents-per-token    1000
+  max_agents_per_read_key --max-agents-per-read-key 20
+  max_streams_per_token   --max-streams-per-token   100 (live streams and long-polls)
   max_channels_per_team   --max-channels-per-team   0 (no cap)
   allow_anonymous         --allow-anonymous         false
   trusted_proxies         --trusted-proxies         (none; e.g. 10.0.0.0/8,127.0.0.1)
@@ -102,6 +104,8 @@ func newServerCmd() *cobra.Command {
 	f.String("max-db-size", "0", "cap on the database size (e.g. 10GiB); when full, ingress answers 503")
 	f.Float64("rate-limit", 0, "webhooks per second per channel (burst twice that); 0: no limit")
 	f.Int("max-agents-per-token", 1000, "tunnels one token may hold open at once")
+	f.Int("max-agents-per-read-key", 20, "tunnels one channel read key may hold open at once")
+	f.Int("max-streams-per-token", 100, "live streams and long-polls one token or read key may hold open at once")
 	f.Int("max-channels-per-team", 0, "channels per team (0: no cap)")
 	f.Bool("allow-anonymous", false, "let anyone create a channel (it comes with its read key)")
 	f.StringSlice("trusted-proxies", nil, "reverse proxies (IPs or CIDRs) whose X-Forwarded-For is believed")
@@ -210,6 +214,8 @@ func runServer(cmd *cobra.Command, _ []string) error {
 		MaxAttempts:         v.GetInt("max_attempts"),
 		RateLimit:           v.GetFloat64("rate_limit"),
 		MaxAgentsPerToken:   v.GetInt("max_agents_per_token"),
+		MaxAgentsPerReadKey: v.GetInt("max_agents_per_read_key"),
+		MaxStreamsPerToken:  v.GetInt("max_streams_per_token"),
 		MaxChannelsPerTeam:  v.GetInt("max_channels_per_team"),
 		AllowAnonymous:      v.GetBool("allow_anonymous"),
 		TrustedProxies:      splitList(v.GetStringSlice("trusted_proxies")),
