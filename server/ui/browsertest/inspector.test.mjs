@@ -202,6 +202,9 @@ try {
   await page.getByRole('button', { name: /^Pretty/ }).click();
   check((await page.locator('#event-name').textContent()) === 'push', 'event name');
   check((await page.locator('#deliveries > li').count()) === 1, 'want one delivery');
+  const strayText = await page.locator('section[aria-labelledby="deliveries-title"]').evaluate(
+    (s) => [...s.childNodes].filter((n) => n.nodeType === Node.TEXT_NODE).map((n) => n.textContent).join(''));
+  check(strayText === '', `the Deliveries section prints ${JSON.stringify(strayText)} between its parts`);
   check((await page.locator('#deliveries').textContent()).includes('"received"'), 'the app\'s response body is not shown');
   await page.screenshot({ path: path.join(SHOTS, 'event.png') });
   if (env.DOCS_SCREENSHOT) {

@@ -26,6 +26,11 @@ function el(tag, attrs = {}, ...children) {
   return e;
 }
 
+/** fill replaces node's children with those given, skipping null and false as el does (replaceChildren would print "null"). */
+function fill(node, ...children) {
+  node.replaceChildren(...children.flat().filter((c) => c != null && c !== false));
+}
+
 function debounce(fn, ms) {
   let t;
   return (...args) => {
@@ -347,7 +352,7 @@ class ChannelsPage {
   }
 
   showCreated(ch) {
-    this.created.replaceChildren(
+    fill(this.created,
       el('p', {}, 'Channel ', el('a', { href: `#/c/${enc(ch.id)}` }, el('strong', {}, ch.id)), ' is ready. Send webhooks to:'),
       el('div', { class: 'copyline' }, el('code', { id: 'created-url' }, ch.url), copyButton(ch.url, 'Copy the new ingress URL')),
       ch.read_key ? el('p', {}, 'Its read key opens this channel alone (for a teammate or a CI job). It is shown once:') : null,
@@ -983,7 +988,7 @@ class ChannelPage {
         ? 'Rejected at ingress: never delivered.'
         : 'Not delivered yet: no agent of this channel has taken it.');
     }
-    this.deliveriesBox.replaceChildren(
+    fill(this.deliveriesBox,
       el('h3', { id: 'deliveries-title' }, `Deliveries (${ds.length})`),
       empty,
       items.length ? el('ol', { class: 'deliveries', id: 'deliveries', 'aria-label': 'Delivery attempts, newest first' }, items) : null);
