@@ -106,7 +106,7 @@ func (r *Relay) ingress(c *gin.Context) {
 		// Kept, marked rejected, so the team can see why; never delivered.
 		ev.State, ev.RejectReason = store.EventRejected, reason
 		if err := r.store.AppendEvent(ctx, ev); err != nil {
-			r.storeFailed(c, err)
+			r.commitFailed(c, err)
 			return
 		}
 		r.metrics.eventsRejected.WithLabelValues("signature").Inc()
@@ -128,7 +128,7 @@ func (r *Relay) ingress(c *gin.Context) {
 			abortJSON(c, http.StatusNotFound, "channel_not_found", fmt.Sprintf("channel %q does not exist", channelID))
 			return
 		}
-		r.storeFailed(c, err)
+		r.commitFailed(c, err)
 		return
 	}
 	r.metrics.eventsReceived.Inc()
@@ -201,6 +201,18 @@ func (r *Relay) storeFailed(c *gin.Context, err error) {
 	c.Header("Retry-After", "5")
 	abortJSON(c, http.StatusServiceUnavailable, "store_unavailable",
 		"the relay cannot store webhooks right now; retry later")
+}
+
+// commitFailed answers a webhook whose commit failed: 503, unless the
+// sender went away while it waited (its request's context ended), which is
+// no failure of the store and has nobody to answer.
+func (r *Relay) commitFailed(c *gin.Context, err error) {
+	if ctxErr := c.Request.Context().Err(); ctxErr != nil && errors.Is(err, ctxErr) {
+		r.log.Debug("the sender went away before its webhook was committed", "err", err)
+		c.Abort()
+		return
+	}
+	r.storeFailed(c, err)
 }
 
 func (r *Relay) accepted(c *gin.Context, ev *store.Event, msg string) {
