@@ -558,3 +558,45 @@ func TestAppHeadersReachSenderAsWritten(t *testing.T) {
 		}
 	}
 }
+
+// TestHeadAnswerKeepsTheAppsLength: the answer to HEAD carries the app's
+// Content-Length (what a GET would bring) once, and no body.
+func TestHeadAnswerKeepsTheAppsLength(t *testing.T) {
+	t.Parallel()
+	target := rawTarget(t, "HTTP/1.1 200 OK\r\nx-A: 1\r\nContent-Length: 5\r\n\r\n")
+	relay := startRelay(t)
+	ch := relay.channel(t, client.CreateChannel{})
+	relay.startAgent(t, ch, target)
+	conn, err := net.Dial("tcp", relay.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	for i := range 2 {
+		fmt.Fprintf(conn, "HEAD /h/%s/x HTTP/1.1\r\nHost: %s\r\n\r\n", ch, relay.addr)
+		status, err := br.ReadString('\n')
+		if err != nil || status != "HTTP/1.1 200 OK\r\n" {
+			t.Fatalf("request %d: status %q %v", i, status, err)
+		}
+		var lengths []string
+		sawApp := false
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if line == "\r\n" {
+				break
+			}
+			if v, ok := strings.CutPrefix(line, "Content-Length: "); ok {
+				lengths = append(lengths, strings.TrimSpace(v))
+			}
+			sawApp = sawApp || line == "x-A: 1\r\n"
+		}
+		if !slices.Equal(lengths, []string{"5"}) || !sawApp {
+			t.Errorf("request %d: Content-Length %q and the app's field %v, want the app's 5 once", i, lengths, sawApp)
+		}
+	}
+}
