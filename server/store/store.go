@@ -77,6 +77,10 @@ type Event struct {
 	ReceivedAt   time.Time
 	State        EventState
 	RejectReason string
+	// ReplayOf is the id of the event this one is an edited replay of (the
+	// replay API with edits stores a new event); "" for a webhook received
+	// at ingress. The original may have been deleted since.
+	ReplayOf string
 
 	// Summary of delivery, maintained by RecordProgress. A store keeps it
 	// apart from the body, so recording a delivery never rewrites the body.

@@ -12,12 +12,14 @@ import (
 
 // eventColumns are the columns scanEvent reads, from eventTables; the body
 // is appended when wanted (it is the table's last column, see the
-// migrations). An event without a delivery has no event_status row.
+// migrations). An event without a delivery has no event_status row, one
+// that is no edited replay no event_origins row.
 const eventColumns = `e.seq, e.id, e.channel_id, e.method, e.path, e.raw_query, e.remote_addr,
 	e.received_at, e.state, e.reject_reason, coalesce(st.last_status, 0), coalesce(st.attempts, 0),
-	coalesce(st.delivered_any, 0), e.headers, e.size`
+	coalesce(st.delivered_any, 0), e.headers, e.size, coalesce(o.replay_of, '')`
 
-const eventTables = `events AS e LEFT JOIN event_status AS st ON st.seq = e.seq`
+const eventTables = `events AS e LEFT JOIN event_status AS st ON st.seq = e.seq
+	LEFT JOIN event_origins AS o ON o.event_seq = e.seq`
 
 const insertEvent = `INSERT INTO events (seq, id, channel_id, method, path, raw_query, remote_addr,
 	received_at, state, reject_reason, size, headers, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
@@ -59,6 +61,9 @@ func (s *Store) StartAppend(ctx context.Context, e *store.Event) (*store.Commit,
 		}
 		if state == store.EventRejected {
 			_, err = w.exec(trimRejected, ev.ChannelID, j.seq, maxRejected, maxRejectedBytes)
+		}
+		if err == nil && ev.ReplayOf != "" {
+			_, err = w.exec(`INSERT INTO event_origins (event_seq, replay_of) VALUES (?, ?)`, j.seq, ev.ReplayOf)
 		}
 		return err
 	}
@@ -200,7 +205,7 @@ func scanEvent(r scanner, withBody bool) (store.Event, error) {
 		headers    []byte
 	)
 	dest := []any{&e.Seq, &e.ID, &e.ChannelID, &e.Method, &e.Path, &rawQuery, &e.RemoteAddr,
-		&receivedAt, &state, &e.RejectReason, &e.LastStatus, &e.Attempts, &e.DeliveredAny, &headers, &e.Size}
+		&receivedAt, &state, &e.RejectReason, &e.LastStatus, &e.Attempts, &e.DeliveredAny, &headers, &e.Size, &e.ReplayOf}
 	if withBody {
 		dest = append(dest, &e.Body)
 	}

@@ -84,8 +84,8 @@ func TestMigrateFromV1(t *testing.T) {
 	createV1(t, path)
 	s := openTest(t, path, Options{})
 
-	if vs := schemaVersions(t, s); !slices.Equal(vs, []int{1, 2}) {
-		t.Errorf("schema versions %v, want [1 2]", vs)
+	if vs := schemaVersions(t, s); !slices.Equal(vs, []int{1, 2, 3}) {
+		t.Errorf("schema versions %v, want [1 2 3]", vs)
 	}
 	c, err := s.GetChannel(ctx, "c1")
 	if err != nil || c.TeamID != "tm1" || !c.Async || c.VerifyScheme != "github" || c.VerifySecret != "s3cret" ||

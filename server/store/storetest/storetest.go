@@ -53,6 +53,7 @@ func Run(t *testing.T, open func(t *testing.T, limits store.Limits) store.Store)
 		{"Events/StartAppendFailures", testStartAppendFailures},
 		{"Events/VisibleInSeqOrder", testVisibleInSeqOrder},
 		{"Events/RejectedCapDefault", testRejectedCapDefault},
+		{"Events/ReplayOf", testReplayOf},
 		{"Groups/EnsureNew", testEnsureNewGroup},
 		{"Groups/EnsureExisting", testEnsureExistingGroup},
 		{"Groups/Pending", testPending},
@@ -200,6 +201,9 @@ func diffEvent(want, got store.Event) string {
 	}
 	if want.RejectReason != got.RejectReason {
 		add("RejectReason", want.RejectReason, got.RejectReason)
+	}
+	if want.ReplayOf != got.ReplayOf {
+		add("ReplayOf", want.ReplayOf, got.ReplayOf)
 	}
 	if want.LastStatus != got.LastStatus {
 		add("LastStatus", want.LastStatus, got.LastStatus)
