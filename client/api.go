@@ -231,6 +231,7 @@ type Event struct {
 	LastStatus   int       `json:"last_status,omitempty"`
 	Attempts     int       `json:"attempts"`
 	Delivered    bool      `json:"delivered"`
+	ReplayOf     string    `json:"replay_of,omitempty"` // the event this one is an edited replay of
 }
 
 // UnmarshalJSON reads an event as the API writes it, taking the exact
@@ -300,15 +301,63 @@ func (c *API) Deliveries(ctx context.Context, id string) ([]Delivery, error) {
 
 // Replay delivers an event again to the connected groups, or to one.
 func (c *API) Replay(ctx context.Context, id, group string) ([]string, error) {
-	var out struct {
-		Groups []string `json:"groups"`
-	}
 	var in any
 	if group != "" {
 		in = map[string]string{"group": group}
 	}
-	err := c.Do(ctx, http.MethodPost, "/api/v1/events/"+url.PathEscape(id)+"/replay", in, &out)
+	out, err := c.replay(ctx, id, in)
 	return out.Groups, err
+}
+
+// ReplayEdits are the edits of an edited replay (see the relay's replay
+// API): nil and empty fields change nothing.
+type ReplayEdits struct {
+	Headers       []Header `json:"headers,omitempty"`        // replaces every header line
+	RemoveHeaders []string `json:"remove_headers,omitempty"` // drops every line of these names
+	SetHeaders    []Header `json:"set_headers,omitempty"`    // replaces the first line of each name, or adds it
+	Body          *string  `json:"body,omitempty"`
+	BodyEncoding  string   `json:"body_encoding,omitempty"` // utf8 or base64
+	Resign        bool     `json:"resign,omitempty"`        // sign anew with the channel's secret
+}
+
+// ReplayResult is the relay's answer to a replay.
+type ReplayResult struct {
+	EventID  string   `json:"event_id"`            // an edited replay's new event
+	ReplayOf string   `json:"replay_of,omitempty"` // set for an edited replay
+	Groups   []string `json:"groups"`
+}
+
+// ReplayEdited stores an edited copy of the event as a new event, which the
+// relay delivers to every group of the channel.
+func (c *API) ReplayEdited(ctx context.Context, id string, edits ReplayEdits) (ReplayResult, error) {
+	return c.replay(ctx, id, edits)
+}
+
+func (c *API) replay(ctx context.Context, id string, in any) (ReplayResult, error) {
+	var out ReplayResult
+	err := c.Do(ctx, http.MethodPost, "/api/v1/events/"+url.PathEscape(id)+"/replay", in, &out)
+	return out, err
+}
+
+// GetChannel returns one channel.
+func (c *API) GetChannel(ctx context.Context, id string) (Channel, error) {
+	var ch Channel
+	err := c.Do(ctx, http.MethodGet, "/api/v1/channels/"+url.PathEscape(id), nil, &ch)
+	return ch, err
+}
+
+// SigningSecret is a channel's sender verification with its secret.
+type SigningSecret struct {
+	Verify string `json:"verify"` // the scheme; "" when the channel verifies no signature
+	Secret string `json:"secret"`
+	Header string `json:"header,omitempty"` // for hmac
+}
+
+// ChannelSecret reads a channel's signing secret (admin and member tokens).
+func (c *API) ChannelSecret(ctx context.Context, id string) (SigningSecret, error) {
+	var s SigningSecret
+	err := c.Do(ctx, http.MethodGet, "/api/v1/channels/"+url.PathEscape(id)+"/secret", nil, &s)
+	return s, err
 }
 
 // Team is a team as the API returns it.

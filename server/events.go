@@ -38,6 +38,7 @@ type eventJSON struct {
 	LastStatus   int          `json:"last_status,omitempty"`
 	Attempts     int          `json:"attempts"`
 	Delivered    bool         `json:"delivered"`
+	ReplayOf     string       `json:"replay_of,omitempty"`
 }
 
 func eventView(ev store.Event, cur cursors, withBody bool) eventJSON {
@@ -46,7 +47,7 @@ func eventView(ev store.Event, cur cursors, withBody bool) eventJSON {
 		Query: ev.RawQuery, QueryBase64: base64IfNotUTF8(ev.RawQuery), Headers: headersView(ev.Headers),
 		Size: ev.Size, RemoteAddr: ev.RemoteAddr,
 		ReceivedAt: ev.ReceivedAt, State: string(ev.State), RejectReason: ev.RejectReason,
-		LastStatus: ev.LastStatus, Attempts: ev.Attempts, Delivered: ev.DeliveredAny,
+		LastStatus: ev.LastStatus, Attempts: ev.Attempts, Delivered: ev.DeliveredAny, ReplayOf: ev.ReplayOf,
 	}
 	if withBody {
 		body, enc := encodeBody(ev.Body)
@@ -298,6 +299,7 @@ func (r *Relay) eventDeliveries(c *gin.Context) {
 
 type replayRequest struct {
 	Group string `json:"group"` // "" for every connected group
+	replayEdits
 }
 
 // replayEvent handles POST /api/v1/events/:id/replay: deliver the event
@@ -310,9 +312,13 @@ func (r *Relay) replayEvent(c *gin.Context) {
 	var in replayRequest
 	if c.Request.ContentLength != 0 {
 		if err := c.ShouldBindJSON(&in); err != nil {
-			abortJSON(c, http.StatusBadRequest, "bad_request", `body must be JSON like {"group":"name"}: `+err.Error())
+			abortJSON(c, http.StatusBadRequest, "bad_request", `body must be JSON like {"group":"name"} or {"set_headers":[{"name":"X-A","value":"1"}],"resign":true}: `+err.Error())
 			return
 		}
+	}
+	if in.replayEdits.any() {
+		r.replayEdited(c, ev, ch, in)
+		return
 	}
 	if ev.State == store.EventRejected {
 		abortJSON(c, http.StatusConflict, "event_rejected", "this event was rejected at ingress ("+ev.RejectReason+") and is never delivered")

@@ -47,6 +47,7 @@ func (r *Relay) routes() (*gin.Engine, error) {
 	api.PATCH("/channels/:id", r.updateChannel)
 	api.DELETE("/channels/:id", r.deleteChannel)
 	api.POST("/channels/:id/read-key", r.rotateReadKey)
+	api.GET("/channels/:id/secret", r.channelSecret)
 	api.GET("/channels/:id/agents", r.channelAgents)
 	api.GET("/channels/:id/events", r.listEvents)
 	api.GET("/events/:id", r.getEvent)

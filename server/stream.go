@@ -122,6 +122,7 @@ type liveEvent struct {
 	EventName    string    `json:"event_name,omitempty"`
 	State        string    `json:"state"`
 	RejectReason string    `json:"reject_reason,omitempty"`
+	ReplayOf     string    `json:"replay_of,omitempty"`
 }
 
 // publishLive tells the channel's streams about a newly stored event.
@@ -130,7 +131,7 @@ func (h *hub) publishLive(ev *store.Event) {
 		return liveEvent{
 			ID: ev.ID, Channel: ev.ChannelID, Cursor: h.relay.cursorsFor(ev.ChannelID).encode(ev.Seq), ReceivedAt: ev.ReceivedAt, Method: ev.Method,
 			Path: ev.Path, Query: ev.RawQuery, Size: len(ev.Body), EventName: eventName(ev.Headers, ev.Body),
-			State: string(ev.State), RejectReason: ev.RejectReason,
+			State: string(ev.State), RejectReason: ev.RejectReason, ReplayOf: ev.ReplayOf,
 		}
 	})
 }

@@ -107,6 +107,9 @@ func newEventsCmd() *cobra.Command {
 			}
 			fmt.Fprintf(out, "%s %s\nevent %s on channel %s, received %s from %s (%d bytes, %s)\n\n",
 				ev.Method, target, ev.ID, ev.Channel, ev.ReceivedAt.Format(time.RFC3339Nano), ev.RemoteAddr, ev.Size, ev.State)
+			if ev.ReplayOf != "" {
+				fmt.Fprintf(out, "an edited replay of event %s\n\n", ev.ReplayOf)
+			}
 			for _, h := range ev.Headers {
 				v := h.Value
 				if !utf8.ValidString(v) {
@@ -137,26 +140,6 @@ func newEventsCmd() *cobra.Command {
 	addClientFlags(show)
 	show.Flags().Bool("json", false, "print JSON")
 
-	replay := &cobra.Command{
-		Use:   "replay EVENT_ID",
-		Short: "Deliver an event again to the connected agents",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			api, v, err := apiFrom(cmd)
-			if err != nil {
-				return err
-			}
-			groups, err := api.Replay(cmd.Context(), args[0], v.GetString("group"))
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "replaying %s to %d group(s): %v\n", args[0], len(groups), groups)
-			return nil
-		},
-	}
-	addClientFlags(replay)
-	replay.Flags().String("group", "", "only this group (default: every connected group)")
-
-	cmd.AddCommand(list, show, replay)
+	cmd.AddCommand(list, show, newEventsReplayCmd())
 	return cmd
 }

@@ -20,16 +20,18 @@ and returns your app's response to the sender.
 
   hookrelay server                                  run a relay
   hookrelay login --server URL                      save the relay and your token
+  hookrelay listen 3000                             a channel for this session, forwarded to localhost:3000
+  hookrelay trigger github push --channel CHANNEL   send a signed sample event (trigger --list)
   hookrelay channel create                          make a channel (prints its URL)
   hookrelay connect CHANNEL --to http://localhost:3000/webhooks
-  hookrelay events list CHANNEL                     look back; events replay ID to send one again
+  hookrelay events list CHANNEL                     look back; events replay ID to send one again (edited: --header, --body-file)
   hookrelay capture CHANNEL --count 1 --timeout 2m  wait for webhooks in CI (exit 3 on timeout)
   hookrelay replay FILE --to URL                    resend an event saved with connect --save
   hookrelay doctor                                  check config, relay, token, clock, tunnel, targets`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCmd(), newConnectCmd(), newChannelCmd(), newEventsCmd(),
+	root.AddCommand(newServerCmd(), newListenCmd(), newTriggerCmd(), newConnectCmd(), newChannelCmd(), newEventsCmd(),
 		newCaptureCmd(), newReplayCmd(), newTeamCmd(), newTokenCmd(), newLoadCmd(), newVersionCmd(),
 		newLoginCmd(), newLogoutCmd(), newDoctorCmd())
 	return root
