@@ -280,8 +280,9 @@ func TestEditedReplayErrorsAndQueueing(t *testing.T) {
 	// The queued replay on the plain channel reaches the first agent.
 	app2, seen2 := verifyingApp(t, verify.Config{Scheme: "hmac", Secret: "unused"})
 	relay.startAgent(t, plain, app2.URL)
-	queued := map[string]string{} // event id → X-Queued
-	for range 2 { // the original, then the replay
+	// The original, then the replay: event id → X-Queued.
+	queued := map[string]string{}
+	for range 2 {
 		r := next(t, seen2)
 		queued[headerOf(r.headers, "Hookrelay-Event-Id")] = headerOf(r.headers, "X-Queued")
 	}
