@@ -315,6 +315,19 @@ func TestChannelSecretByRole(t *testing.T) {
 			t.Errorf("%s: %v, want %d", who, err, want)
 		}
 	}
+	// Editing a replay is for the same tokens: the relay would sign what
+	// an agent token or a read key wrote.
+	page, err := member.ListEvents(ctx, s.chanA, nil)
+	if err != nil || len(page.Events) == 0 {
+		t.Fatalf("team A's events: %v", err)
+	}
+	evID := page.Events[0].ID
+	for who, want := range map[string]int{"A-member": 202, "A-agent": 403, "readkey-A": 403, "B-member": 404} {
+		_, err := client.NewAPI(relay.URL, s.tokens[who]).ReplayEdited(ctx, evID, client.ReplayEdits{Resign: true})
+		if (want == 202) != (err == nil) || (want != 202 && !client.IsStatus(err, want)) {
+			t.Errorf("%s: edited replay: %v, want %d", who, err, want)
+		}
+	}
 	got, err := member.ChannelSecret(ctx, s.chanB)
 	if !client.IsStatus(err, http.StatusNotFound) {
 		t.Errorf("team A reads team B's secret: %+v %v", got, err)

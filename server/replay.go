@@ -19,8 +19,10 @@ import (
 // original and delivered like a webhook that just arrived, to every group
 // of the channel (queued for the groups with no agent connected). It is
 // not checked against the channel's sender verification: the caller holds
-// a token, and an edit may be meant to test how the app treats a bad
-// signature. "resign" signs it anew with the channel's secret instead.
+// a token that may change the channel (admin, member; agent tokens and read
+// keys may replay only as it was), and an edit may be meant to test how the
+// app treats a bad signature. "resign" signs it anew with the channel's
+// secret instead.
 
 // replayEdits are the edits the replay API takes (see webhook.Edit). Header
 // lines are as the API shows them: a value_base64 holds a value's exact
@@ -105,6 +107,12 @@ func channelSigner(ch store.Channel) (webhook.Signer, bool) {
 
 // replayEdited stores and delivers an edited copy of ev.
 func (r *Relay) replayEdited(c *gin.Context, ev store.Event, ch store.Channel, in replayRequest) {
+	if !principalOf(c).canManage(ch) {
+		// The relay would sign what they wrote with a secret they may not
+		// read, and deliver it past the channel's sender verification.
+		abortJSON(c, http.StatusForbidden, "forbidden", "agent tokens and read keys can replay an event as it was, not edited; use a member token")
+		return
+	}
 	if in.Group != "" {
 		abortJSON(c, http.StatusBadRequest, "bad_request",
 			"group applies to a plain replay; an edited replay is a new event, delivered to every group of the channel")
