@@ -18,6 +18,7 @@ package browsertest
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -139,6 +140,10 @@ type received struct {
 	Path    string `json:"path"`
 	SHA256  string `json:"sha256"`
 	GitHub  string `json:"github_event"`
+	Edited  string `json:"edited"` // X-Edited, set by the edit-and-replay step
+	// SigOK: X-Hub-Signature-256 is the body's HMAC-SHA256 under the
+	// secret the script signs with ("secret"), as a GitHub app checks it.
+	SigOK bool `json:"sig_ok"`
 }
 
 // target is the developer's app: it records every request.
@@ -183,10 +188,14 @@ func (a *target) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sum := sha256.Sum256(body)
+	mac := hmac.New(sha256.New, []byte("secret"))
+	mac.Write(body)
+	sigOK := hmac.Equal([]byte(r.Header.Get("X-Hub-Signature-256")), []byte("sha256="+hex.EncodeToString(mac.Sum(nil))))
 	a.mu.Lock()
 	a.reqs = append(a.reqs, received{
 		EventID: r.Header.Get("Hookrelay-Event-Id"), Attempt: r.Header.Get("Hookrelay-Delivery-Attempt"),
 		Method: r.Method, Path: r.URL.RequestURI(), SHA256: hex.EncodeToString(sum[:]), GitHub: r.Header.Get("X-GitHub-Event"),
+		Edited: r.Header.Get("X-Edited"), SigOK: sigOK,
 	})
 	n := len(a.reqs)
 	a.mu.Unlock()
@@ -349,8 +358,9 @@ func startStack(t *testing.T) *stack {
 }
 
 // TestInspectorInChromium signs in, creates a channel, watches webhooks
-// arrive live, opens, replays and copies one as curl, and checks that teams
-// do not see each other's channels: all in a real browser.
+// arrive live, opens, replays, edits and replays (re-signed) and copies one
+// as curl, and checks that teams do not see each other's channels: all in a
+// real browser.
 func TestInspectorInChromium(t *testing.T) {
 	s := startStack(t)
 	shots := os.Getenv("HOOKRELAY_SCREENSHOT_DIR")

@@ -221,6 +221,47 @@ try {
   await waitFor(async () => (await page.locator('#deliveries > li').count()) === 2, 3000, 'the second delivery on the page');
   log('replayed: the app got it twice, the page shows both attempts');
 
+  // --- edit and replay: a header changed and one added, a new body, re-signed
+  const authJSON = { Authorization: `Bearer ${env.TEAM_A_TOKEN}`, 'Content-Type': 'application/json' };
+  const setVerify = (body) => json(`${BASE}/api/v1/channels/alpha-github`, { method: 'PATCH', headers: authJSON, body: JSON.stringify(body) });
+  await setVerify({ verify: 'github', secret: 'secret' });
+  await page.getByRole('button', { name: 'Edit and replay' }).click();
+  const headersBox = page.getByLabel(/^Headers, one per line/);
+  const lines = (await headersBox.inputValue()).split('\n');
+  const editorNames = lines.map((l) => l.slice(0, l.indexOf(':'))).filter((n) => sent.includes(n));
+  check(editorNames.join(',') === sent.join(','), `the editor's headers, in order: ${lines.join(' | ')}`);
+  check(lines.includes('X-GitHub-Event: push'), 'the editor lacks X-GitHub-Event: push');
+  await headersBox.fill(lines.map((l) => (l === 'X-GitHub-Event: push' ? 'X-GitHub-Event: ping' : l)).concat('X-Edited: yes').join('\n'));
+  const bodyBox = page.getByLabel(/^Body \(sent byte for byte/);
+  check((await bodyBox.inputValue()) === jsonBody.toString(), 'the editor does not hold the body');
+  const editedBody = JSON.stringify({ zen: 'Edited in the inspector', hook_id: 7 });
+  await bodyBox.fill(editedBody);
+  const resignBox = page.getByLabel(/^Re-sign with the channel/);
+  await waitFor(async () => !(await resignBox.isDisabled()), 3000, 'the re-sign option to be enabled');
+  await resignBox.check();
+  await page.screenshot({ path: path.join(SHOTS, 'edit-replay.png') });
+  await page.getByRole('button', { name: 'Replay edited' }).click();
+  const resultLink = page.locator('#edit-result-link');
+  await resultLink.waitFor({ timeout: 3000 });
+  const editedID = (await resultLink.textContent()).trim();
+  const editedAtApp = await waitFor(async () => (await appRequests()).find((r) => r.event_id === editedID), 5000, 'the edited replay at the app');
+  check(editedAtApp.sig_ok, 'the app rejects the re-signed signature');
+  check(editedAtApp.github_event === 'ping' && editedAtApp.edited === 'yes' && editedAtApp.sha256 === sha256(Buffer.from(editedBody)),
+    `the app got ${JSON.stringify(editedAtApp)}`);
+  const editedEvent = await json(`${BASE}/api/v1/events/${editedID}`, { headers: authJSON });
+  check(editedEvent.replay_of === eventID, `replay_of ${editedEvent.replay_of}`);
+  // Linked both ways: the original lists it; it names the original.
+  await page.locator('#edited-replays a', { hasText: editedID }).waitFor({ timeout: 3000 });
+  await page.getByRole('option', { name: /\/github\?source=test, ping, edited replay/ }).waitFor();
+  await resultLink.click();
+  await page.locator('#replay-of a', { hasText: eventID }).waitFor();
+  await waitFor(async () => (await page.locator('#deliveries > li').count()) === 1, 3000, "the edited replay's delivery");
+  await page.locator('#replay-of a').click();
+  await page.locator('#edited-replays a', { hasText: editedID }).waitFor();
+  check(page.url().endsWith(`/#/c/alpha-github/${eventID}`), `back on the original: ${page.url()}`);
+  await setVerify({ verify: 'none' });
+  log(`edited, re-signed replay ${editedID}: the app verified it; linked to and from the original`);
+
   // --- copy as curl, run it: the app gets the same bytes
   await page.getByRole('button', { name: 'Copy as curl' }).click();
   const curl = await page.locator('#curl-out').textContent();
@@ -275,16 +316,16 @@ try {
   await page.getByLabel('Status').fill('404');
   await page.getByText('No event matches these filters.').waitFor();
   await page.getByRole('button', { name: 'Clear' }).click();
-  await waitFor(async () => (await page.locator('#events > li').count()) === 6, 3000, 'all six events after clearing');
+  await waitFor(async () => (await page.locator('#events > li').count()) === 7, 3000, 'all seven events after clearing');
   log('filters: text, method and status, server-side');
 
   // --- older events load on scroll
   for (let i = 0; i < 50; i++) await post(`${ingress}/bulk/${i}`, { 'Content-Type': 'text/plain' }, Buffer.from(`event ${i}`));
-  await waitFor(async () => (await page.locator('#events > li').count()) === 56, 5000, 'the bulk events, live');
+  await waitFor(async () => (await page.locator('#events > li').count()) === 57, 5000, 'the bulk events, live');
   await page.reload();
   await waitFor(async () => (await page.locator('#events > li').count()) === 50, 5000, 'the first page of 50');
   await page.locator('.more').scrollIntoViewIfNeeded();
-  await waitFor(async () => (await page.locator('#events > li').count()) === 56, 5000, 'the older events after scrolling');
+  await waitFor(async () => (await page.locator('#events > li').count()) === 57, 5000, 'the older events after scrolling');
   // The older rows get their event names from the summaries a moment later.
   await waitFor(async () => (await page.getByRole('option', { name: /\/github\?source=test, push/ }).count()) === 2, 3000, 'the oldest events, named');
   log('older events loaded on scroll');

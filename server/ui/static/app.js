@@ -687,8 +687,12 @@ class ChannelPage {
     status.title = st.title;
     dur.textContent = ld ? formatDuration(ld.duration_ms) : '';
     const ev = row.ev;
+    if (ev.replay_of) {
+      row.li.classList.add('replay');
+      row.li.title = `edited replay of ${ev.replay_of}`;
+    }
     row.li.setAttribute('aria-label', [
-      `${ev.method} ${ev.path}${ev.query ? `?${ev.query}` : ''}`, eventName, `status ${st.text}`,
+      `${ev.method} ${ev.path}${ev.query ? `?${ev.query}` : ''}`, eventName, ev.replay_of ? 'edited replay' : '', `status ${st.text}`,
       ld ? `took ${formatDuration(ld.duration_ms)}` : '', formatBytes(ev.size), `received ${fmtTime(ev.received_at)}`,
     ].filter(Boolean).join(', '));
   }
@@ -772,6 +776,11 @@ class ChannelPage {
         e.preventDefault();
         this.copyCurl();
         break;
+      case 'e':
+        if (!this.openId || !state.session.can_manage) return;
+        e.preventDefault();
+        this.toggleEditor();
+        break;
       case '/':
         e.preventDefault();
         if (this.filterInput) this.filterInput.focus();
@@ -848,6 +857,7 @@ class ChannelPage {
     }
     this.add([{ ...le, attempts: 0, last_status: 0, delivered: false }], true);
     this.renderMore();
+    if (le.replay_of && le.replay_of === this.openId) this.renderReplays();
   }
 
   onLiveDelivery(d) {
@@ -952,6 +962,10 @@ class ChannelPage {
     this.curlBox.hidden = true;
     this.deliveriesBox = el('section', { 'aria-labelledby': 'deliveries-title' });
     this.renderDeliveries(deliveries);
+    this.editorBox = el('div', { class: 'editor', id: 'editor' });
+    this.editorBox.hidden = true;
+    this.replaysLine = el('p', { class: 'replays', id: 'edited-replays' });
+    this.renderReplays();
     this.detail.replaceChildren(el('article', { class: 'event', 'aria-labelledby': 'event-title' },
       el('header', {},
         el('a', { class: 'back', href: `#/c/${enc(this.id)}` }, '← Events'),
@@ -963,13 +977,20 @@ class ChannelPage {
           el('span', {}, formatBytes(ev.size)),
           name ? el('span', { class: 'c-name', id: 'event-name' }, name) : null,
           ev.state === 'rejected' ? el('span', { class: 's-err' }, `rejected: ${ev.reject_reason}`) : null,
+          ev.replay_of ? el('span', { id: 'replay-of' }, 'edited replay of ',
+            el('a', { class: 'mono', href: `#/c/${enc(this.id)}/${enc(ev.replay_of)}` }, ev.replay_of)) : null,
           el('span', { class: 'mono' }, ev.id)),
         el('div', { class: 'actions' },
           el('label', { for: 'replay-group' }, 'Replay to', this.groupSelect),
           el('button', { class: 'btn primary', type: 'button', id: 'replay', 'aria-keyshortcuts': 'r', onclick: () => this.replay() }, 'Replay'),
+          state.session.can_manage ? el('button', {
+            class: 'btn', type: 'button', id: 'edit-replay', 'aria-keyshortcuts': 'e', 'aria-expanded': 'false', onclick: () => this.toggleEditor(),
+          }, 'Edit and replay') : null,
           el('button', { class: 'btn', type: 'button', id: 'copy-curl', 'aria-keyshortcuts': 'c', onclick: () => this.copyCurl() }, 'Copy as curl'),
           ev.size ? el('a', { class: 'btn', href: `/api/v1/events/${enc(ev.id)}/body`, download: `${ev.id}.body` }, 'Download body') : null),
-        this.curlBox),
+        this.replaysLine,
+        this.curlBox,
+        this.editorBox),
       el('section', { 'aria-labelledby': 'headers-title' },
         el('h3', { id: 'headers-title' }, `Headers (${ev.headers.length})`),
         kvTable(ev.headers.map((h) => [h.name, headerCell(h)]), 'Request headers', 'headers')),
@@ -1014,6 +1035,102 @@ class ChannelPage {
       toast(`Replaying to ${res.groups.length} group${res.groups.length === 1 ? '' : 's'}`);
     } catch (ex) {
       toast(ex.message);
+    }
+  }
+
+  /** renderReplays links the open event to its edited replays among the loaded rows. */
+  renderReplays() {
+    if (!this.replaysLine || !this.openId) return;
+    const replays = [...this.rows.values()].filter((r) => r.ev.replay_of === this.openId).map((r) => r.ev.id);
+    this.replaysLine.hidden = !replays.length;
+    this.replaysLine.replaceChildren(replays.length ? 'Edited replays: ' : '',
+      ...replays.flatMap((id, i) => [i ? ', ' : '', el('a', { class: 'mono', href: `#/c/${enc(this.id)}/${enc(id)}` }, id)]));
+  }
+
+  toggleEditor() {
+    const ev = this.openEvent;
+    const button = $('#edit-replay');
+    if (!ev || !this.editorBox || !button) return;
+    if (!this.editorBox.hidden) {
+      this.editorBox.hidden = true;
+      button.setAttribute('aria-expanded', 'false');
+      return;
+    }
+    this.renderEditor(ev);
+    this.editorBox.hidden = false;
+    button.setAttribute('aria-expanded', 'true');
+    $('#edit-headers').focus();
+  }
+
+  /** renderEditor shows the request's headers and body for editing, with the replay options. */
+  renderEditor(ev) {
+    const headers = el('textarea', { id: 'edit-headers', rows: Math.min(16, ev.headers.length + 2), spellcheck: 'false', wrap: 'off', class: 'code' });
+    headers.value = ev.headers.map((h) => `${h.name}: ${h.value}`).join('\n');
+    const binary = ev.body_encoding === 'base64';
+    const text = binary ? '' : (ev.body || '');
+    const bodyRows = Math.min(16, Math.max(4, text.split('\n').length + 1));
+    const body = el('textarea', { id: 'edit-body', rows: bodyRows, spellcheck: 'false', class: 'code', disabled: binary });
+    body.value = text;
+    const original = body.value; // as the browser holds it (line ends become \n)
+    const resign = el('input', { id: 'edit-resign', type: 'checkbox' });
+    const resignNote = el('span', { class: 'note', id: 'edit-resign-note' }, 'Checking the channel’s signing secret…');
+    const error = el('p', { class: 'error', role: 'alert', id: 'edit-error' });
+    error.hidden = true;
+    const result = el('p', { id: 'edit-result', role: 'status' });
+    const send = el('button', { class: 'btn primary', type: 'submit', id: 'edit-send' }, 'Replay edited');
+    const form = el('form', { class: 'edit-form', 'aria-labelledby': 'edit-title' },
+      el('h3', { id: 'edit-title' }, 'Edit and replay'),
+      el('p', { class: 'note' }, 'The edited request is stored as a new event, linked to this one, and delivered to every group of the channel. Method, path and query stay as they are.'),
+      el('label', { for: 'edit-headers' }, 'Headers, one per line as Name: value, in the order they are sent', headers),
+      el('label', { for: 'edit-body' }, binary ? `Body (binary, ${formatBytes(ev.size)}: sent as it is)` : 'Body (sent byte for byte as typed; left alone, it is the original)', body),
+      el('label', { class: 'check', for: 'edit-resign' }, resign, 'Re-sign with the channel’s signing secret (now)'),
+      resignNote,
+      el('div', { class: 'actions' }, send,
+        el('button', { class: 'btn', type: 'button', onclick: () => this.toggleEditor() }, 'Cancel')),
+      error, result);
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      this.submitEdit(ev, { headers, body, original, resign, error, result, send });
+    });
+    this.editorBox.replaceChildren(form);
+    resign.disabled = true;
+    api('GET', `/api/v1/channels/${enc(this.id)}`).then((ch) => {
+      resign.disabled = !ch.verify;
+      resignNote.textContent = ch.verify
+        ? `Signs like ${ch.verify} does, so the app’s verification accepts the edited body.`
+        : 'This channel verifies no signature, so there is no secret to sign with.';
+    }, (ex) => { resignNote.textContent = ex.message; });
+  }
+
+  async submitEdit(ev, f) {
+    f.error.hidden = true;
+    const headers = [];
+    const lines = f.headers.value.split('\n');
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i].replace(/\r$/, '');
+      if (!line.trim()) continue;
+      const colon = line.indexOf(':');
+      if (colon <= 0) {
+        f.error.textContent = `Header line ${i + 1} is not Name: value: ${line}`;
+        f.error.hidden = false;
+        f.headers.focus();
+        return;
+      }
+      headers.push({ name: line.slice(0, colon).trim(), value: line.slice(colon + 1).trim() });
+    }
+    const edits = { headers, resign: f.resign.checked };
+    if (!f.body.disabled && f.body.value !== f.original) edits.body = f.body.value;
+    f.send.disabled = true;
+    try {
+      const res = await api('POST', `/api/v1/events/${enc(ev.id)}/replay`, edits);
+      const to = res.groups.length ? `delivering it to ${res.groups.length} group${res.groups.length === 1 ? '' : 's'}` : 'queued until an agent connects';
+      f.result.replaceChildren('Sent as event ', el('a', { class: 'mono', id: 'edit-result-link', href: `#/c/${enc(this.id)}/${enc(res.event_id)}` }, res.event_id), `, ${to}.`);
+      toast(`Replayed as ${res.event_id}`);
+    } catch (ex) {
+      f.error.textContent = ex.message;
+      f.error.hidden = false;
+    } finally {
+      f.send.disabled = false;
     }
   }
 
