@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hookrelay/hookrelay/protocol"
+	"github.com/hookrelay/hookrelay/webhook"
 )
 
 // Send sends one request to target, an absolute http(s) URL, with exactly
@@ -35,8 +36,8 @@ func Send(ctx context.Context, target, method string, headers []protocol.Header,
 		hs = append(hs, protocol.Header{Name: "Content-Length", Value: strconv.Itoa(len(body))})
 	}
 	for _, h := range hs {
-		if !validHeaderName(h.Name) || !validHeaderValue(h.Value) {
-			return nil, fmt.Errorf("header %q cannot be sent", h.Name)
+		if err := webhook.ValidHeader(h); err != nil {
+			return nil, err
 		}
 	}
 	reqTarget := u.EscapedPath()

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/hookrelay/hookrelay/protocol"
 )
 
@@ -73,27 +75,11 @@ func ValidHeader(h protocol.Header) error {
 	if !ValidHeaderName(h.Name) {
 		return fmt.Errorf("header name %q is not a valid HTTP header name", h.Name)
 	}
-	for i := 0; i < len(h.Value); i++ {
-		if c := h.Value[i]; (c < ' ' && c != '\t') || c == 0x7f {
-			return fmt.Errorf("header %s: the value holds a control character (%#x)", h.Name, c)
-		}
+	if !httpguts.ValidHeaderFieldValue(h.Value) {
+		return fmt.Errorf("header %s: the value holds a control character", h.Name)
 	}
 	return nil
 }
 
 // ValidHeaderName reports whether name is a non-empty RFC 9110 token.
-func ValidHeaderName(name string) bool {
-	if name == "" {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
+func ValidHeaderName(name string) bool { return httpguts.ValidHeaderFieldName(name) }
