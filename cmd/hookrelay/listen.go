@@ -30,10 +30,10 @@ away). Stop it with Ctrl-C: the channel is deleted with its events, unless
 --keep. A channel that listen did not make is never deleted.
 
 The app is PORT (http://localhost:PORT), host:port, or a URL; without one,
---to or the "to" key of the configuration (HOOKRELAY_TO). --route sends some
-webhooks elsewhere, as with connect. The sub-path after the
-channel URL is appended to its path: a webhook sent to URL/github reaches
-http://localhost:3000/github.
+--to or the "to" key of the configuration (HOOKRELAY_TO). The sub-path after
+the channel URL is appended to its path: a webhook sent to URL/github reaches
+http://localhost:3000/github. --route sends some webhooks elsewhere, as with
+connect.
 
 --channel NAME uses that channel, creating it the first time (a named
 channel is kept, so its URL stays the same from one session to the next).

@@ -42,6 +42,22 @@ func headerValue(hs []wireheader.Header, name string) string {
 	return ""
 }
 
+// waitAgent waits until an agent of channel is connected, as the relay
+// lists it (the agent's own output is not part of what is tested here).
+func waitAgent(t *testing.T, addr, channel string) {
+	t.Helper()
+	ok := pollUntil(20*time.Second, func() bool {
+		var out struct {
+			Agents []json.RawMessage `json:"agents"`
+		}
+		err := adminAPI(addr).Do(t.Context(), http.MethodGet, "/api/v1/channels/"+channel+"/agents", nil, &out)
+		return err == nil && len(out.Agents) > 0
+	})
+	if !ok {
+		t.Fatalf("no agent of channel %s connected", channel)
+	}
+}
+
 // stop interrupts p as Ctrl-C would and returns its exit code.
 func (p *proc) stop(t *testing.T) int {
 	t.Helper()
@@ -66,7 +82,7 @@ func TestListenCreatesForwardsAndDeletes(t *testing.T) {
 	if chURL != "http://"+addr+"/h/"+channel {
 		t.Fatalf("webhook URL line %q", line)
 	}
-	listen.waitLine(t, "connected to", 15*time.Second)
+	waitAgent(t, addr, channel)
 	ch, err := adminAPI(addr).GetChannel(t.Context(), channel)
 	if err != nil || ch.ExpiresAt == nil || time.Until(*ch.ExpiresAt) > 24*time.Hour || time.Until(*ch.ExpiresAt) < 23*time.Hour {
 		t.Fatalf("the temporary channel: %+v %v (want a 24h TTL)", ch, err)
@@ -114,7 +130,7 @@ func TestListenKeepAndNamedChannel(t *testing.T) {
 	if banner.Listen.Target != app.URL || banner.Listen.Temporary || banner.Listen.Channel == "" {
 		t.Fatalf("--json banner %+v", banner)
 	}
-	keep.waitLine(t, `"connected"`, 15*time.Second)
+	waitAgent(t, addr, banner.Listen.Channel)
 	if code := keep.stop(t); code != 0 || strings.Contains(keep.output(), "deleted channel") {
 		t.Fatalf("listen --keep exited %d:\n%s", code, keep.output())
 	}
@@ -132,7 +148,7 @@ func TestListenKeepAndNamedChannel(t *testing.T) {
 			t.Fatalf("no GitHub secret printed:\n%s", l.output())
 		}
 		secrets = append(secrets, m[1])
-		l.waitLine(t, "connected to", 15*time.Second)
+		waitAgent(t, addr, name)
 		if code := l.stop(t); code != 0 || strings.Contains(l.output(), "deleted channel") {
 			t.Fatalf("listen --channel exited %d:\n%s", code, l.output())
 		}
@@ -157,7 +173,8 @@ func TestTriggerSignsWithTheChannelSecret(t *testing.T) {
 	const secret = "whsec_trigger_test_secret"
 	name := randomName("stripe-")
 	listen := start(t, env, "listen", app.URL+"/webhooks", "--channel", name, "--verify", "stripe", "--secret", secret)
-	listen.waitLine(t, "connected to", 30*time.Second)
+	listen.waitLine(t, "Signing secret", 30*time.Second)
+	waitAgent(t, addr, name)
 	if !strings.Contains(listen.output(), "Signing secret  "+secret+" (stripe)") {
 		t.Errorf("listen did not print the secret:\n%s", listen.output())
 	}
@@ -260,8 +277,8 @@ func TestReplayWithEdits(t *testing.T) {
 	app, second := newRawTarget(t, "app"), newRawTarget(t, "second")
 	const secret = "replay-edit-secret"
 	name := randomName("edit-")
-	listen := start(t, env, "listen", app.URL, "--channel", name, "--verify", "github", "--secret", secret)
-	listen.waitLine(t, "connected to", 30*time.Second)
+	start(t, env, "listen", app.URL, "--channel", name, "--verify", "github", "--secret", secret)
+	waitAgent(t, addr, name)
 
 	out, code := run(t, env, "trigger", "github", "push", "--channel", name)
 	if code != 0 {
