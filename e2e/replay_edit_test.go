@@ -237,11 +237,33 @@ func TestEditedReplayErrorsAndQueueing(t *testing.T) {
 		{`{"body":"` + strings.Repeat("x", 8<<10+1) + `"}`, 413, "body_too_large"},
 		{`{"resign":true}`, 400, "no_secret"},
 		{`{"set_headers":"x"}`, 400, "bad_request"},
+		{`{"set_headers":[{"name":"X-Bin","value_base64":"!!"}]}`, 400, "bad_request"},
 	} {
 		if status, code := call(tc.body); status != tc.status || code != tc.code {
 			t.Errorf("%.60s: %d %s, want %d %s", tc.body, status, code, tc.status, tc.code)
 		}
 	}
+	// A value that is not UTF-8 goes in base64, as events show it, and is kept exactly.
+	var bin struct {
+		EventID string `json:"event_id"`
+	}
+	if err := api.Do(ctx, http.MethodPost, "/api/v1/events/"+id+"/replay",
+		json.RawMessage(`{"set_headers":[{"name":"X-Bin","value":"ignored","value_base64":"/37/"}]}`), &bin); err != nil {
+		t.Fatal(err)
+	}
+	var stored struct {
+		Headers []struct {
+			Name        string `json:"name"`
+			ValueBase64 string `json:"value_base64"`
+		} `json:"headers"`
+	}
+	if err := api.Do(ctx, http.MethodGet, "/api/v1/events/"+bin.EventID, nil, &stored); err != nil {
+		t.Fatal(err)
+	}
+	if h := stored.Headers[len(stored.Headers)-1]; h.Name != "X-Bin" || h.ValueBase64 != "/37/" {
+		t.Errorf("the edited header came back as %+v", h)
+	}
+
 	// No agent: a plain replay has nobody to go to; an edited one is queued.
 	if _, err := api.Replay(ctx, id, ""); !client.IsStatus(err, http.StatusConflict) {
 		t.Errorf("plain replay without an agent: %v", err)
@@ -277,12 +299,12 @@ func TestEditedReplayErrorsAndQueueing(t *testing.T) {
 		t.Errorf("the re-signed replay of a rejected event: %v, event %s", got.verr, headerOf(got.headers, "Hookrelay-Event-Id"))
 	}
 
-	// The queued replay on the plain channel reaches the first agent.
+	// The queued replays on the plain channel reach the first agent.
 	app2, seen2 := verifyingApp(t, verify.Config{Scheme: "hmac", Secret: "unused"})
 	relay.startAgent(t, plain, app2.URL)
-	// The original, then the replay: event id → X-Queued.
+	// The original, the binary edit, then the replay: event id → X-Queued.
 	queued := map[string]string{}
-	for range 2 {
+	for range 3 {
 		r := next(t, seen2)
 		queued[headerOf(r.headers, "Hookrelay-Event-Id")] = headerOf(r.headers, "X-Queued")
 	}
