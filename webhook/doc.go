@@ -1,11 +1,13 @@
 // Package webhook holds what both sides of hookrelay know about a webhook
 // request as a provider sends it: how each provider signs it (Signer), how
 // to make a signing secret of the provider's shape (NewSecret), and the
-// edits of a replay (Edit). The relay uses it to re-sign an edited replay
-// with a channel's secret; the command line uses it to sign sample events
-// (package webhook/sample) and to edit a replay sent straight to a local
-// URL. It imports only package protocol, for its Header type, so both the
-// relay and the agent may import it.
+// edits of a replay (Edit), and sample events of each provider, sent as the
+// provider sends them (BuildSample, from the files under samples/). The
+// relay uses it to re-sign an edited replay with a channel's secret; the
+// command line uses it for "hookrelay trigger" and to edit a replay sent
+// straight to a local URL. Of hookrelay's packages it imports only
+// protocol, for its Header type, so both the relay and the agent may
+// import it.
 //
 // The schemes are those server/verify checks, named the same way:
 //
