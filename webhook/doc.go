@@ -1,6 +1,6 @@
 // Package webhook holds what both sides of hookrelay know about a webhook
 // request as a provider sends it: how each provider signs it (Signer), how
-// to make a signing secret of the provider's shape (NewSecret), and the
+// to make a signing secret of the provider's shape (NewSecret), the
 // edits of a replay (Edit), and sample events of each provider, sent as the
 // provider sends them (BuildSample, from the files under samples/). The
 // relay uses it to re-sign an edited replay with a channel's secret; the
