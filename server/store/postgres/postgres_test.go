@@ -1,0 +1,226 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"testing/fstest"
+
+	"go.uber.org/goleak"
+
+	"github.com/hookrelay/hookrelay/server/store"
+	"github.com/hookrelay/hookrelay/server/store/postgres/pgtest"
+	"github.com/hookrelay/hookrelay/server/store/storetest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// openTest opens a Store on url and closes it when the test ends.
+func openTest(t testing.TB, url string, opts Options) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), url, opts)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return s
+}
+
+func TestContract(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openTest(t, pgtest.Schema(t), Options{})
+	})
+}
+
+// TestContractOneTxEach runs the contract without group commit and with
+// one writer: every append its own transaction.
+func TestContractOneTxEach(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openTest(t, pgtest.Schema(t), Options{MaxBatch: 1, Writers: 1})
+	})
+}
+
+// schemaVersions reads schema_migrations.
+func schemaVersions(t *testing.T, s *Store) []int {
+	t.Helper()
+	rows, _ := s.pool.Query(t.Context(), "SELECT version FROM schema_migrations ORDER BY version")
+	var vs []int
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		vs = append(vs, v)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return vs
+}
+
+func TestMigrationsIdempotent(t *testing.T) {
+	t.Parallel()
+	ms, err := loadMigrations(migrationFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := pgtest.Schema(t)
+	for range 3 {
+		s, err := Open(t.Context(), url, Options{})
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		if vs := schemaVersions(t, s); len(vs) != len(ms) || vs[len(vs)-1] != len(ms) {
+			t.Errorf("schema_migrations holds %v, want versions 1..%d once each", vs, len(ms))
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestConcurrentOpenMigratesOnce opens several stores at once on one fresh
+// database, as relay nodes starting together do: without the migration
+// lock they would race to create the same tables and most would fail.
+func TestConcurrentOpenMigratesOnce(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Database(t)
+	const nodes = 8
+	stores := make([]*Store, nodes)
+	errs := make([]error, nodes)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Go(func() {
+			<-start
+			stores[i], errs[i] = Open(t.Context(), url, Options{})
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, s := range stores {
+		if errs[i] != nil {
+			t.Errorf("node %d: open: %v", i, errs[i])
+			continue
+		}
+		t.Cleanup(func() { s.Close() })
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	ms, err := loadMigrations(migrationFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vs := schemaVersions(t, stores[0]); len(vs) != len(ms) {
+		t.Errorf("schema_migrations holds %v, want versions 1..%d once each", vs, len(ms))
+	}
+	// Every node works on the shared schema.
+	ctx := t.Context()
+	if err := stores[0].CreateChannel(ctx, store.Channel{ID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range stores {
+		e := &store.Event{ID: fmt.Sprint("e", i), ChannelID: "c", Method: "POST", Path: "/"}
+		if err := s.AppendEvent(ctx, e); err != nil {
+			t.Errorf("node %d: append: %v", i, err)
+		}
+	}
+}
+
+func TestSchemaNewerThanBinary(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Schema(t)
+	s := openTest(t, url, Options{})
+	if _, err := s.pool.Exec(t.Context(),
+		"INSERT INTO schema_migrations (version, name) VALUES (9999, 'future')"); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(t.Context(), url, Options{})
+	if err == nil {
+		s2.Close()
+		t.Fatal("Open of a database from a newer hookrelay succeeded")
+	}
+	if !strings.Contains(err.Error(), "schema version 9999 is newer") {
+		t.Errorf("error %q does not say the schema is newer", err)
+	}
+}
+
+func TestLoadMigrationsRejectsGaps(t *testing.T) {
+	t.Parallel()
+	for name, files := range map[string][]string{
+		"gap":     {"migrations/0001_a.sql", "migrations/0003_c.sql"},
+		"no num":  {"migrations/init.sql"},
+		"dup num": {"migrations/0001_a.sql", "migrations/0001_b.sql"},
+	} {
+		fsys := make(fstest.MapFS)
+		for _, f := range files {
+			fsys[f] = &fstest.MapFile{Data: []byte("SELECT 1;")}
+		}
+		if _, err := loadMigrations(fsys); err == nil {
+			t.Errorf("%s: loadMigrations accepted %v", name, files)
+		}
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct{ url, want string }{
+		"bad url":      {"postgres://%zz", "not valid"},
+		"refused":      {"postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=2", "127.0.0.1:1"},
+		"no such role": {"", "hookrelay_no_such_role"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			url := tc.url
+			if url == "" {
+				url = pgtest.WithParam(t, pgtest.ServerURL(t), "user", "hookrelay_no_such_role")
+			}
+			s, err := Open(t.Context(), url, Options{})
+			if err == nil {
+				s.Close()
+				t.Fatalf("Open(%q) succeeded", url)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Open(%q) = %q, want it to mention %q", url, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestWrapErr checks the mapping of failures to the store's errors.
+func TestWrapErr(t *testing.T) {
+	t.Parallel()
+	caller, cancelCaller := context.WithCancel(context.Background())
+	cancelCaller()
+	timedOut, cancel := context.WithTimeoutCause(context.Background(), 0, errQueryTimeout)
+	defer cancel()
+	other := errors.New("connection reset by peer")
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		err  error
+		want error
+	}{
+		{"not found", context.Background(), fmt.Errorf("x: %w", store.ErrNotFound), store.ErrNotFound},
+		{"conflict", context.Background(), fmt.Errorf("x: %w", store.ErrConflict), store.ErrConflict},
+		{"any other", context.Background(), other, store.ErrUnavailable},
+		{"caller canceled", caller, other, context.Canceled},
+		{"query timeout", timedOut, other, store.ErrUnavailable},
+	} {
+		if got := wrapErr(tc.ctx, "op", tc.err); !errors.Is(got, tc.want) {
+			t.Errorf("%s: wrapErr = %v, want it to wrap %v", tc.name, got, tc.want)
+		}
+	}
+}

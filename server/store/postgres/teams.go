@@ -1,0 +1,144 @@
+package postgres
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/hookrelay/hookrelay/server/store"
+)
+
+// CreateTeam stores a new team; store.ErrConflict if the id or the name
+// exists. A zero CreatedAt is set to now.
+func (s *Store) CreateTeam(ctx context.Context, t store.Team) error {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	_, err = s.pool.Exec(ctx, `INSERT INTO teams (id, name, created_at) VALUES ($1, $2, $3)`,
+		t.ID, t.Name, nowOr(t.CreatedAt))
+	return wrapErr(ctx, "create team "+t.Name, constraintErr(err, "team id or name taken", ""))
+}
+
+// GetTeam returns the team with that id.
+func (s *Store) GetTeam(ctx context.Context, id string) (store.Team, error) {
+	return s.getTeam(ctx, "get team "+id, `id = $1`, id)
+}
+
+// TeamByName returns the team with that name.
+func (s *Store) TeamByName(ctx context.Context, name string) (store.Team, error) {
+	return s.getTeam(ctx, "get team "+name, `name = $1`, name)
+}
+
+func (s *Store) getTeam(ctx context.Context, op, cond string, arg any) (store.Team, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return store.Team{}, err
+	}
+	defer cancel()
+	rows, _ := s.pool.Query(ctx, `SELECT id, name, created_at FROM teams WHERE `+cond, arg)
+	t, err := pgx.CollectExactlyOneRow(rows, scanTeam)
+	return t, wrapErr(ctx, op, notFound(err, "team"))
+}
+
+// ListTeams lists every team by name.
+func (s *Store) ListTeams(ctx context.Context) ([]store.Team, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	rows, _ := s.pool.Query(ctx, `SELECT id, name, created_at FROM teams ORDER BY name`)
+	ts, err := pgx.CollectRows(rows, scanTeam)
+	return ts, wrapErr(ctx, "list teams", err)
+}
+
+func scanTeam(r pgx.CollectableRow) (store.Team, error) {
+	var t store.Team
+	err := r.Scan(&t.ID, &t.Name, &t.CreatedAt)
+	t.CreatedAt = t.CreatedAt.UTC()
+	return t, err
+}
+
+const tokenColumns = `id, team_id, role, name, hash, created_at, expires_at, last_used_at, revoked`
+
+// CreateToken stores a new token; store.ErrConflict if the id or the hash
+// exists. A zero CreatedAt is set to now.
+func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	_, err = s.pool.Exec(ctx, `INSERT INTO tokens (`+tokenColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		t.ID, t.TeamID, string(t.Role), t.Name, t.Hash, nowOr(t.CreatedAt),
+		nullTime(t.ExpiresAt), nullTime(t.LastUsedAt), t.Revoked)
+	return wrapErr(ctx, "create token "+t.ID, constraintErr(err, "token id or hash taken", ""))
+}
+
+// TokenByHash finds a token by the hash of its secret, revoked or expired
+// ones too (uses the unique index on hash).
+func (s *Store) TokenByHash(ctx context.Context, hash string) (store.Token, error) {
+	return s.getToken(ctx, "find token by hash", `hash = $1`, hash)
+}
+
+// GetToken returns the token with that id.
+func (s *Store) GetToken(ctx context.Context, id string) (store.Token, error) {
+	return s.getToken(ctx, "get token "+id, `id = $1`, id)
+}
+
+func (s *Store) getToken(ctx context.Context, op, cond string, arg any) (store.Token, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return store.Token{}, err
+	}
+	defer cancel()
+	rows, _ := s.pool.Query(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE `+cond, arg)
+	t, err := pgx.CollectExactlyOneRow(rows, scanToken)
+	return t, wrapErr(ctx, op, notFound(err, "token"))
+}
+
+// ListTokens lists the tokens of a team, oldest first; "*" lists all and
+// "" the relay-wide ones.
+func (s *Store) ListTokens(ctx context.Context, teamID string) ([]store.Token, error) {
+	ctx, cancel, err := s.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer cancel()
+	rows, _ := s.pool.Query(ctx, `SELECT `+tokenColumns+` FROM tokens
+		WHERE $1 = '*' OR team_id = $1 ORDER BY created_at, id`, teamID)
+	ts, err := pgx.CollectRows(rows, scanToken)
+	return ts, wrapErr(ctx, "list tokens", err)
+}
+
+// RevokeToken marks the token revoked.
+func (s *Store) RevokeToken(ctx context.Context, id string) error {
+	n, err := s.exec(ctx, "revoke token "+id, `UPDATE tokens SET revoked = true WHERE id = $1`, id)
+	return oneRow(n, err, "revoke token "+id, "token")
+}
+
+// TouchToken sets the token's LastUsedAt.
+func (s *Store) TouchToken(ctx context.Context, id string, at time.Time) error {
+	n, err := s.exec(ctx, "touch token "+id, `UPDATE tokens SET last_used_at = $1 WHERE id = $2`, nullTime(at), id)
+	return oneRow(n, err, "touch token "+id, "token")
+}
+
+func scanToken(r pgx.CollectableRow) (store.Token, error) {
+	var (
+		t                   store.Token
+		role                string
+		expiresAt, lastUsed *time.Time
+	)
+	if err := r.Scan(&t.ID, &t.TeamID, &role, &t.Name, &t.Hash, &t.CreatedAt, &expiresAt, &lastUsed,
+		&t.Revoked); err != nil {
+		return store.Token{}, err
+	}
+	t.Role = store.Role(role)
+	t.CreatedAt = t.CreatedAt.UTC()
+	t.ExpiresAt = fromNullTime(expiresAt)
+	t.LastUsedAt = fromNullTime(lastUsed)
+	return t, nil
+}
