@@ -16,6 +16,7 @@ import (
 	"github.com/hookrelay/hookrelay/client"
 	"github.com/hookrelay/hookrelay/protocol"
 	"github.com/hookrelay/hookrelay/server"
+	"github.com/hookrelay/hookrelay/server/store"
 	"github.com/hookrelay/hookrelay/server/store/sqlite"
 )
 
@@ -29,19 +30,19 @@ func TestMain(m *testing.M) {
 
 const adminToken = "hr_test_admin_token"
 
-// relayEnv is a relay on 127.0.0.1 backed by SQLite in a temp dir.
+// relayEnv is a relay on 127.0.0.1 backed by SQLite in a temp dir, or by
+// the store openStore opens.
 type relayEnv struct {
-	t       testing.TB
-	dbPath  string
-	addr    string
-	URL     string
-	Relay   *server.Relay
-	store   *sqlite.Store
-	cfg     server.Config
-	dbOpts  sqlite.Options
-	stop    context.CancelFunc
-	served  chan error
-	stopped bool
+	t         testing.TB
+	openStore func() (store.Store, error) // called by every start
+	addr      string
+	URL       string
+	Relay     *server.Relay
+	store     store.Store
+	cfg       server.Config
+	stop      context.CancelFunc
+	served    chan error
+	stopped   bool
 }
 
 type relayOption func(*server.Config)
@@ -54,7 +55,15 @@ func startRelay(t testing.TB, opts ...relayOption) *relayEnv {
 // startRelayDB starts a relay whose store has the given options.
 func startRelayDB(t testing.TB, dbOpts sqlite.Options, opts ...relayOption) *relayEnv {
 	t.Helper()
-	e := &relayEnv{t: t, dbPath: t.TempDir() + "/hookrelay.db", dbOpts: dbOpts}
+	path := t.TempDir() + "/hookrelay.db"
+	return startRelayOn(t, func() (store.Store, error) { return sqlite.Open(path, dbOpts) }, opts...)
+}
+
+// startRelayOn starts a relay on the store that open opens (again at each
+// Restart).
+func startRelayOn(t testing.TB, open func() (store.Store, error), opts ...relayOption) *relayEnv {
+	t.Helper()
+	e := &relayEnv{t: t, openStore: open}
 	e.cfg = server.Config{AdminToken: adminToken, ResponseTimeout: 10 * time.Second}
 	for _, o := range opts {
 		o(&e.cfg)
@@ -66,7 +75,7 @@ func startRelayDB(t testing.TB, dbOpts sqlite.Options, opts ...relayOption) *rel
 
 func (e *relayEnv) start(addr string) {
 	e.t.Helper()
-	st, err := sqlite.Open(e.dbPath, e.dbOpts)
+	st, err := e.openStore()
 	if err != nil {
 		e.t.Fatalf("open store: %v", err)
 	}

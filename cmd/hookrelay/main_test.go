@@ -274,7 +274,7 @@ func TestCLIErrors(t *testing.T) {
 		t.Fatalf("bad max-rejected-per-channel: exit %d: %s", code, out)
 	}
 	out, code = run(t, nil, "server", "--help")
-	for _, key := range []string{"listen", "public_url", "data_dir", "admin_token", "response_timeout", "max_body",
+	for _, key := range []string{"listen", "public_url", "data_dir", "database", "admin_token", "response_timeout", "max_body",
 		"max_rejected_per_channel", "max_rejected_bytes_per_channel"} {
 		if code != 0 || !strings.Contains(out, key) {
 			t.Fatalf("server --help does not document %s:\n%s", key, out)

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,12 +24,17 @@ import (
 
 	"github.com/hookrelay/hookrelay/server"
 	"github.com/hookrelay/hookrelay/server/store"
+	"github.com/hookrelay/hookrelay/server/store/postgres"
 	"github.com/hookrelay/hookrelay/server/store/sqlite"
 )
 
 const serverLong = `Run a relay: public ingress on /h/CHANNEL/..., agents on /tunnel, the JSON API
 on /api/v1, metrics on /metrics. With no configuration it keeps its data in
 ./hookrelay-data (SQLite) and prints an admin token on first start.
+
+Several relays behind one load balancer share a PostgreSQL database: give each
+the same --database postgres://... and the same --admin-token (see
+docs/deploy.md).
 
 Every key can be set by flag, by HOOKRELAY_<KEY> environment variable, or in
 the YAML file given with --config (flags win over the environment, which wins
@@ -39,7 +45,8 @@ over the file):
   public_url              --public-url              (from each request's Host)
   inspector_host          --inspector-host          (the inspector and ingress share one host)
   data_dir                --data-dir                ./hookrelay-data
-  admin_token             --admin-token             (generated, in data_dir/admin-token)
+  database                --database                (SQLite in data_dir; or postgres://...)
+  admin_token             --admin-token             (generated, in data_dir/admin-token; required with PostgreSQL)
   secret_file             --secret-file             data_dir/relay-secret (generated on first start)
   response_timeout        --response-timeout        10s
   max_body                --max-body                25MiB
@@ -50,7 +57,7 @@ over the file):
   delivery_timeout        --delivery-timeout        2m
   max_attempts            --max-attempts            20
   log_level               --log-level               info
-  max_db_size             --max-db-size             0 (no cap; e.g. 10GiB)
+  max_db_size             --max-db-size             0 (no cap; e.g. 10GiB; SQLite only)
   rate_limit              --rate-limit              0 (webhooks/s per channel; 0: none)
   max_agents_per_token    --max-agents-per-token    1000
   max_agents_per_read_key --max-agents-per-read-key 20
@@ -88,6 +95,7 @@ func newServerCmd() *cobra.Command {
 	f.String("public-url", "", "public base URL of this relay, e.g. https://relay.example.com")
 	f.String("inspector-host", "", "serve the inspector only at this host name, e.g. relay-admin.example.com, and ingress only at the others (needs --public-url)")
 	f.String("data-dir", "./hookrelay-data", "directory for the database and the generated admin token")
+	f.String("database", "", "PostgreSQL URL (postgres://user:password@host:5432/db?sslmode=...) for a database shared by several relays; default: SQLite in the data directory")
 	f.String("admin-token", "", "admin token (default: generated on first start and kept in the data directory)")
 	f.String("secret-file", "", "file with the relay's secret, which keys its cursors (default: data_dir/relay-secret, generated on first start); nodes sharing a store need the same")
 	f.Duration("response-timeout", server.DefaultResponseTimeout, "how long a sender waits for the app's answer before it gets 202")
@@ -168,13 +176,11 @@ func runServer(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return fmt.Errorf("sse_buffer: %w", err)
 	}
-	maxDB := int64(0)
-	if s := v.GetString("max_db_size"); s != "" && s != "0" {
-		if maxDB, err = parseSize(s); err != nil {
-			return fmt.Errorf("max_db_size: %w", err)
-		}
+	if v.GetString("admin_token") == "" && isPostgresURL(v.GetString("database")) {
+		return errors.New("admin_token is required with a PostgreSQL database: every relay sharing it must " +
+			"accept the same admin token; set --admin-token or HOOKRELAY_ADMIN_TOKEN (e.g. to hr_ and 52 random characters)")
 	}
-	st, err := sqlite.Open(filepath.Join(dataDir, "hookrelay.db"), sqlite.Options{MaxSize: maxDB, Limits: limits})
+	st, where, err := openStore(cmd.Context(), v, dataDir, limits)
 	if err != nil {
 		return err
 	}
@@ -232,8 +238,8 @@ func runServer(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer relay.Close()
-	logger.Info("relay listening", "addr", ln.Addr().String(), "public_url", shownURL, "data_dir", dataDir)
-	fmt.Fprintf(cmd.OutOrStdout(), "hookrelay relay listening on %s (data in %s)\n", shownURL, dataDir)
+	logger.Info("relay listening", "addr", ln.Addr().String(), "public_url", shownURL, "data", where)
+	fmt.Fprintf(cmd.OutOrStdout(), "hookrelay relay listening on %s (data in %s)\n", shownURL, where)
 	err = relay.Serve(cmd.Context(), ln)
 	if errors.Is(err, context.Canceled) {
 		err = nil
@@ -263,6 +269,43 @@ func storeLimits(v *viper.Viper) (store.Limits, error) {
 		l.RejectedBytes = n
 	}
 	return l, nil
+}
+
+// openStore opens the store the configuration names: PostgreSQL when
+// database is a postgres:// URL, else SQLite in the data directory. where
+// says where the data is, for people (the URL without its password, or
+// the data directory).
+func openStore(ctx context.Context, v *viper.Viper, dataDir string, limits store.Limits) (st store.Store, where string, err error) {
+	maxDB := int64(0)
+	if s := v.GetString("max_db_size"); s != "" && s != "0" {
+		if maxDB, err = parseSize(s); err != nil {
+			return nil, "", fmt.Errorf("max_db_size: %w", err)
+		}
+	}
+	database := strings.TrimSpace(v.GetString("database"))
+	switch {
+	case database == "":
+		st, err := sqlite.Open(filepath.Join(dataDir, "hookrelay.db"), sqlite.Options{MaxSize: maxDB, Limits: limits})
+		return st, dataDir, err
+	case isPostgresURL(database):
+		if maxDB > 0 {
+			return nil, "", errors.New("max_db_size applies to the SQLite store only; " +
+				"cap a PostgreSQL database with PostgreSQL's own means (a tablespace on a volume of that size)")
+		}
+		where = "a PostgreSQL database"
+		if u, err := url.Parse(database); err == nil {
+			where = u.Redacted()
+		}
+		st, err := postgres.Open(ctx, database, postgres.Options{Limits: limits})
+		return st, where, err
+	default:
+		return nil, "", errors.New("database: want a postgres:// URL, or nothing for SQLite in data_dir")
+	}
+}
+
+func isPostgresURL(s string) bool {
+	s = strings.TrimSpace(s)
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
 }
 
 // displayAddr turns a listen address into one a user can paste.

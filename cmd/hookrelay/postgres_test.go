@@ -1,0 +1,81 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hookrelay/hookrelay/server/store/postgres/pgtest"
+)
+
+// TestServersShareAPostgresDatabase starts two relays on one PostgreSQL
+// schema, configured through the environment as in docs/deploy.md: a
+// channel created on one is served by the other, and a webhook posted to
+// the second is listed by the first.
+func TestServersShareAPostgresDatabase(t *testing.T) {
+	t.Parallel()
+	db := pgtest.Schema(t)
+	const token = "hr_postgres_cli_test_admin_token"
+	env := []string{"HOOKRELAY_DATABASE=" + db, "HOOKRELAY_ADMIN_TOKEN=" + token}
+	addr1, addr2 := freePort(t), freePort(t)
+	node1 := start(t, env, "server", "--listen", addr1, "--data-dir", t.TempDir())
+	node2 := start(t, env, "server", "--listen", addr2, "--data-dir", t.TempDir())
+	line := node1.waitLine(t, "listening", 30*time.Second)
+	if strings.Contains(line, "hr_") || !strings.Contains(line, "postgres://") {
+		t.Errorf("listening line should name the database and no token: %q", line)
+	}
+	node2.waitLine(t, "listening", 30*time.Second)
+
+	out, code := run(t, []string{"HOOKRELAY_SERVER=http://" + addr1, "HOOKRELAY_TOKEN=" + token},
+		"channel", "create", "--json")
+	if code != 0 {
+		t.Fatalf("channel create on node 1: exit %d: %s", code, out)
+	}
+	var ch struct{ ID string }
+	if err := json.Unmarshal([]byte(out), &ch); err != nil || ch.ID == "" {
+		t.Fatalf("channel create --json printed %q (%v)", out, err)
+	}
+	resp, err := http.Post("http://"+addr2+"/h/"+ch.ID+"/hook", "application/json", strings.NewReader(`{"n":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("webhook to node 2: %d, want 202 (queued, no agent)", resp.StatusCode)
+	}
+	out, code = run(t, []string{"HOOKRELAY_SERVER=http://" + addr1, "HOOKRELAY_TOKEN=" + token},
+		"events", "list", ch.ID, "--json")
+	if code != 0 || !strings.Contains(out, `"/hook"`) {
+		t.Fatalf("events on node 1: exit %d: %s", code, out)
+	}
+}
+
+func TestServerDatabaseErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"not postgres", []string{"--database", "mysql://localhost/x"}, "want a postgres:// URL"},
+		{"no admin token", []string{"--database", "postgres://postgres@127.0.0.1:1/x"}, "admin_token is required"},
+		{"max_db_size", []string{"--database", "postgres://postgres@127.0.0.1:1/x", "--admin-token", "x",
+			"--max-db-size", "1GiB"}, "SQLite store only"},
+		{"unreachable", []string{"--database", "postgres://postgres:secret@127.0.0.1:1/x?connect_timeout=2",
+			"--admin-token", "x"}, "127.0.0.1:1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			args := append([]string{"server", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, tc.args...)
+			out, code := run(t, []string{"HOOKRELAY_ADMIN_TOKEN=", "HOOKRELAY_DATABASE="}, args...)
+			if code == 0 || !strings.Contains(out, tc.want) {
+				t.Errorf("server %v: exit %d, want an error with %q:\n%s", tc.args, code, tc.want, out)
+			}
+			if strings.Contains(out, "secret") {
+				t.Errorf("the error shows the database password:\n%s", out)
+			}
+		})
+	}
+}
