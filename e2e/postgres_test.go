@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/hookrelay/hookrelay/client"
 	"github.com/hookrelay/hookrelay/server/store"
 	"github.com/hookrelay/hookrelay/server/store/postgres"
@@ -99,8 +97,7 @@ func TestPostgresDownGives503AndRecovers(t *testing.T) {
 // accepts again by itself.
 func TestPostgresBackendsKilledUnderLoad(t *testing.T) {
 	t.Parallel()
-	server := pgtest.ServerURL(t)
-	app := fmt.Sprintf("hookrelay-e2e-%d", time.Now().UnixNano())
+	app := pgtest.AppName()
 	relay := startRelayPostgres(t, pgtest.WithParam(t, pgtest.Schema(t), "application_name", app))
 	ch := relay.channel(t, client.CreateChannel{Async: true})
 
@@ -134,7 +131,7 @@ func TestPostgresBackendsKilledUnderLoad(t *testing.T) {
 		for range 30 { // kill after every 30 answers
 			<-progress
 		}
-		killed += terminateApp(t, server, app)
+		killed += pgtest.Terminate(t, app)
 	}
 	wg.Wait()
 	t.Logf("killed %d backends: %d webhooks accepted, %d refused with 503", killed, len(accepted), refused)
@@ -170,22 +167,4 @@ func TestPostgresBackendsKilledUnderLoad(t *testing.T) {
 			t.Errorf("webhook %s was answered 202 but is not stored", id)
 		}
 	}
-}
-
-// terminateApp kills every backend of the application name.
-func terminateApp(t *testing.T, server, app string) int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	var n int
-	if err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
-		FROM pg_stat_activity WHERE application_name = $1`, app).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
 }

@@ -16,28 +16,19 @@ const channelColumns = `id, team_id, async, expires_at, created_at, read_key_has
 // CreateChannel stores a new channel; store.ErrConflict if the id exists. A
 // zero CreatedAt is set to now.
 func (s *Store) CreateChannel(ctx context.Context, c store.Channel) error {
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	_, err = s.pool.Exec(ctx, `INSERT INTO channels (`+channelColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		c.ID, c.TeamID, c.Async, nullTime(c.ExpiresAt), nowOr(c.CreatedAt), c.ReadKeyHash,
-		c.VerifyScheme, []byte(c.VerifySecret), c.VerifyHeader, cidrs(c.AllowedCIDRs), c.RateLimit)
-	return wrapErr(ctx, "create channel "+c.ID, constraintErr(err, "channel id taken", ""))
+	return s.call(ctx, "create channel "+c.ID, func(ctx context.Context) error {
+		_, err := s.pool.Exec(ctx, `INSERT INTO channels (`+channelColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+			c.ID, c.TeamID, c.Async, nullTime(c.ExpiresAt), nowOr(c.CreatedAt), c.ReadKeyHash,
+			c.VerifyScheme, []byte(c.VerifySecret), c.VerifyHeader, cidrs(c.AllowedCIDRs), c.RateLimit)
+		return constraintErr(err, "channel id taken", "")
+	})
 }
 
 // GetChannel returns the channel with that id.
 func (s *Store) GetChannel(ctx context.Context, id string) (store.Channel, error) {
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return store.Channel{}, err
-	}
-	defer cancel()
-	rows, _ := s.pool.Query(ctx, `SELECT `+channelColumns+` FROM channels WHERE id = $1`, id)
-	c, err := pgx.CollectExactlyOneRow(rows, scanChannel)
-	return c, wrapErr(ctx, "get channel "+id, notFound(err, "channel"))
+	return queryRow(ctx, s, "get channel "+id, "channel", scanChannel,
+		`SELECT `+channelColumns+` FROM channels WHERE id = $1`, id)
 }
 
 // UpdateChannel replaces every field of the channel but ID and CreatedAt.
@@ -53,15 +44,8 @@ func (s *Store) UpdateChannel(ctx context.Context, c store.Channel) error {
 
 // ListChannels lists the channels of a team, oldest first; "*" lists all.
 func (s *Store) ListChannels(ctx context.Context, teamID string) ([]store.Channel, error) {
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer cancel()
-	rows, _ := s.pool.Query(ctx, `SELECT `+channelColumns+` FROM channels
+	return queryRows(ctx, s, "list channels", scanChannel, `SELECT `+channelColumns+` FROM channels
 		WHERE $1 = '*' OR team_id = $1 ORDER BY created_at, id`, teamID)
-	cs, err := pgx.CollectRows(rows, scanChannel)
-	return cs, wrapErr(ctx, "list channels", err)
 }
 
 // DeleteChannel deletes the channel with its events, groups, deliveries
@@ -99,13 +83,13 @@ func (s *Store) deleteEvents(ctx context.Context, op, cond string, args ...any) 
 // exec runs one statement in its own call (with its own QueryTimeout) and
 // returns the number of rows it affected.
 func (s *Store) exec(ctx context.Context, op, query string, args ...any) (int64, error) {
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer cancel()
-	tag, err := s.pool.Exec(ctx, query, args...)
-	return tag.RowsAffected(), wrapErr(ctx, op, err)
+	var n int64
+	err := s.call(ctx, op, func(ctx context.Context) error {
+		tag, err := s.pool.Exec(ctx, query, args...)
+		n = tag.RowsAffected()
+		return err
+	})
+	return n, err
 }
 
 // oneRow turns a statement that changed no row into store.ErrNotFound

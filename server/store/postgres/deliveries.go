@@ -54,31 +54,23 @@ func (s *Store) RecordDelivery(ctx context.Context, d store.Delivery) error {
 		body = []byte{}
 	}
 	deliveredAny := d.Status > 0 || (d.Done && d.Error == "")
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	tag, err := s.pool.Exec(ctx, recordDelivery, d.ID, d.EventID, d.GroupID, d.GroupName, d.AgentID,
-		d.Attempt, nowOr(d.StartedAt), int64(d.Duration), d.Status, d.Error, d.Done, names, values, body,
-		deliveredAny)
-	err = wrapErr(ctx, op, constraintErr(err, "delivery id taken", "event "+d.EventID))
-	return oneRow(tag.RowsAffected(), err, op, "event "+d.EventID)
+	var n int64
+	err := s.call(ctx, op, func(ctx context.Context) error {
+		tag, err := s.pool.Exec(ctx, recordDelivery, d.ID, d.EventID, d.GroupID, d.GroupName, d.AgentID,
+			d.Attempt, nowOr(d.StartedAt), int64(d.Duration), d.Status, d.Error, d.Done, names, values, body,
+			deliveredAny)
+		n = tag.RowsAffected()
+		return constraintErr(err, "delivery id taken", "event "+d.EventID)
+	})
+	return oneRow(n, err, op, "event "+d.EventID)
 }
 
 // Deliveries lists the attempts of one event, oldest first; none for an
 // unknown event.
 func (s *Store) Deliveries(ctx context.Context, eventID string) ([]store.Delivery, error) {
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer cancel()
-	rows, _ := s.pool.Query(ctx, `SELECT `+deliveryColumns+` FROM deliveries
+	return queryRows(ctx, s, "deliveries of event "+eventID, scanDelivery, `SELECT `+deliveryColumns+` FROM deliveries
 		WHERE event_seq = (SELECT seq FROM events WHERE id = $1)
 		ORDER BY started_at, n`, eventID)
-	ds, err := pgx.CollectRows(rows, scanDelivery)
-	return ds, wrapErr(ctx, "deliveries of event "+eventID, err)
 }
 
 func scanDelivery(r pgx.CollectableRow) (store.Delivery, error) {

@@ -23,14 +23,8 @@ const eventsFrom = ` FROM events AS e LEFT JOIN event_status AS st ON st.event_s
 
 // GetEvent returns the event with that id, with its body.
 func (s *Store) GetEvent(ctx context.Context, id string) (store.Event, error) {
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return store.Event{}, err
-	}
-	defer cancel()
-	rows, _ := s.pool.Query(ctx, `SELECT `+eventColumns+`, e.body`+eventsFrom+` WHERE e.id = $1`, id)
-	e, err := pgx.CollectExactlyOneRow(rows, scanEventWithBody)
-	return e, wrapErr(ctx, "get event "+id, notFound(err, "event"))
+	return queryRow(ctx, s, "get event "+id, "event", scanEventWithBody,
+		`SELECT `+eventColumns+`, e.body`+eventsFrom+` WHERE e.id = $1`, id)
 }
 
 // ListEvents returns the events q selects, newest first.
@@ -90,18 +84,11 @@ func (s *Store) ListEvents(ctx context.Context, q store.EventQuery) ([]store.Eve
 // queryEvents runs a query selecting eventColumns (and the body when
 // withBody).
 func (s *Store) queryEvents(ctx context.Context, op string, withBody bool, query string, args ...any) ([]store.Event, error) {
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer cancel()
 	scan := scanEvent
 	if withBody {
 		scan = scanEventWithBody
 	}
-	rows, _ := s.pool.Query(ctx, query, args...)
-	es, err := pgx.CollectRows(rows, scan)
-	return es, wrapErr(ctx, op, err)
+	return queryRows(ctx, s, op, scan, query, args...)
 }
 
 func scanEvent(r pgx.CollectableRow) (store.Event, error) { return scanEventRow(r, false) }

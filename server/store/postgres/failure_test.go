@@ -1,15 +1,12 @@
 package postgres
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/hookrelay/hookrelay/server/store"
 	"github.com/hookrelay/hookrelay/server/store/postgres/pgtest"
@@ -42,8 +39,7 @@ func checkUnavailable(t *testing.T, what string, err error) {
 // and the store works again by itself afterwards.
 func TestTerminatedBackendsRecover(t *testing.T) {
 	t.Parallel()
-	server := pgtest.ServerURL(t)
-	app := fmt.Sprintf("hookrelay-test-%d", time.Now().UnixNano())
+	app := pgtest.AppName()
 	s := openTest(t, pgtest.WithParam(t, pgtest.Schema(t), "application_name", app), Options{})
 	ctx := t.Context()
 	if err := s.CreateChannel(ctx, store.Channel{ID: "c"}); err != nil {
@@ -82,7 +78,7 @@ func TestTerminatedBackendsRecover(t *testing.T) {
 		waitFor(t, 30*time.Second, "appends after a kill", func() bool {
 			return ackedN.Load() >= from+20 || ackedN.Load()+failures.Load() >= senders*perSender
 		})
-		killed += terminate(t, server, app)
+		killed += pgtest.Terminate(t, app)
 	}
 	wg.Wait()
 	if killed == 0 {
@@ -92,7 +88,7 @@ func TestTerminatedBackendsRecover(t *testing.T) {
 		killed, ackedN.Load(), failures.Load())
 
 	// Recovery: the pool replaces the dead connections by itself.
-	terminate(t, server, app)
+	pgtest.Terminate(t, app)
 	waitFor(t, 15*time.Second, "Ping after the kills", func() bool { return s.Ping(ctx) == nil })
 	e := &store.Event{ID: "after", ChannelID: "c", Method: "POST", Path: "/"}
 	if err := s.AppendEvent(ctx, e); err != nil {
@@ -106,25 +102,6 @@ func TestTerminatedBackendsRecover(t *testing.T) {
 		}
 		return true
 	})
-}
-
-// terminate kills every backend of the application name and returns how
-// many it killed.
-func terminate(t *testing.T, server, app string) int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	var n int
-	if err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
-		FROM pg_stat_activity WHERE application_name = $1`, app).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 // TestDatabaseDownAndBack takes the database away behind a proxy: every

@@ -21,19 +21,16 @@ const maxSeqQuery = `SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM 
 // event was deleted since. It waits for the append batch committing at
 // that moment, if any.
 func (s *Store) MaxSeq(ctx context.Context) (int64, error) {
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer cancel()
 	var seq int64
-	err = s.tx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, seqLock, s.lockSpace); err != nil {
-			return err
-		}
-		return tx.QueryRow(ctx, maxSeqQuery).Scan(&seq)
+	err := s.call(ctx, "max seq", func(ctx context.Context) error {
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, seqLock, s.lockSpace); err != nil {
+				return err
+			}
+			return tx.QueryRow(ctx, maxSeqQuery).Scan(&seq)
+		})
 	})
-	return seq, wrapErr(ctx, "max seq", err)
+	return seq, err
 }
 
 // EnsureGroup returns the channel's group with that name, creating it when
@@ -45,54 +42,44 @@ func (s *Store) EnsureGroup(ctx context.Context, channelID, name string, from st
 	if from != store.FromNow && from != store.FromResume {
 		return store.Group{}, fmt.Errorf("%s: unknown starting point %q", op, from)
 	}
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return store.Group{}, err
-	}
-	defer cancel()
 	var g store.Group
-	err = s.tx(ctx, func(tx pgx.Tx) error {
-		// New: FromResume starts before the channel's oldest event (0
-		// does that), FromNow after everything committed so far.
-		var maxSeq int64
-		if from == store.FromNow {
-			if _, err := tx.Exec(ctx, seqLock, s.lockSpace); err != nil {
-				return err
+	err := s.call(ctx, op, func(ctx context.Context) error {
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			// New: FromResume starts before the channel's oldest event (0
+			// does that), FromNow after everything committed so far.
+			var maxSeq int64
+			if from == store.FromNow {
+				if _, err := tx.Exec(ctx, seqLock, s.lockSpace); err != nil {
+					return err
+				}
+				if err := tx.QueryRow(ctx, maxSeqQuery).Scan(&maxSeq); err != nil {
+					return err
+				}
 			}
-			if err := tx.QueryRow(ctx, maxSeqQuery).Scan(&maxSeq); err != nil {
-				return err
+			now := time.Now().Truncate(time.Microsecond)
+			rows, _ := tx.Query(ctx, `INSERT INTO delivery_groups AS g (channel_id, name, done_through, created_at, last_seen_at)
+				VALUES ($1, $2, $3, $4, $4)
+				ON CONFLICT (channel_id, name) DO UPDATE
+				SET done_through = greatest(g.done_through, excluded.done_through), last_seen_at = excluded.last_seen_at
+				RETURNING `+groupColumns, channelID, name, maxSeq, now)
+			var err error
+			if g, err = pgx.CollectExactlyOneRow(rows, scanGroup); err != nil {
+				return constraintErr(err, "group name taken", "channel "+channelID)
 			}
-		}
-		now := time.Now().Truncate(time.Microsecond)
-		rows, _ := tx.Query(ctx, `INSERT INTO delivery_groups AS g (channel_id, name, done_through, created_at, last_seen_at)
-			VALUES ($1, $2, $3, $4, $4)
-			ON CONFLICT (channel_id, name) DO UPDATE
-			SET done_through = greatest(g.done_through, excluded.done_through), last_seen_at = excluded.last_seen_at
-			RETURNING `+groupColumns, channelID, name, maxSeq, now)
-		var err error
-		if g, err = pgx.CollectExactlyOneRow(rows, scanGroup); err != nil {
-			return constraintErr(err, "group name taken", "channel "+channelID)
-		}
-		_, err = tx.Exec(ctx, `DELETE FROM done_marks WHERE group_id = $1 AND event_seq <= $2`, g.ID, g.DoneThrough)
-		return err
+			_, err = tx.Exec(ctx, `DELETE FROM done_marks WHERE group_id = $1 AND event_seq <= $2`, g.ID, g.DoneThrough)
+			return err
+		})
 	})
 	if err != nil {
-		return store.Group{}, wrapErr(ctx, op, err)
+		return store.Group{}, err
 	}
 	return g, nil
 }
 
 // ListGroups lists the channel's groups, oldest first.
 func (s *Store) ListGroups(ctx context.Context, channelID string) ([]store.Group, error) {
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer cancel()
-	rows, _ := s.pool.Query(ctx, `SELECT `+groupColumns+` FROM delivery_groups
+	return queryRows(ctx, s, "list groups", scanGroup, `SELECT `+groupColumns+` FROM delivery_groups
 		WHERE channel_id = $1 ORDER BY id`, channelID)
-	gs, err := pgx.CollectRows(rows, scanGroup)
-	return gs, wrapErr(ctx, "list groups", err)
 }
 
 // TouchGroup sets the group's LastSeenAt.
@@ -123,37 +110,34 @@ const defaultPendingLimit = 100
 // with bodies and the attempts already recorded for the group.
 func (s *Store) Pending(ctx context.Context, groupID int64, afterSeq int64, limit int) ([]store.Event, error) {
 	op := fmt.Sprintf("pending events of group %d", groupID)
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer cancel()
 	if limit <= 0 {
 		limit = defaultPendingLimit
 	}
 	var es []store.Event
 	// The group's watermark and its events are read from one snapshot.
-	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead},
-		func(tx pgx.Tx) error {
-			var (
-				channelID   string
-				doneThrough int64
-			)
-			err := tx.QueryRow(ctx, `SELECT channel_id, done_through FROM delivery_groups WHERE id = $1`,
-				groupID).Scan(&channelID, &doneThrough)
-			if err != nil {
-				return notFound(err, "group")
-			}
-			rows, _ := tx.Query(ctx, `SELECT `+eventColumns+`, e.body,
+	err := s.call(ctx, op, func(ctx context.Context) error {
+		return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead},
+			func(tx pgx.Tx) error {
+				var (
+					channelID   string
+					doneThrough int64
+				)
+				err := tx.QueryRow(ctx, `SELECT channel_id, done_through FROM delivery_groups WHERE id = $1`,
+					groupID).Scan(&channelID, &doneThrough)
+				if err != nil {
+					return notFound(err, "group")
+				}
+				rows, _ := tx.Query(ctx, `SELECT `+eventColumns+`, e.body,
 					(SELECT count(*) FROM deliveries AS d WHERE d.group_id = $4 AND d.event_seq = e.seq)`+eventsFrom+`
 				WHERE e.channel_id = $1 AND e.seq > $2 AND e.state = $3
 				  AND NOT EXISTS (SELECT 1 FROM done_marks AS m WHERE m.group_id = $4 AND m.event_seq = e.seq)
 				ORDER BY e.seq LIMIT $5`,
-				channelID, max(afterSeq, doneThrough), string(store.EventAccepted), groupID, limit)
-			es, err = pgx.CollectRows(rows, scanPendingEvent)
-			return err
-		})
-	return es, wrapErr(ctx, op, err)
+					channelID, max(afterSeq, doneThrough), string(store.EventAccepted), groupID, limit)
+				es, err = pgx.CollectRows(rows, scanPendingEvent)
+				return err
+			})
+	})
+	return es, err
 }
 
 // scanPendingEvent scans eventColumns, the body and the group's attempts.

@@ -4,53 +4,17 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
-	"path"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/hookrelay/hookrelay/server/store/internal/schema"
 )
 
-// The schema's history, one file per version: NNNN_what.sql, numbered from
-// 0001 without gaps. A released file is never edited; a change is a new file.
+// The schema's history, one file per version (see package schema).
 //
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
-
-// migration is one schema version.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// loadMigrations reads the embedded migrations in version order.
-func loadMigrations(fsys fs.FS) ([]migration, error) {
-	names, err := fs.Glob(fsys, "migrations/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, name := range names { // fs.Glob returns names sorted
-		base := path.Base(name)
-		num, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("migration %s: name must be NNNN_what.sql", base)
-		}
-		if v != len(ms)+1 {
-			return nil, fmt.Errorf("migration %s: want version %d next", base, len(ms)+1)
-		}
-		text, err := fs.ReadFile(fsys, name)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: base, sql: string(text)})
-	}
-	return ms, nil
-}
 
 // migrateLockKey is the advisory lock (one bigint key, a space apart from
 // the two-int keys of channel locks) that serializes migrations. Hex for
@@ -65,7 +29,7 @@ const migrateLockKey = 0x686f6f6b72656c79
 // nothing half done. A database whose schema is newer than this binary
 // knows is refused, since this code would misread it.
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	ms, err := loadMigrations(migrationFiles)
+	ms, err := schema.Load(migrationFiles, "migrations")
 	if err != nil {
 		return fmt.Errorf("load migrations: %w", err)
 	}
@@ -92,12 +56,12 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 				"run a newer hookrelay, or restore a backup made for this version", current, len(ms))
 		}
 		for _, m := range ms[current:] {
-			if _, err := tx.Exec(ctx, m.sql); err != nil {
-				return fmt.Errorf("migrate to %s: %w", m.name, err)
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
+				return fmt.Errorf("migrate to %s: %w", m.Name, err)
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`,
-				m.version, m.name); err != nil {
-				return fmt.Errorf("migrate to %s: %w", m.name, err)
+				m.Version, m.Name); err != nil {
+				return fmt.Errorf("migrate to %s: %w", m.Name, err)
 			}
 		}
 		return nil

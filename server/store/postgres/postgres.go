@@ -202,13 +202,46 @@ func (s *Store) Close() error {
 // one row, which fails on a server that cannot write (a read-only standby,
 // a full disk) as well as on one that cannot be reached.
 func (s *Store) Ping(ctx context.Context) error {
+	return s.call(ctx, "ping store", func(ctx context.Context) error {
+		_, err := s.pool.Exec(ctx, `UPDATE probe SET at = now() WHERE id = 1`)
+		return err
+	})
+}
+
+// call runs fn as one call of the store: it fails once the store is
+// closed, bounds fn by QueryTimeout, and wraps fn's error (wrapErr).
+func (s *Store) call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
 	ctx, cancel, err := s.begin(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", op, err)
 	}
 	defer cancel()
-	_, err = s.pool.Exec(ctx, `UPDATE probe SET at = now() WHERE id = 1`)
-	return wrapErr(ctx, "ping store", err)
+	return wrapErr(ctx, op, fn(ctx))
+}
+
+// queryRows runs a query as one call and scans every row with scan.
+func queryRows[T any](ctx context.Context, s *Store, op string, scan pgx.RowToFunc[T], query string, args ...any) ([]T, error) {
+	var out []T
+	err := s.call(ctx, op, func(ctx context.Context) error {
+		rows, _ := s.pool.Query(ctx, query, args...) // an error comes back from CollectRows
+		var err error
+		out, err = pgx.CollectRows(rows, scan)
+		return err
+	})
+	return out, err
+}
+
+// queryRow runs a query returning one row as one call; no row is
+// store.ErrNotFound naming what.
+func queryRow[T any](ctx context.Context, s *Store, op, what string, scan pgx.RowToFunc[T], query string, args ...any) (T, error) {
+	var out T
+	err := s.call(ctx, op, func(ctx context.Context) error {
+		rows, _ := s.pool.Query(ctx, query, args...)
+		var err error
+		out, err = pgx.CollectExactlyOneRow(rows, scan)
+		return notFound(err, what)
+	})
+	return out, err
 }
 
 // begin starts a call: it fails once the store is closed and bounds the
@@ -223,11 +256,6 @@ func (s *Store) begin(ctx context.Context) (context.Context, context.CancelFunc,
 
 // errQueryTimeout is the cause of a call's context when QueryTimeout ends it.
 var errQueryTimeout = errors.New("the database did not answer within the query timeout")
-
-// tx runs fn in a transaction, committing when it returns nil.
-func (s *Store) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, s.pool, fn)
-}
 
 // PostgreSQL error codes the store branches on.
 const (

@@ -7,11 +7,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"testing/fstest"
 
 	"go.uber.org/goleak"
 
 	"github.com/hookrelay/hookrelay/server/store"
+	"github.com/hookrelay/hookrelay/server/store/internal/schema"
 	"github.com/hookrelay/hookrelay/server/store/postgres/pgtest"
 	"github.com/hookrelay/hookrelay/server/store/storetest"
 )
@@ -71,7 +71,7 @@ func schemaVersions(t *testing.T, s *Store) []int {
 
 func TestMigrationsIdempotent(t *testing.T) {
 	t.Parallel()
-	ms, err := loadMigrations(migrationFiles)
+	ms, err := schema.Load(migrationFiles, "migrations")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	ms, err := loadMigrations(migrationFiles)
+	ms, err := schema.Load(migrationFiles, "migrations")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,23 +154,6 @@ func TestSchemaNewerThanBinary(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "schema version 9999 is newer") {
 		t.Errorf("error %q does not say the schema is newer", err)
-	}
-}
-
-func TestLoadMigrationsRejectsGaps(t *testing.T) {
-	t.Parallel()
-	for name, files := range map[string][]string{
-		"gap":     {"migrations/0001_a.sql", "migrations/0003_c.sql"},
-		"no num":  {"migrations/init.sql"},
-		"dup num": {"migrations/0001_a.sql", "migrations/0001_b.sql"},
-	} {
-		fsys := make(fstest.MapFS)
-		for _, f := range files {
-			fsys[f] = &fstest.MapFile{Data: []byte("SELECT 1;")}
-		}
-		if _, err := loadMigrations(fsys); err == nil {
-			t.Errorf("%s: loadMigrations accepted %v", name, files)
-		}
 	}
 }
 

@@ -97,8 +97,9 @@ func (s *Store) pruneOverCap(ctx context.Context, maxEvents int, r *store.PruneR
 		// appended meanwhile are newer, so the newest maxEvents stay.
 		var cutoff int64
 		err := s.call(ctx, "find the cap of channel "+id, func(ctx context.Context) error {
-			return s.pool.QueryRow(ctx, `SELECT seq FROM events WHERE channel_id = $1
+			err := s.pool.QueryRow(ctx, `SELECT seq FROM events WHERE channel_id = $1
 				ORDER BY seq DESC LIMIT 1 OFFSET $2`, id, maxEvents).Scan(&cutoff)
+			return notFound(err, "channel "+id)
 		})
 		if errors.Is(err, store.ErrNotFound) {
 			continue // pruned or deleted meanwhile
@@ -115,26 +116,7 @@ func (s *Store) pruneOverCap(ctx context.Context, maxEvents int, r *store.PruneR
 	return nil
 }
 
-// call runs fn as one call of the store: it fails once the store is
-// closed, bounds fn by QueryTimeout, and wraps its error (pgx.ErrNoRows
-// becomes store.ErrNotFound).
-func (s *Store) call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	return wrapErr(ctx, op, notFound(fn(ctx), "row"))
-}
-
 // strings runs a query returning one text column.
 func (s *Store) strings(ctx context.Context, op, query string, args ...any) ([]string, error) {
-	var out []string
-	err := s.call(ctx, op, func(ctx context.Context) error {
-		rows, _ := s.pool.Query(ctx, query, args...)
-		var err error
-		out, err = pgx.CollectRows(rows, pgx.RowTo[string])
-		return err
-	})
-	return out, err
+	return queryRows(ctx, s, op, pgx.RowTo[string], query, args...)
 }

@@ -12,14 +12,11 @@ import (
 // CreateTeam stores a new team; store.ErrConflict if the id or the name
 // exists. A zero CreatedAt is set to now.
 func (s *Store) CreateTeam(ctx context.Context, t store.Team) error {
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	_, err = s.pool.Exec(ctx, `INSERT INTO teams (id, name, created_at) VALUES ($1, $2, $3)`,
-		t.ID, t.Name, nowOr(t.CreatedAt))
-	return wrapErr(ctx, "create team "+t.Name, constraintErr(err, "team id or name taken", ""))
+	return s.call(ctx, "create team "+t.Name, func(ctx context.Context) error {
+		_, err := s.pool.Exec(ctx, `INSERT INTO teams (id, name, created_at) VALUES ($1, $2, $3)`,
+			t.ID, t.Name, nowOr(t.CreatedAt))
+		return constraintErr(err, "team id or name taken", "")
+	})
 }
 
 // GetTeam returns the team with that id.
@@ -33,26 +30,12 @@ func (s *Store) TeamByName(ctx context.Context, name string) (store.Team, error)
 }
 
 func (s *Store) getTeam(ctx context.Context, op, cond string, arg any) (store.Team, error) {
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return store.Team{}, err
-	}
-	defer cancel()
-	rows, _ := s.pool.Query(ctx, `SELECT id, name, created_at FROM teams WHERE `+cond, arg)
-	t, err := pgx.CollectExactlyOneRow(rows, scanTeam)
-	return t, wrapErr(ctx, op, notFound(err, "team"))
+	return queryRow(ctx, s, op, "team", scanTeam, `SELECT id, name, created_at FROM teams WHERE `+cond, arg)
 }
 
 // ListTeams lists every team by name.
 func (s *Store) ListTeams(ctx context.Context) ([]store.Team, error) {
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer cancel()
-	rows, _ := s.pool.Query(ctx, `SELECT id, name, created_at FROM teams ORDER BY name`)
-	ts, err := pgx.CollectRows(rows, scanTeam)
-	return ts, wrapErr(ctx, "list teams", err)
+	return queryRows(ctx, s, "list teams", scanTeam, `SELECT id, name, created_at FROM teams ORDER BY name`)
 }
 
 func scanTeam(r pgx.CollectableRow) (store.Team, error) {
@@ -67,15 +50,12 @@ const tokenColumns = `id, team_id, role, name, hash, created_at, expires_at, las
 // CreateToken stores a new token; store.ErrConflict if the id or the hash
 // exists. A zero CreatedAt is set to now.
 func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	_, err = s.pool.Exec(ctx, `INSERT INTO tokens (`+tokenColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		t.ID, t.TeamID, string(t.Role), t.Name, t.Hash, nowOr(t.CreatedAt),
-		nullTime(t.ExpiresAt), nullTime(t.LastUsedAt), t.Revoked)
-	return wrapErr(ctx, "create token "+t.ID, constraintErr(err, "token id or hash taken", ""))
+	return s.call(ctx, "create token "+t.ID, func(ctx context.Context) error {
+		_, err := s.pool.Exec(ctx, `INSERT INTO tokens (`+tokenColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			t.ID, t.TeamID, string(t.Role), t.Name, t.Hash, nowOr(t.CreatedAt),
+			nullTime(t.ExpiresAt), nullTime(t.LastUsedAt), t.Revoked)
+		return constraintErr(err, "token id or hash taken", "")
+	})
 }
 
 // TokenByHash finds a token by the hash of its secret, revoked or expired
@@ -90,28 +70,14 @@ func (s *Store) GetToken(ctx context.Context, id string) (store.Token, error) {
 }
 
 func (s *Store) getToken(ctx context.Context, op, cond string, arg any) (store.Token, error) {
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return store.Token{}, err
-	}
-	defer cancel()
-	rows, _ := s.pool.Query(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE `+cond, arg)
-	t, err := pgx.CollectExactlyOneRow(rows, scanToken)
-	return t, wrapErr(ctx, op, notFound(err, "token"))
+	return queryRow(ctx, s, op, "token", scanToken, `SELECT `+tokenColumns+` FROM tokens WHERE `+cond, arg)
 }
 
 // ListTokens lists the tokens of a team, oldest first; "*" lists all and
 // "" the relay-wide ones.
 func (s *Store) ListTokens(ctx context.Context, teamID string) ([]store.Token, error) {
-	ctx, cancel, err := s.begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer cancel()
-	rows, _ := s.pool.Query(ctx, `SELECT `+tokenColumns+` FROM tokens
+	return queryRows(ctx, s, "list tokens", scanToken, `SELECT `+tokenColumns+` FROM tokens
 		WHERE $1 = '*' OR team_id = $1 ORDER BY created_at, id`, teamID)
-	ts, err := pgx.CollectRows(rows, scanToken)
-	return ts, wrapErr(ctx, "list tokens", err)
 }
 
 // RevokeToken marks the token revoked.

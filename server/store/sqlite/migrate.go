@@ -6,51 +6,15 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"path"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/hookrelay/hookrelay/server/store/internal/schema"
 )
 
-// The schema's history, one file per version: NNNN_what.sql, numbered from
-// 0001 without gaps. A released file is never edited; a change is a new file.
+// The schema's history, one file per version (see package schema).
 //
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
-
-// migration is one schema version.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// loadMigrations reads the embedded migrations in version order.
-func loadMigrations(fsys fs.FS) ([]migration, error) {
-	names, err := fs.Glob(fsys, "migrations/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, name := range names { // fs.Glob returns names sorted
-		base := path.Base(name)
-		num, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("migration %s: name must be NNNN_what.sql", base)
-		}
-		if v != len(ms)+1 {
-			return nil, fmt.Errorf("migration %s: want version %d next", base, len(ms)+1)
-		}
-		text, err := fs.ReadFile(fsys, name)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: base, sql: string(text)})
-	}
-	return ms, nil
-}
 
 // migrate brings the database's schema to the newest embedded version, in
 // one transaction. Applying is idempotent; a database whose schema is newer
@@ -62,7 +26,7 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 // commit. db's connections must come from newDriver (migrations call its
 // functions).
 func migrate(ctx context.Context, db *sql.DB) (err error) {
-	ms, err := loadMigrations(migrationFiles)
+	ms, err := schema.Load(migrationFiles, "migrations")
 	if err != nil {
 		return fmt.Errorf("load migrations: %w", err)
 	}
@@ -113,13 +77,13 @@ func migrate(ctx context.Context, db *sql.DB) (err error) {
 			"run a newer hookrelay, or restore a backup made for this version", current, len(ms))
 	}
 	for _, m := range ms[current:] {
-		if _, err := conn.ExecContext(ctx, m.sql); err != nil {
-			return fmt.Errorf("migrate to %s: %w", m.name, err)
+		if _, err := conn.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("migrate to %s: %w", m.Name, err)
 		}
 		if _, err := conn.ExecContext(ctx,
 			"INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-			m.version, m.name, time.Now().UnixMicro()); err != nil {
-			return fmt.Errorf("migrate to %s: %w", m.name, err)
+			m.Version, m.Name, time.Now().UnixMicro()); err != nil {
+			return fmt.Errorf("migrate to %s: %w", m.Name, err)
 		}
 	}
 	if err := checkForeignKeys(ctx, conn); err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hookrelay/hookrelay/server/store"
+	"github.com/hookrelay/hookrelay/server/store/internal/schema"
 )
 
 // createV1 writes a database of schema version 1 (migration 0001 only) at
@@ -17,7 +18,7 @@ import (
 func createV1(t *testing.T, path string) {
 	t.Helper()
 	ctx := t.Context()
-	ms, err := loadMigrations(migrationFiles)
+	ms, err := schema.Load(migrationFiles, "migrations")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,8 +32,8 @@ func createV1(t *testing.T, path string) {
 	}
 	exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
 		applied_at INTEGER NOT NULL) STRICT`)
-	exec(ms[0].sql)
-	exec(`INSERT INTO schema_migrations VALUES (1, ?, 0)`, ms[0].name)
+	exec(ms[0].SQL)
+	exec(`INSERT INTO schema_migrations VALUES (1, ?, 0)`, ms[0].Name)
 
 	at := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC).UnixMicro()
 	exec(`INSERT INTO channels (id, team_id, async, expires_at, created_at, read_key_hash, verify_scheme,

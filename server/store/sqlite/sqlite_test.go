@@ -10,12 +10,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"testing/fstest"
 
 	"go.uber.org/goleak"
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/hookrelay/hookrelay/server/store"
+	"github.com/hookrelay/hookrelay/server/store/internal/schema"
 	"github.com/hookrelay/hookrelay/server/store/storetest"
 )
 
@@ -133,7 +133,7 @@ func schemaVersions(t *testing.T, s *Store) []int {
 
 func TestMigrationsIdempotent(t *testing.T) {
 	t.Parallel()
-	ms, err := loadMigrations(migrationFiles)
+	ms, err := schema.Load(migrationFiles, "migrations")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,23 +176,6 @@ func TestSchemaNewerThanBinary(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "schema version 9999 is newer") {
 		t.Errorf("error %q does not say the schema is newer", err)
-	}
-}
-
-func TestLoadMigrationsRejectsGaps(t *testing.T) {
-	t.Parallel()
-	for name, files := range map[string][]string{
-		"gap":     {"migrations/0001_a.sql", "migrations/0003_c.sql"},
-		"no num":  {"migrations/init.sql"},
-		"dup num": {"migrations/0001_a.sql", "migrations/0001_b.sql"},
-	} {
-		fsys := make(fstest.MapFS)
-		for _, f := range files {
-			fsys[f] = &fstest.MapFile{Data: []byte("SELECT 1;")}
-		}
-		if _, err := loadMigrations(fsys); err == nil {
-			t.Errorf("%s: loadMigrations accepted %v", name, files)
-		}
 	}
 }
 

@@ -103,3 +103,26 @@ func randomName() string {
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// Terminate kills, with pg_terminate_backend, every connection to the
+// server whose application_name is app (give the store under test a unique
+// one with WithParam), and returns how many it killed.
+func Terminate(t testing.TB, app string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, ServerURL(t))
+	if err != nil {
+		t.Fatalf("connect to %s: %v", EnvVar, err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
+		FROM pg_stat_activity WHERE application_name = $1`, app).Scan(&n); err != nil {
+		t.Fatalf("terminate the connections of %s: %v", app, err)
+	}
+	return n
+}
+
+// AppName returns an application_name no other test uses.
+func AppName() string { return "hookrelay_test_" + randomName() }
