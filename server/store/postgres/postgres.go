@@ -13,6 +13,11 @@
 // store.ErrUnavailable, so the relay answers 503 and tries again; the pool
 // replaces broken connections by itself, so the store recovers when
 // PostgreSQL comes back without being reopened.
+//
+// Connections come from the pool, except where one must stay the same for
+// a long time (LISTEN, for signals between nodes): such a connection is
+// opened apart from the pool with pgx.ConnectConfig on a copy of
+// s.pool.Config().ConnConfig, so it never holds a pool slot.
 package postgres
 
 import (

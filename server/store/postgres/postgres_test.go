@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
 	"github.com/hookrelay/hookrelay/server/store"
@@ -206,4 +208,65 @@ func TestWrapErr(t *testing.T) {
 			t.Errorf("%s: wrapErr = %v, want it to wrap %v", tc.name, got, tc.want)
 		}
 	}
+}
+
+// TestSeqsVisibleInOrderAcrossNodes appends to one channel from two stores
+// on one database (two relay nodes) while a reader keeps reading the
+// channel's seqs: every read must be a prefix of the final list, that is
+// a seq never becomes visible after a higher one of the same channel. A
+// dispatcher that has read up to seq N relies on this to skip nothing.
+func TestSeqsVisibleInOrderAcrossNodes(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Schema(t)
+	nodes := []*Store{openTest(t, url, Options{}), openTest(t, url, Options{MaxBatch: 1})}
+	ctx := t.Context()
+	if err := nodes[0].CreateChannel(ctx, store.Channel{ID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	readSeqs := func() []int64 {
+		rows, _ := nodes[0].pool.Query(ctx, `SELECT seq FROM events WHERE channel_id = 'c' ORDER BY seq`)
+		seqs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seqs
+	}
+
+	const perWriter = 150
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	for n, s := range nodes {
+		for w := range 4 {
+			wg.Go(func() {
+				for i := range perWriter {
+					e := &store.Event{ID: fmt.Sprintf("n%d-w%d-%d", n, w, i), ChannelID: "c", Method: "POST", Path: "/"}
+					if err := s.AppendEvent(ctx, e); err != nil {
+						t.Errorf("append %s: %v", e.ID, err)
+						return
+					}
+				}
+			})
+		}
+	}
+	go func() { wg.Wait(); close(done) }()
+	var reads [][]int64
+	for finished := false; !finished; {
+		select {
+		case <-done:
+			finished = true
+		default:
+		}
+		reads = append(reads, readSeqs())
+	}
+	final := readSeqs()
+	if len(final) != len(nodes)*4*perWriter {
+		t.Fatalf("%d events stored, want %d", len(final), len(nodes)*4*perWriter)
+	}
+	for _, r := range reads {
+		if len(r) > len(final) || !slices.Equal(r, final[:len(r)]) {
+			t.Fatalf("a read saw seqs %v…, not a prefix of the final %v…: a lower seq became visible later",
+				r[:min(len(r), 20)], final[:min(len(final), 20)])
+		}
+	}
+	t.Logf("%d reads, all prefixes of the %d final seqs", len(reads), len(final))
 }
