@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
@@ -269,4 +271,36 @@ func TestSeqsVisibleInOrderAcrossNodes(t *testing.T) {
 		}
 	}
 	t.Logf("%d reads, all prefixes of the %d final seqs", len(reads), len(final))
+}
+
+// TestPoolConfig checks how the URL and Options combine.
+func TestPoolConfig(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		url             string
+		opts            Options
+		maxConns        int32
+		connectTimeout  time.Duration
+		applicationName string
+	}{
+		{"postgres://u@h/db", Options{}, int32(max(8, 4*runtime.GOMAXPROCS(0))), 5 * time.Second, "hookrelay"},
+		{"postgres://u@h/db?pool_max_conns=3&connect_timeout=7&application_name=mine", Options{}, 3, 7 * time.Second, "mine"},
+		{"postgres://u@h/db?pool_max_conns=3&connect_timeout=7", Options{MaxConns: 5, ConnectTimeout: time.Second}, 5, time.Second, "hookrelay"},
+	} {
+		cfg, err := poolConfig(tc.url, tc.opts)
+		if err != nil {
+			t.Errorf("%s: %v", tc.url, err)
+			continue
+		}
+		if cfg.MaxConns != tc.maxConns || cfg.ConnConfig.ConnectTimeout != tc.connectTimeout ||
+			cfg.ConnConfig.RuntimeParams["application_name"] != tc.applicationName {
+			t.Errorf("%s %+v: MaxConns %d, ConnectTimeout %s, application_name %q; want %d, %s, %q", tc.url, tc.opts,
+				cfg.MaxConns, cfg.ConnConfig.ConnectTimeout, cfg.ConnConfig.RuntimeParams["application_name"],
+				tc.maxConns, tc.connectTimeout, tc.applicationName)
+		}
+	}
+	if _, err := poolConfig("postgres://u:hunter2@h:notaport/db", Options{}); err == nil ||
+		strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("a bad URL gave %v, want an error that does not show the password", err)
+	}
 }
