@@ -46,12 +46,13 @@ func TestContract(t *testing.T) {
 	})
 }
 
-// TestContractOneTxEach runs the contract without group commit and with
-// one writer: every append its own transaction.
+// TestContractOneTxEach runs the contract without group commit: every
+// append its own transaction, four of them at once contending for the seq
+// lock.
 func TestContractOneTxEach(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T) store.Store {
-		return openTest(t, pgtest.Schema(t), Options{MaxBatch: 1, Writers: 1})
+		return openTest(t, pgtest.Schema(t), Options{MaxBatch: 1, Writers: 4})
 	})
 }
 

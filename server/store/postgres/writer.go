@@ -12,14 +12,14 @@ import (
 
 // Group commit of appends.
 //
-// AppendEvent hands its event to one of Options.Writers writer goroutines
-// over an unbuffered channel. A writer takes the first event, then every
+// AppendEvent hands its event to a writer goroutine (Options.Writers of
+// them) over an unbuffered channel. A writer takes the first event, then every
 // event whose sender is already waiting (up to Options.MaxBatch events or
 // maxBatchBytes of bodies), and sends them all to PostgreSQL in one
 // pipeline: the seq lock, one INSERT per event, one Sync. The pipeline runs
 // as one implicit transaction, so the batch costs one round trip and one
-// commit (one WAL flush) however many events it holds. With several
-// writers, one batch commits while the next is being gathered and sent.
+// commit (one WAL flush) however many events it holds. While a batch
+// commits, the next one queues up by itself.
 //
 // An event that fails on its own (a duplicate id, a missing channel) does
 // not abort the batch: the INSERT is written to skip it and report why in
