@@ -81,9 +81,9 @@ func (o *Options) fill() {
 type Store struct {
 	pool *pgxpool.Pool
 	opts Options
-	// lockSpace is the first half of every per-channel advisory lock key:
-	// a hash of the database and schema, so stores in different schemas of
-	// one database do not wait on each other's locks.
+	// lockSpace is the first half of the seq lock's advisory lock key (see
+	// writer.go): a hash of the database and schema, so stores in
+	// different schemas of one database do not wait on each other.
 	lockSpace int32
 
 	appends chan *appendJob // unbuffered: a job sent is a job a writer owns
