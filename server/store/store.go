@@ -1,8 +1,7 @@
 // Package store holds hookrelay's durable state: channels, events, groups
 // and their delivery progress, deliveries, teams and tokens. Store is the
-// interface the relay uses; store/sqlite (and later store/postgres)
-// implement it, and storetest holds the contract every implementation must
-// pass.
+// interface the relay uses; store/sqlite and store/postgres implement it,
+// and storetest holds the contract every implementation must pass.
 package store
 
 import (
@@ -313,8 +312,9 @@ type Store interface {
 	// rejected event enforces the store's Limits in the same transaction.
 	//
 	// StartAppend itself fails (and e is left as it was) only when the
-	// store did not take the event: ctx ended first, or the store is
-	// closed. ctx bounds only that wait: once taken, the append runs to its
+	// store did not take the event: ctx ended first, the store is closed,
+	// or (ErrUnavailable) a store whose seqs come from a database server
+	// could not get one from it. ctx bounds only that wait: once taken, the append runs to its
 	// end whatever happens to ctx. The store reads e (its Body and Headers
 	// too) until the commit is done: the caller must not change them
 	// before. Concurrent appends are committed together (group commit).

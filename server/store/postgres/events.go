@@ -60,8 +60,8 @@ func (s *Store) ListEvents(ctx context.Context, q store.EventQuery) ([]store.Eve
 	}
 	if q.Text != "" {
 		add(`(contains_fold(e.body, $?::bytea) OR EXISTS (
-			SELECT 1 FROM unnest(e.header_names, e.header_values) AS h (name, value)
-			WHERE contains_fold(convert_to(h.name, 'UTF8'), $?::bytea) OR contains_fold(h.value, $?::bytea)))`,
+			SELECT FROM unnest(e.header_names, e.header_values) AS h (name, value)
+			WHERE contains_fold(h.name, $?::bytea) OR contains_fold(h.value, $?::bytea)))`,
 			[]byte(q.Text))
 	}
 	limit := q.Limit
@@ -102,8 +102,7 @@ func scanEventRow(r pgx.CollectableRow, withBody bool, extra ...any) (store.Even
 		e               store.Event
 		path, rawQuery  []byte
 		state           string
-		names           []string
-		values          [][]byte
+		names, values   [][]byte
 		receivedAt      time.Time
 		size            int32
 		lastStatus, att int32
@@ -131,19 +130,19 @@ func scanEventRow(r pgx.CollectableRow, withBody bool, extra ...any) (store.Even
 	return e, nil
 }
 
-// splitHeaders turns a header list into the two parallel arrays the tables
-// keep: names as text, values as bytea.
-func splitHeaders(hs []store.Header) (names []string, values [][]byte) {
-	names = make([]string, len(hs))
+// splitHeaders turns a header list into the two parallel bytea arrays the
+// events table keeps.
+func splitHeaders(hs []store.Header) (names, values [][]byte) {
+	names = make([][]byte, len(hs))
 	values = make([][]byte, len(hs))
 	for i, h := range hs {
-		names[i], values[i] = h.Name, []byte(h.Value)
+		names[i], values[i] = []byte(h.Name), []byte(h.Value)
 	}
 	return names, values
 }
 
 // joinHeaders is the inverse of splitHeaders; nil for no headers.
-func joinHeaders(names []string, values [][]byte) ([]store.Header, error) {
+func joinHeaders(names, values [][]byte) ([]store.Header, error) {
 	if len(names) != len(values) {
 		return nil, fmt.Errorf("%d header names but %d values", len(names), len(values))
 	}
@@ -152,7 +151,18 @@ func joinHeaders(names []string, values [][]byte) ([]store.Header, error) {
 	}
 	hs := make([]store.Header, len(names))
 	for i := range names {
-		hs[i] = store.Header{Name: names[i], Value: string(values[i])}
+		hs[i] = store.Header{Name: string(names[i]), Value: string(values[i])}
 	}
 	return hs, nil
+}
+
+// maxSeqQuery reads the highest seq the sequence has handed out (0 before
+// the first), whichever session took it: a sequence is not transactional.
+const maxSeqQuery = `SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM event_seq`
+
+// MaxSeq is the highest seq assigned so far on any node (0 when none), as
+// store.Store documents. After a crash of PostgreSQL it may include up to
+// 32 seqs the sequence logged ahead and skipped.
+func (s *Store) MaxSeq(ctx context.Context) (int64, error) {
+	return queryRow(ctx, s, "max seq", "sequence", pgx.RowTo[int64], maxSeqQuery)
 }

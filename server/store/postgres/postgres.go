@@ -15,9 +15,9 @@
 // PostgreSQL comes back without being reopened.
 //
 // Connections come from the pool, except where one must stay the same for
-// a long time (LISTEN, for signals between nodes): such a connection is
-// opened apart from the pool with pgx.ConnectConfig on a copy of
-// s.pool.Config().ConnConfig, so it never holds a pool slot.
+// a long time (LISTEN, for signals between nodes): DedicatedConn opens such
+// a connection apart from the pool, with the pool's settings, so it never
+// holds a pool slot.
 package postgres
 
 import (
@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -56,13 +57,18 @@ type Options struct {
 	// commit, see writer.go). Default 256; 1 commits every append in its
 	// own transaction.
 	MaxBatch int
-	// Writers is the number of append batches in flight at once. Default
-	// 1: while the seq lock is one for the store, batches commit one after
-	// the other anyway, and one writer gathers the largest batches
-	// (measured with BenchmarkAppendEvent: 2 writers made 10 events per
-	// transaction instead of 16, and fewer events per second).
+	// Writers is the number of append writers, each committing one batch
+	// at a time on a connection of its own; a channel's appends always go
+	// to the same writer. Default 2 (see BenchmarkAppendEvent and
+	// docs/deploy.md).
 	Writers int
+	// Limits are the caps the store enforces on appends (rejected events
+	// per channel); zero fields take store's defaults.
+	Limits store.Limits
 }
+
+// defaultWriters is Options.Writers when not set.
+const defaultWriters = 2
 
 func (o *Options) fill() {
 	if o.QueryTimeout <= 0 {
@@ -72,8 +78,9 @@ func (o *Options) fill() {
 		o.MaxBatch = 256
 	}
 	if o.Writers <= 0 {
-		o.Writers = 1
+		o.Writers = defaultWriters
 	}
+	o.Limits = o.Limits.WithDefaults()
 }
 
 // Store is a store.Store on PostgreSQL. Create it with Open; it is safe for
@@ -81,14 +88,17 @@ func (o *Options) fill() {
 type Store struct {
 	pool *pgxpool.Pool
 	opts Options
-	// lockSpace is the first half of the seq lock's advisory lock key (see
-	// writer.go): a hash of the database and schema, so stores in
+	// lockSpace is the first half of every seq lock's advisory lock key
+	// (see writer.go): a hash of the database and schema, so stores in
 	// different schemas of one database do not wait on each other.
 	lockSpace int32
+	// maxRejected and maxRejectedBytes are opts.Limits for SQL, where no
+	// cap is the largest value.
+	maxRejected, maxRejectedBytes int64
 
-	appends chan *appendJob // unbuffered: a job sent is a job a writer owns
-	quit    chan struct{}   // closed by Close
-	writers sync.WaitGroup  // the writer goroutines
+	writersByKey []*writer      // a channel's appends go to writersByKey[key % len]
+	quit         chan struct{}  // closed by Close
+	writers      sync.WaitGroup // the writer goroutines
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -118,14 +128,18 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", where, err)
 	}
-	s := &Store{pool: pool, opts: opts, appends: make(chan *appendJob), quit: make(chan struct{})}
+	s := &Store{pool: pool, opts: opts, quit: make(chan struct{}),
+		maxRejected: capOrMax(int64(opts.Limits.RejectedEvents)), maxRejectedBytes: capOrMax(opts.Limits.RejectedBytes)}
 	if err := s.init(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("open store %s: %w", where, err)
 	}
+	s.writersByKey = make([]*writer, opts.Writers)
 	s.writers.Add(opts.Writers)
-	for range opts.Writers {
-		go s.runWriter()
+	for i := range s.writersByKey {
+		w := &writer{jobs: make(chan *appendJob), batch: make([]*appendJob, 0, opts.MaxBatch)}
+		s.writersByKey[i] = w
+		go s.runWriter(w)
 	}
 	return s, nil
 }
@@ -191,6 +205,23 @@ func (s *Store) init(ctx context.Context) error {
 	h.Write([]byte("hookrelay\x00" + db + "\x00" + schema))
 	s.lockSpace = int32(h.Sum32())
 	return nil
+}
+
+// DedicatedConn opens a connection to the store's database apart from the
+// pool, with the pool's settings (the URL's search_path and
+// application_name included), for work that keeps one connection for a
+// long time, such as LISTEN. The caller closes it; closing the Store does
+// not. It fails with store.ErrUnavailable when the database cannot be
+// reached.
+func (s *Store) DedicatedConn(ctx context.Context) (*pgx.Conn, error) {
+	if s.closed.Load() {
+		return nil, fmt.Errorf("open a dedicated connection: %w", errClosed)
+	}
+	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return nil, fmt.Errorf("open a dedicated connection: %w: %v", store.ErrUnavailable, err)
+	}
+	return conn, nil
 }
 
 // Close stops the writers, waiting for the batches they are committing,
@@ -322,6 +353,14 @@ func wrapErr(ctx context.Context, op string, err error) error {
 	default:
 		return fmt.Errorf("%s: %w: %v", op, store.ErrUnavailable, err)
 	}
+}
+
+// capOrMax is a cap for SQL: a negative one (no cap) is the largest value.
+func capOrMax(n int64) int64 {
+	if n < 0 {
+		return math.MaxInt64
+	}
+	return n
 }
 
 // nullTime is nil for the zero time (a NULL column), else t.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"strings"
@@ -41,18 +42,17 @@ func openTest(t testing.TB, url string, opts Options) *Store {
 
 func TestContract(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T) store.Store {
-		return openTest(t, pgtest.Schema(t), Options{})
+	storetest.Run(t, func(t *testing.T, l store.Limits) store.Store {
+		return openTest(t, pgtest.Schema(t), Options{Limits: l})
 	})
 }
 
 // TestContractOneTxEach runs the contract without group commit: every
-// append its own transaction, four of them at once contending for the seq
-// lock.
+// append its own transaction, on one writer.
 func TestContractOneTxEach(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T) store.Store {
-		return openTest(t, pgtest.Schema(t), Options{MaxBatch: 1, Writers: 4})
+	storetest.Run(t, func(t *testing.T, l store.Limits) store.Store {
+		return openTest(t, pgtest.Schema(t), Options{MaxBatch: 1, Writers: 1, Limits: l})
 	})
 }
 
@@ -214,10 +214,12 @@ func TestWrapErr(t *testing.T) {
 }
 
 // TestSeqsVisibleInOrderAcrossNodes appends to one channel from two stores
-// on one database (two relay nodes) while a reader keeps reading the
-// channel's seqs: every read must be a prefix of the final list, that is
-// a seq never becomes visible after a higher one of the same channel. A
-// dispatcher that has read up to seq N relies on this to skip nothing.
+// on one database (two relay nodes, one batching, one not) while a group's
+// backlog is read after each commit: every read must be a prefix of the
+// final list, that is a seq never becomes visible after a higher one of the
+// same channel, and the page's Horizon is the highest seq read. A worker
+// that has read up to the horizon relies on this to skip nothing. Without
+// the channel's seq lock it fails within a few hundred appends.
 func TestSeqsVisibleInOrderAcrossNodes(t *testing.T) {
 	t.Parallel()
 	url := pgtest.Schema(t)
@@ -226,20 +228,31 @@ func TestSeqsVisibleInOrderAcrossNodes(t *testing.T) {
 	if err := nodes[0].CreateChannel(ctx, store.Channel{ID: "c"}); err != nil {
 		t.Fatal(err)
 	}
+	g, err := nodes[1].EnsureGroup(ctx, "c", "g", store.FromResume)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writers, perWriter = 4, 150
+	total := len(nodes) * writers * perWriter
 	readSeqs := func() []int64 {
-		rows, _ := nodes[0].pool.Query(ctx, `SELECT seq FROM events WHERE channel_id = 'c' ORDER BY seq`)
-		seqs, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		page, err := nodes[1].Pending(ctx, store.PendingQuery{GroupID: g.ID, Limit: total})
 		if err != nil {
 			t.Fatal(err)
+		}
+		seqs := make([]int64, len(page.Events))
+		for i, e := range page.Events {
+			seqs[i] = e.Seq
+		}
+		if top := slices.Max(append(seqs, 0)); page.Horizon != top {
+			t.Fatalf("Horizon %d, want the highest seq read, %d", page.Horizon, top)
 		}
 		return seqs
 	}
 
-	const perWriter = 150
 	var wg sync.WaitGroup
-	done := make(chan struct{})
+	appended := make(chan struct{}, 1) // an append committed since the last read
 	for n, s := range nodes {
-		for w := range 4 {
+		for w := range writers {
 			wg.Go(func() {
 				for i := range perWriter {
 					e := &store.Event{ID: fmt.Sprintf("n%d-w%d-%d", n, w, i), ChannelID: "c", Method: "POST", Path: "/"}
@@ -247,31 +260,163 @@ func TestSeqsVisibleInOrderAcrossNodes(t *testing.T) {
 						t.Errorf("append %s: %v", e.ID, err)
 						return
 					}
+					select {
+					case appended <- struct{}{}:
+					default:
+					}
 				}
 			})
 		}
 	}
-	go func() { wg.Wait(); close(done) }()
+	writing := make(chan struct{})
+	go func() { wg.Wait(); close(writing) }()
 	var reads [][]int64
-	for finished := false; !finished; {
+	for running := true; running; {
 		select {
-		case <-done:
-			finished = true
-		default:
+		case <-writing:
+			running = false
+		case <-appended:
+			reads = append(reads, readSeqs())
 		}
-		reads = append(reads, readSeqs())
 	}
 	final := readSeqs()
-	if len(final) != len(nodes)*4*perWriter {
-		t.Fatalf("%d events stored, want %d", len(final), len(nodes)*4*perWriter)
+	if len(final) != total {
+		t.Fatalf("%d events stored, want %d", len(final), total)
 	}
 	for _, r := range reads {
-		if len(r) > len(final) || !slices.Equal(r, final[:len(r)]) {
-			t.Fatalf("a read saw seqs %v…, not a prefix of the final %v…: a lower seq became visible later",
-				r[:min(len(r), 20)], final[:min(len(final), 20)])
+		if i := mismatch(r, final); i >= 0 {
+			t.Fatalf("a read of %d seqs is not a prefix of the final %d: seq %d where the final list has %d: "+
+				"a lower seq became visible later", len(r), len(final), r[i], final[min(i, len(final)-1)])
 		}
 	}
 	t.Logf("%d reads, all prefixes of the %d final seqs", len(reads), len(final))
+}
+
+// mismatch returns the first index where prefix differs from list, or -1
+// when it is a prefix of list.
+func mismatch(prefix, list []int64) int {
+	for i, v := range prefix {
+		if i >= len(list) || list[i] != v {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestSeqBeforeCommit holds back every commit that inserted an event (a
+// deferred constraint trigger waits at commit for an advisory lock the test
+// holds) and checks that StartAppend still returns with the event's seq,
+// that the event stays invisible meanwhile, and that the Commit settles
+// once the lock is let go: the seq comes before the commit's WAL flush, so
+// a relay can start delivering while the commit is in flight.
+func TestSeqBeforeCommit(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Schema(t)
+	s := openTest(t, url, Options{})
+	ctx := t.Context()
+	if err := s.CreateChannel(ctx, store.Channel{ID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	key := rand.Int64()
+	if _, err := s.pool.Exec(ctx, fmt.Sprintf(`CREATE FUNCTION hold_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN PERFORM pg_advisory_xact_lock_shared(%d); RETURN NULL; END $$;
+		CREATE CONSTRAINT TRIGGER hold_commit AFTER INSERT ON events
+		DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION hold_commit()`, key)); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(context.Background())
+	if _, err := holder.Exec(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
+		t.Fatal(err)
+	}
+	release := sync.OnceFunc(func() {
+		if _, err := holder.Exec(context.Background(), `SELECT pg_advisory_unlock($1)`, key); err != nil {
+			t.Error(err)
+		}
+	})
+	defer release()
+
+	e := &store.Event{ID: "e", ChannelID: "c", Method: "POST", Path: "/", Body: []byte("held")}
+	started := make(chan *store.Commit, 1)
+	go func() {
+		c, err := s.StartAppend(ctx, e)
+		if err != nil {
+			t.Errorf("StartAppend: %v", err)
+		}
+		started <- c
+	}()
+	var commit *store.Commit
+	select {
+	case commit = <-started:
+	case <-time.After(10 * time.Second):
+		release()
+		t.Fatal("StartAppend did not return while the commit was held: it waited for the commit")
+	}
+	if commit == nil {
+		t.FailNow()
+	}
+	if e.Seq <= 0 {
+		t.Errorf("StartAppend returned Seq %d, want a seq", e.Seq)
+	}
+	select {
+	case <-commit.Done():
+		t.Fatalf("the commit settled (%v) while held", commit.Err())
+	default:
+	}
+	if _, err := s.GetEvent(ctx, "e"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetEvent before the commit: %v, want not found", err)
+	}
+	release()
+	if err := commit.Wait(ctx); err != nil {
+		t.Fatalf("commit after the lock was let go: %v", err)
+	}
+	if got, err := s.GetEvent(ctx, "e"); err != nil || got.Seq != e.Seq {
+		t.Errorf("GetEvent after the commit: seq %d, %v; want %d", got.Seq, err, e.Seq)
+	}
+}
+
+// TestDedicatedConn listens on a connection apart from the pool and gets a
+// notification sent through the pool; the connection is in the store's
+// schema.
+func TestDedicatedConn(t *testing.T) {
+	t.Parallel()
+	s := openTest(t, pgtest.Schema(t), Options{})
+	ctx := t.Context()
+	conn, err := s.DedicatedConn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var schema, poolSchema string
+	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&poolSchema); err != nil {
+		t.Fatal(err)
+	}
+	if schema != poolSchema {
+		t.Errorf("dedicated connection in schema %q, the pool in %q", schema, poolSchema)
+	}
+	channel := "hookrelay_test_" + strings.ReplaceAll(poolSchema, "hookrelay_test_", "")
+	if _, err := conn.Exec(ctx, `LISTEN `+channel); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `SELECT pg_notify($1, 'e1')`, channel); err != nil {
+		t.Fatal(err)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	n, err := conn.WaitForNotification(waitCtx)
+	if err != nil || n.Payload != "e1" {
+		t.Fatalf("notification %+v, %v; want payload e1", n, err)
+	}
+	s.Close()
+	if _, err := s.DedicatedConn(ctx); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("DedicatedConn after Close: %v, want store.ErrUnavailable", err)
+	}
 }
 
 // TestPoolConfig checks how the URL and Options combine.

@@ -20,19 +20,26 @@ CREATE TABLE channels (
 CREATE INDEX channels_team ON channels (team_id, created_at);
 CREATE INDEX channels_expires ON channels (expires_at) WHERE expires_at IS NOT NULL;
 
--- A sequence never hands out a value twice, even after the newest events
--- are deleted or a transaction rolls back, so cursors (done_through,
--- afterSeq, BeforeSeq) stay meaningful. CACHE 1 (the default) matters:
--- with a per-session cache, a session could take a seq lower than one
--- another session took earlier, and seq order within a channel would no
--- longer follow the order of the channel's advisory lock.
+-- Seqs come from this sequence, taken by the append writer while its
+-- transaction holds the channel's advisory lock (see writer.go). A sequence
+-- never hands out a value twice, even after the newest events are deleted
+-- or a transaction rolls back, so cursors (done_through, AfterSeq,
+-- BeforeSeq) stay meaningful. CACHE 1 (the default) matters: with a
+-- per-session cache, a session could take a seq lower than one another
+-- session took earlier, and seq order within a channel would no longer
+-- follow the order of the channel's lock.
 CREATE SEQUENCE event_seq CACHE 1;
 
 -- One row per received webhook, written once and never updated: what
 -- changes per delivery lives in event_status, so a delivery never rewrites
 -- the row (or the TOAST chunks) holding the body.
+-- Header names and values are bytea, like every byte that arrives from
+-- outside: text would refuse a NUL or bytes that are not UTF-8, and one
+-- such event would fail the whole batch it was committed with. They are two
+-- parallel arrays rather than store.AppendHeaders' encoding so that the
+-- inspector's search can test each name and value on its own.
 CREATE TABLE events (
-    seq           bigint PRIMARY KEY DEFAULT nextval('event_seq'),
+    seq           bigint PRIMARY KEY,
     id            text NOT NULL UNIQUE,
     channel_id    text NOT NULL REFERENCES channels (id) ON DELETE CASCADE,
     method        text NOT NULL,
@@ -42,7 +49,7 @@ CREATE TABLE events (
     received_at   timestamptz NOT NULL,
     state         text NOT NULL,
     reject_reason text NOT NULL DEFAULT '',
-    header_names  text[] NOT NULL,   -- in received order, case and repeats kept
+    header_names  bytea[] NOT NULL,  -- in received order, case and repeats kept
     header_values bytea[] NOT NULL,  -- header_values[i] belongs to header_names[i]
     body_size     integer NOT NULL,
     body          bytea NOT NULL
@@ -54,6 +61,8 @@ ALTER SEQUENCE event_seq OWNED BY events.seq;
 ALTER TABLE events ALTER COLUMN body SET STORAGE EXTERNAL;
 CREATE INDEX events_channel_seq ON events (channel_id, seq);
 CREATE INDEX events_received ON events (received_at);
+-- The rejected events of a channel, for the cap enforced on each append.
+CREATE INDEX events_rejected ON events (channel_id, seq) INCLUDE (body_size) WHERE state = 'rejected';
 
 -- contains_fold reports whether needle occurs in haystack, ignoring the
 -- case of ASCII letters only (the search of the inspector). PostgreSQL has
@@ -90,37 +99,37 @@ CREATE TABLE delivery_groups (
 CREATE INDEX delivery_groups_last_seen ON delivery_groups (last_seen_at);
 
 -- An event done for a group above the group's done_through. Marks at or
--- below done_through are deleted when it advances.
+-- below done_through are deleted when it advances. A mark does not
+-- reference its event: one left by a deleted event is harmless (Pending
+-- joins events first) and goes when done_through passes it, and deleting
+-- events does not have to probe this table.
 CREATE TABLE done_marks (
     group_id  bigint NOT NULL REFERENCES delivery_groups (id) ON DELETE CASCADE,
-    event_seq bigint NOT NULL REFERENCES events (seq) ON DELETE CASCADE,
+    event_seq bigint NOT NULL,
     PRIMARY KEY (group_id, event_seq)
 );
-CREATE INDEX done_marks_event ON done_marks (event_seq);
 
 -- Deliveries outlive their group (history), not their event. n keeps the
 -- order of insertion for attempts started in the same microsecond.
 CREATE TABLE deliveries (
-    id                     text PRIMARY KEY,
-    n                      bigint GENERATED ALWAYS AS IDENTITY,
-    event_seq              bigint NOT NULL REFERENCES events (seq) ON DELETE CASCADE,
-    event_id               text NOT NULL,
-    channel_id             text NOT NULL,
-    group_id               bigint NOT NULL,
-    group_name             text NOT NULL,
-    agent_id               text NOT NULL,
-    attempt                integer NOT NULL,
-    started_at             timestamptz NOT NULL,
-    duration_ns            bigint NOT NULL,
-    status                 integer NOT NULL,
-    error                  text NOT NULL,
-    done                   boolean NOT NULL,
-    response_header_names  text[] NOT NULL,
-    response_header_values bytea[] NOT NULL,
-    response_body          bytea NOT NULL
+    id               text PRIMARY KEY,
+    n                bigint GENERATED ALWAYS AS IDENTITY,
+    event_seq        bigint NOT NULL REFERENCES events (seq) ON DELETE CASCADE,
+    event_id         text NOT NULL,
+    channel_id       text NOT NULL,
+    group_id         bigint NOT NULL,
+    group_name       text NOT NULL,
+    agent_id         text NOT NULL,
+    attempt          integer NOT NULL,
+    started_at       timestamptz NOT NULL,
+    duration_ns      bigint NOT NULL,
+    status           integer NOT NULL,
+    error            text NOT NULL,
+    done             boolean NOT NULL,
+    response_headers bytea NOT NULL, -- store.AppendHeaders
+    response_body    bytea NOT NULL
 );
 CREATE INDEX deliveries_event ON deliveries (event_seq, started_at, n);
-CREATE INDEX deliveries_group ON deliveries (group_id, event_seq);
 
 CREATE TABLE teams (
     id         text PRIMARY KEY,
