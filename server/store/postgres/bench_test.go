@@ -46,8 +46,9 @@ func benchmarkAppend(b *testing.B, s store.Store, channels int) {
 
 // BenchmarkAppendEvent compares the stores in one run: SQLite with its
 // default synchronous=FULL, and PostgreSQL (on HOOKRELAY_TEST_POSTGRES)
-// with group commit (one writer, the default, and two) and with one
-// transaction per event.
+// with group commit on 1, 2 (the default) and 4 writers, and with one
+// transaction per event. Run the binary several times for alternated
+// rounds (see docs/deploy.md).
 func BenchmarkAppendEvent(b *testing.B) {
 	for _, channels := range []int{1, 16} {
 		b.Run(fmt.Sprintf("channels=%d/store=sqlite", channels), func(b *testing.B) {
@@ -62,9 +63,10 @@ func BenchmarkAppendEvent(b *testing.B) {
 			name string
 			o    Options
 		}{
-			{"batched", Options{}},
+			{"batched-1-writer", Options{Writers: 1}},
 			{"batched-2-writers", Options{Writers: 2}},
-			{"one-tx-each", Options{MaxBatch: 1, Writers: 64}},
+			{"batched-4-writers", Options{Writers: 4}},
+			{"one-tx-each", Options{MaxBatch: 1, Writers: 16}},
 		} {
 			b.Run(fmt.Sprintf("channels=%d/store=postgres-%s", channels, opts.name), func(b *testing.B) {
 				s := openTest(b, pgtest.Schema(b), opts.o)

@@ -23,62 +23,87 @@ const advanceGroup = `WITH g AS (
 )
 DELETE FROM done_marks AS m USING g WHERE m.group_id = g.id AND m.event_seq <= g.done_through`
 
-// recordDelivery inserts one attempt and counts it in its event's summary;
-// when done, and the event is of the group's channel and above its
-// done_through, it marks the event done for the group. It inserts nothing
-// when the event does not exist. FOR KEY SHARE keeps the event (and the
-// group) from being deleted before the commit: an event deleted meanwhile
-// counts as missing instead of failing the report on a foreign key.
-const recordDelivery = `WITH ev AS (SELECT seq, channel_id FROM events WHERE id = $2 FOR KEY SHARE),
+// recordDeliveries inserts the attempts of a report ($2… as one array a
+// field, in the order they finished), counts them in their events'
+// summaries, and marks done for group $1 the events of its channel, above
+// its done_through, that have a done attempt. Attempts of events that do
+// not exist are left out. FOR KEY SHARE keeps the events and the group from
+// being deleted before the commit: an event deleted meanwhile counts as
+// missing instead of failing the report on a foreign key.
+const recordDeliveries = `WITH d AS (
+	SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::timestamptz[],
+		$8::int8[], $9::int4[], $10::text[], $11::bool[], $12::bytea[], $13::bytea[])
+		WITH ORDINALITY AS d (id, event_id, group_name, agent_id, attempt, started_at, duration_ns,
+			status, error, done, response_headers, response_body, n)
+),
+ev AS (SELECT seq, id, channel_id FROM events WHERE id IN (SELECT event_id FROM d) FOR KEY SHARE),
+dev AS (SELECT d.*, ev.seq, ev.channel_id FROM d JOIN ev ON ev.id = d.event_id),
 ins AS (
 	INSERT INTO deliveries (id, event_seq, event_id, channel_id, group_id, group_name, agent_id,
 		attempt, started_at, duration_ns, status, error, done, response_headers, response_body)
-	SELECT $1, ev.seq, $2, ev.channel_id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM ev
-	RETURNING event_seq, channel_id
+	SELECT id, seq, event_id, channel_id, $1, group_name, agent_id, attempt, started_at, duration_ns,
+		status, error, done, response_headers, response_body
+	FROM dev ORDER BY n
 ),
 st AS (
-	INSERT INTO event_status AS s (event_seq, last_status, attempts, delivered_any)
-	SELECT event_seq, $9, 1, $14 FROM ins
+	INSERT INTO event_status AS s (event_seq, attempts, last_status, delivered_any)
+	SELECT seq, count(*), coalesce((array_agg(status ORDER BY n DESC) FILTER (WHERE status > 0))[1], 0),
+		bool_or(status > 0 OR (done AND error = ''))
+	FROM dev GROUP BY seq
 	ON CONFLICT (event_seq) DO UPDATE SET
-		attempts = s.attempts + 1,
-		last_status = CASE WHEN $9 > 0 THEN $9 ELSE s.last_status END,
+		attempts = s.attempts + excluded.attempts,
+		last_status = CASE WHEN excluded.last_status > 0 THEN excluded.last_status ELSE s.last_status END,
 		delivered_any = s.delivered_any OR excluded.delivered_any
 ),
-g AS (SELECT id, channel_id, done_through FROM delivery_groups WHERE id = $3 FOR KEY SHARE)
+g AS (SELECT id, channel_id, done_through FROM delivery_groups WHERE id = $1 FOR KEY SHARE)
 INSERT INTO done_marks (group_id, event_seq)
-SELECT g.id, ins.event_seq FROM ins JOIN g ON g.channel_id = ins.channel_id
-WHERE $11 AND ins.event_seq > g.done_through
+SELECT DISTINCT g.id, dev.seq FROM dev JOIN g ON g.channel_id = dev.channel_id
+WHERE dev.done AND dev.seq > g.done_through
 ON CONFLICT DO NOTHING`
 
 const deliveryColumns = `id, event_seq, event_id, channel_id, group_id, group_name, agent_id, attempt,
 	started_at, duration_ns, status, error, done, response_headers, response_body`
 
 // RecordProgress writes the worker's report in one transaction, as
-// store.Store documents: the group's watermark first, then each delivery,
-// all sent in one pipeline (one round trip, one commit).
+// store.Store documents: the group's watermark first, then every delivery
+// in one statement, both sent in one pipeline (one round trip, one commit).
 func (s *Store) RecordProgress(ctx context.Context, p store.Progress) error {
 	op := fmt.Sprintf("record progress of group %d", p.GroupID)
 	b := &pgx.Batch{}
 	if p.DoneThrough > 0 || !p.SeenAt.IsZero() {
 		b.Queue(advanceGroup, p.GroupID, p.DoneThrough, nullTime(p.SeenAt))
 	}
-	for _, d := range p.Deliveries {
-		body := d.ResponseBody
-		if body == nil {
-			body = []byte{}
-		}
-		deliveredAny := d.Status > 0 || (d.Done && d.Error == "")
-		b.Queue(recordDelivery, d.ID, d.EventID, p.GroupID, text(d.GroupName), text(d.AgentID), d.Attempt,
-			nowOr(d.StartedAt), int64(d.Duration), d.Status, text(d.Error), d.Done,
-			store.AppendHeaders([]byte{}, d.ResponseHeaders), body, deliveredAny)
-	}
-	if b.Len() == 0 {
-		return s.call(ctx, op, func(context.Context) error { return nil })
+	if len(p.Deliveries) > 0 {
+		b.Queue(recordDeliveries, append([]any{p.GroupID}, deliveryArrays(p.Deliveries)...)...)
 	}
 	return s.call(ctx, op, func(ctx context.Context) error {
+		if b.Len() == 0 {
+			return nil
+		}
 		err := s.pool.SendBatch(ctx, b).Close()
 		return constraintErr(err, "a delivery id is taken", "event")
 	})
+}
+
+// deliveryArrays returns the arrays recordDeliveries takes as $2…$13.
+func deliveryArrays(ds []store.Delivery) []any {
+	n := len(ds)
+	ids, eventIDs, groupNames, agentIDs, errs := make([]string, n), make([]string, n), make([]string, n),
+		make([]string, n), make([]string, n)
+	attempts, statuses := make([]int32, n), make([]int32, n)
+	startedAt, durations, done := make([]time.Time, n), make([]int64, n), make([]bool, n)
+	headers, bodies := make([][]byte, n), make([][]byte, n)
+	for i, d := range ds {
+		ids[i], eventIDs[i], groupNames[i], agentIDs[i] = d.ID, d.EventID, text(d.GroupName), text(d.AgentID)
+		attempts[i], statuses[i], errs[i], done[i] = int32(d.Attempt), int32(d.Status), text(d.Error), d.Done
+		startedAt[i], durations[i] = nowOr(d.StartedAt), int64(d.Duration)
+		headers[i] = store.AppendHeaders([]byte{}, d.ResponseHeaders)
+		if bodies[i] = d.ResponseBody; bodies[i] == nil {
+			bodies[i] = []byte{}
+		}
+	}
+	return []any{ids, eventIDs, groupNames, agentIDs, attempts, startedAt, durations, statuses, errs, done,
+		headers, bodies}
 }
 
 // text makes s storable in a text column: PostgreSQL's text holds neither

@@ -130,18 +130,8 @@ func scanEventRow(r pgx.CollectableRow, withBody bool, extra ...any) (store.Even
 	return e, nil
 }
 
-// splitHeaders turns a header list into the two parallel bytea arrays the
-// events table keeps.
-func splitHeaders(hs []store.Header) (names, values [][]byte) {
-	names = make([][]byte, len(hs))
-	values = make([][]byte, len(hs))
-	for i, h := range hs {
-		names[i], values[i] = []byte(h.Name), []byte(h.Value)
-	}
-	return names, values
-}
-
-// joinHeaders is the inverse of splitHeaders; nil for no headers.
+// joinHeaders makes a header list of the two parallel arrays the events
+// table keeps (see the migration); nil for no headers.
 func joinHeaders(names, values [][]byte) ([]store.Header, error) {
 	if len(names) != len(values) {
 		return nil, fmt.Errorf("%d header names but %d values", len(names), len(values))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -20,13 +21,16 @@ import (
 // the first event, then every event whose sender is already waiting (up to
 // Options.MaxBatch events or maxBatchBytes of bodies), and sends them to
 // PostgreSQL in one pipeline on one connection: the channels' seq locks,
-// one INSERT per event, a Flush, a Sync. The statements before the Sync
-// run as one implicit transaction, committed at the Sync, so a batch costs
-// one round trip and one commit (one WAL flush) however many events it
-// holds. While a batch commits, the next one queues up by itself.
+// one INSERT of every event (their fields as arrays), the trims of
+// rejected events, a Flush, a Sync. The statements before the Sync run as
+// one implicit transaction, committed at the Sync, so a batch costs one
+// round trip and one commit (one WAL flush) however many events it holds,
+// and one statement to plan and run: on a small machine PostgreSQL spends
+// about half the CPU per event that a statement per event costs. While a
+// batch commits, the next one queues up by itself.
 //
-// Seqs come from the event_seq sequence, taken by each INSERT after the
-// transaction took the advisory lock of every channel in the batch (a
+// Seqs come from the event_seq sequence, taken by the INSERT (one per event,
+// in the order the writer took them) after the transaction took the advisory lock of every channel in the batch (a
 // transaction-scoped lock, keyed by the store's schema and a hash of the
 // channel id, taken in key order so two batches never wait on each other in
 // a cycle). The lock is held until the commit, so per channel, across every
@@ -39,8 +43,8 @@ import (
 // commit in parallel, on different nodes, and on one node when they go to
 // different writers.
 //
-// The Flush before the Sync makes PostgreSQL send each INSERT's result (its
-// seq) as soon as it ran, before the commit's WAL flush: the writer hands
+// The Flush before the Sync makes PostgreSQL send the INSERT's result (the
+// seqs) as soon as it ran, before the commit's WAL flush: the writer hands
 // every caller its seq then (StartAppend returns), and settles their
 // Commits when the Sync's result (the commit's) arrives.
 //
@@ -63,11 +67,10 @@ const maxBatchBytes = 64 << 20
 // leaves it 0 when the batch failed before taking it), closes taken, and
 // later calls settle with the commit's outcome for this event.
 type appendJob struct {
-	ev            store.Event // the caller's event with its defaults set; read only
-	names, values [][]byte
-	body          []byte
-	lockKey       int32 // the channel's key in the store's seq lock space
-	rejected      bool
+	ev       store.Event // the caller's event with its defaults set; read only
+	body     []byte
+	lockKey  int32 // the channel's key in the store's seq lock space
+	rejected bool
 
 	seq      int64
 	taken    chan struct{}
@@ -111,45 +114,110 @@ func channelKey(channelID string) int32 {
 // The statements of an append batch, prepared once per connection.
 const (
 	stmtSeqLock = "hookrelay_seq_lock"
-	stmtInsert  = "hookrelay_insert_event"
+	stmtInsert  = "hookrelay_insert_events"
 	stmtTrim    = "hookrelay_trim_rejected"
 )
 
 // seqLock takes a channel's seq lock until the transaction ends.
 const seqLock = `SELECT pg_advisory_xact_lock($1::int4, $2::int4)`
 
-// insertEvent takes a seq and inserts one event unless its channel is
-// missing or its id is taken, reporting (seq, channel found, inserted).
-// FOR KEY SHARE makes a channel deleted meanwhile count as missing instead
-// of failing the batch on the foreign key, and keeps it until the commit.
-const insertEvent = `WITH seq AS (SELECT nextval('event_seq') AS seq),
-ch AS (SELECT id FROM channels WHERE id = $2 FOR KEY SHARE),
+// insertEvents takes a seq for each event of a batch, in order, and inserts
+// those whose channel exists and whose id is free, reporting for each
+// (seq, channel found, inserted) in order. The events come as one array a
+// field; header names and values of all events as two flat arrays, event
+// i's being elements header_start+1 to header_end. FOR KEY SHARE makes a
+// channel deleted meanwhile count as missing instead of failing the batch
+// on the foreign key, and keeps it until the commit. Of two events of the
+// batch with one id, the first is inserted.
+const insertEvents = `WITH b AS (
+	SELECT b.*, nextval('event_seq') AS seq
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::text[],
+		$7::timestamptz[], $8::text[], $9::text[], $10::int4[], $11::int4[], $12::int4[], $13::bytea[])
+		WITH ORDINALITY AS b (id, channel_id, method, path, raw_query, remote_addr, received_at,
+			state, reject_reason, header_start, header_end, body_size, body, n)
+),
+ch AS (SELECT id FROM channels WHERE id IN (SELECT channel_id FROM b) FOR KEY SHARE),
 ins AS (
 	INSERT INTO events (seq, id, channel_id, method, path, raw_query, remote_addr, received_at,
 		state, reject_reason, header_names, header_values, body_size, body)
-	SELECT seq.seq, $1, ch.id, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 FROM seq, ch
+	SELECT b.seq, b.id, b.channel_id, b.method, b.path, b.raw_query, b.remote_addr, b.received_at,
+		b.state, b.reject_reason, coalesce(($14::bytea[])[b.header_start + 1 : b.header_end], '{}'),
+		coalesce(($15::bytea[])[b.header_start + 1 : b.header_end], '{}'), b.body_size, b.body
+	FROM b JOIN ch ON ch.id = b.channel_id
+	ORDER BY b.n
 	ON CONFLICT (id) DO NOTHING
-	RETURNING 1
+	RETURNING seq
 )
-SELECT seq, EXISTS (SELECT FROM ch), EXISTS (SELECT FROM ins) FROM seq`
+SELECT b.seq, b.channel_id IN (SELECT id FROM ch), b.seq IN (SELECT seq FROM ins) FROM b ORDER BY b.n`
 
 // trimRejected drops the oldest rejected events of channel $1 until at most
-// $2 are left with at most $3 body bytes in all, keeping the event just
-// inserted (this session's last seq) whatever its size. It runs under the
-// channel's seq lock, so appends of the channel trim one after the other.
+// $2 are left with at most $3 body bytes in all, keeping the newest (just
+// appended) whatever its size. It runs under the channel's seq lock, after
+// the batch's INSERT: once for the batch leaves what trimming after each of
+// its rejected events would, since a trim only ever drops the oldest.
 const trimRejected = `DELETE FROM events WHERE seq IN (
 	SELECT seq FROM (
 		SELECT seq, row_number() OVER newest AS n, sum(body_size) OVER newest AS bytes
 		FROM events WHERE channel_id = $1 AND state = 'rejected'
 		WINDOW newest AS (ORDER BY seq DESC)
-	) AS r WHERE seq <> currval('event_seq') AND (n > $2 OR bytes > $3))`
+	) AS r WHERE n > 1 AND (n > $2 OR bytes > $3))`
+
+// batchArgs are the arrays of insertEvents, kept by a writer from one batch
+// to the next.
+type batchArgs struct {
+	ids, channels, methods, remotes, states, reasons []string
+	paths, queries, bodies, names, values            [][]byte
+	receivedAt                                       []time.Time
+	headerStart, headerEnd, sizes                    []int32
+}
+
+// fill sets the arrays from batch.
+func (a *batchArgs) fill(batch []*appendJob) {
+	*a = batchArgs{
+		ids: a.ids[:0], channels: a.channels[:0], methods: a.methods[:0], remotes: a.remotes[:0],
+		states: a.states[:0], reasons: a.reasons[:0], paths: a.paths[:0], queries: a.queries[:0],
+		bodies: a.bodies[:0], names: a.names[:0], values: a.values[:0], receivedAt: a.receivedAt[:0],
+		headerStart: a.headerStart[:0], headerEnd: a.headerEnd[:0], sizes: a.sizes[:0],
+	}
+	for _, j := range batch {
+		e := &j.ev
+		a.ids = append(a.ids, e.ID)
+		a.channels = append(a.channels, e.ChannelID)
+		a.methods = append(a.methods, e.Method)
+		a.paths = append(a.paths, []byte(e.Path))
+		a.queries = append(a.queries, []byte(e.RawQuery))
+		a.remotes = append(a.remotes, e.RemoteAddr)
+		a.receivedAt = append(a.receivedAt, e.ReceivedAt)
+		a.states = append(a.states, string(e.State))
+		a.reasons = append(a.reasons, e.RejectReason)
+		a.headerStart = append(a.headerStart, int32(len(a.names)))
+		for _, h := range e.Headers {
+			a.names = append(a.names, []byte(h.Name))
+			a.values = append(a.values, []byte(h.Value))
+		}
+		a.headerEnd = append(a.headerEnd, int32(len(a.names)))
+		a.sizes = append(a.sizes, int32(len(j.body)))
+		a.bodies = append(a.bodies, j.body)
+	}
+}
+
+// clear drops the references to the batch's bytes.
+func (a *batchArgs) clear() {
+	clear(a.paths)
+	clear(a.queries)
+	clear(a.bodies)
+	clear(a.names)
+	clear(a.values)
+}
 
 // writer is one writer goroutine's state.
 type writer struct {
-	jobs  chan *appendJob // unbuffered: a job sent is a job the writer owns
-	batch []*appendJob
-	keys  []int32
-	eqb   pgx.ExtendedQueryBuilder
+	jobs     chan *appendJob // unbuffered: a job sent is a job the writer owns
+	batch    []*appendJob
+	keys     []int32  // the batch's lock keys, sorted
+	rejected []string // channels with rejected events in the batch
+	args     batchArgs
+	eqb      pgx.ExtendedQueryBuilder
 }
 
 // runWriter is one writer goroutine, started by Open and ended by Close.
@@ -201,19 +269,26 @@ func (s *Store) appendBatch(w *writer) (err error) {
 	defer conn.Release()
 	c := conn.Conn()
 	var sd [3]*pgconn.StatementDescription
-	for i, q := range [...][2]string{{stmtSeqLock, seqLock}, {stmtInsert, insertEvent}, {stmtTrim, trimRejected}} {
+	for i, q := range [...][2]string{{stmtSeqLock, seqLock}, {stmtInsert, insertEvents}, {stmtTrim, trimRejected}} {
 		if sd[i], err = c.Prepare(ctx, q[0], q[1]); err != nil {
 			return fmt.Errorf("prepare %s: %w", q[0], err)
 		}
 	}
 	lockSD, insertSD, trimSD := sd[0], sd[1], sd[2]
 
-	w.keys = w.keys[:0]
+	w.keys, w.rejected = w.keys[:0], w.rejected[:0]
 	for _, j := range w.batch {
 		w.keys = append(w.keys, j.lockKey)
+		if j.rejected {
+			w.rejected = append(w.rejected, j.ev.ChannelID)
+		}
 	}
 	slices.Sort(w.keys)
 	w.keys = slices.Compact(w.keys)
+	slices.Sort(w.rejected)
+	w.rejected = slices.Compact(w.rejected)
+	w.args.fill(w.batch)
+	defer w.args.clear()
 
 	p := c.PgConn().StartPipeline(ctx)
 	send := func(sd *pgconn.StatementDescription, args ...any) error {
@@ -229,17 +304,14 @@ func (s *Store) appendBatch(w *writer) (err error) {
 				return err
 			}
 		}
-		for _, j := range w.batch {
-			e := &j.ev
-			if err := send(insertSD, e.ID, e.ChannelID, e.Method, []byte(e.Path), []byte(e.RawQuery),
-				e.RemoteAddr, e.ReceivedAt, string(e.State), e.RejectReason, j.names, j.values,
-				len(j.body), j.body); err != nil {
+		a := &w.args
+		if err := send(insertSD, a.ids, a.channels, a.methods, a.paths, a.queries, a.remotes, a.receivedAt,
+			a.states, a.reasons, a.headerStart, a.headerEnd, a.sizes, a.bodies, a.names, a.values); err != nil {
+			return err
+		}
+		for _, channelID := range w.rejected {
+			if err := send(trimSD, channelID, s.maxRejected, s.maxRejectedBytes); err != nil {
 				return err
-			}
-			if j.rejected {
-				if err := send(trimSD, e.ChannelID, s.maxRejected, s.maxRejectedBytes); err != nil {
-					return err
-				}
 			}
 		}
 		return nil
@@ -253,29 +325,48 @@ func (s *Store) appendBatch(w *writer) (err error) {
 	if err := p.Flush(); err != nil {
 		return err
 	}
-	if err := s.readBatch(p, c, len(w.keys), w.batch); err != nil {
+	if err := s.readBatch(p, c, len(w.keys), w.batch, len(w.rejected)); err != nil {
 		return errors.Join(err, p.Close())
 	}
 	return p.Close()
 }
 
 // readBatch reads the results of the pipeline appendBatch sent: the locks,
-// each event's INSERT (taking its seq at once) and trim, and the Sync,
+// the INSERT (taking each event's seq at once), the trims, and the Sync,
 // whose arrival means the transaction committed.
-func (s *Store) readBatch(p *pgconn.Pipeline, c *pgx.Conn, locks int, batch []*appendJob) error {
+func (s *Store) readBatch(p *pgconn.Pipeline, c *pgx.Conn, locks int, batch []*appendJob, trims int) error {
 	for range locks {
 		if err := discardResult(p); err != nil {
 			return fmt.Errorf("take the seq lock: %w", err)
 		}
 	}
-	for _, j := range batch {
+	res, err := p.GetResults()
+	if err != nil {
+		return err
+	}
+	rr, ok := res.(*pgconn.ResultReader)
+	if !ok {
+		return fmt.Errorf("insert events: got %T, want a statement's result", res)
+	}
+	m := c.TypeMap()
+	fields := rr.FieldDescriptions()
+	i := 0
+	for ; rr.NextRow(); i++ {
 		var (
 			seq             int64
 			found, inserted bool
 		)
-		if err := scanResult(p, c, &seq, &found, &inserted); err != nil {
-			return err
+		values := rr.Values()
+		if len(fields) != 3 || i >= len(batch) {
+			break
 		}
+		for k, dest := range []any{&seq, &found, &inserted} {
+			if err := m.Scan(fields[k].DataTypeOID, fields[k].Format, values[k], dest); err != nil {
+				_, cerr := rr.Close()
+				return errors.Join(fmt.Errorf("insert events: column %s: %w", fields[k].Name, err), cerr)
+			}
+		}
+		j := batch[i]
 		switch {
 		case !found:
 			j.err = fmt.Errorf("channel %s: %w", j.ev.ChannelID, store.ErrNotFound)
@@ -283,13 +374,19 @@ func (s *Store) readBatch(p *pgconn.Pipeline, c *pgx.Conn, locks int, batch []*a
 			j.err = fmt.Errorf("event id taken: %w", store.ErrConflict)
 		}
 		j.take(seq)
-		if j.rejected {
-			if err := discardResult(p); err != nil {
-				return fmt.Errorf("trim rejected events: %w", err)
-			}
+	}
+	if _, err := rr.Close(); err != nil {
+		return err
+	}
+	if i != len(batch) || len(fields) != 3 {
+		return fmt.Errorf("insert events: %d rows of %d columns for %d events", i, len(fields), len(batch))
+	}
+	for range trims {
+		if err := discardResult(p); err != nil {
+			return fmt.Errorf("trim rejected events: %w", err)
 		}
 	}
-	res, err := p.GetResults()
+	res, err = p.GetResults()
 	if err != nil {
 		return err
 	}
@@ -308,35 +405,6 @@ func discardResult(p *pgconn.Pipeline) error {
 	rr, ok := res.(*pgconn.ResultReader)
 	if !ok {
 		return fmt.Errorf("got %T, want a statement's result", res)
-	}
-	_, err = rr.Close()
-	return err
-}
-
-// scanResult reads the next result of p, which must be one row, into dest.
-func scanResult(p *pgconn.Pipeline, c *pgx.Conn, dest ...any) error {
-	res, err := p.GetResults()
-	if err != nil {
-		return err
-	}
-	rr, ok := res.(*pgconn.ResultReader)
-	if !ok {
-		return fmt.Errorf("got %T, want a statement's result", res)
-	}
-	if !rr.NextRow() {
-		_, err := rr.Close()
-		return errors.Join(errors.New("a statement returned no row"), err)
-	}
-	fields, values := rr.FieldDescriptions(), rr.Values()
-	if len(fields) != len(dest) {
-		_, err := rr.Close()
-		return errors.Join(fmt.Errorf("a statement returned %d columns, want %d", len(fields), len(dest)), err)
-	}
-	for i := range dest {
-		if err := c.TypeMap().Scan(fields[i].DataTypeOID, fields[i].Format, values[i], dest[i]); err != nil {
-			_, cerr := rr.Close()
-			return errors.Join(fmt.Errorf("column %s: %w", fields[i].Name, err), cerr)
-		}
 	}
 	_, err = rr.Close()
 	return err
@@ -364,7 +432,6 @@ func (s *Store) StartAppend(ctx context.Context, e *store.Event) (*store.Commit,
 	if j.body == nil {
 		j.body = []byte{} // NOT NULL; an empty body is an empty bytea
 	}
-	j.names, j.values = splitHeaders(e.Headers)
 	j.lockKey = channelKey(e.ChannelID)
 	commit, settle := store.NewCommit()
 	j.settle = func(err error) {

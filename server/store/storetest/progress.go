@@ -23,8 +23,8 @@ func groupState(t *testing.T, s store.Store, channelID string) store.Group {
 func testProgressReport(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	mustChannel(t, s, "c")
-	e1, e2, e3 := newEvent("c", "e1"), newEvent("c", "e2"), newEvent("c", "e3")
-	mustAppend(t, s, e1, e2, e3)
+	e1, e2, e3, e4 := newEvent("c", "e1"), newEvent("c", "e2"), newEvent("c", "e3"), newEvent("c", "e4")
+	mustAppend(t, s, e1, e2, e3, e4)
 	g, err := s.EnsureGroup(ctx, "c", "g", store.FromResume)
 	must(t, "ensure", err)
 	seen := baseTime().Add(time.Hour)
@@ -35,6 +35,10 @@ func testProgressReport(t *testing.T, s store.Store) {
 				Status: 200, Done: true, StartedAt: baseTime()},
 			{ID: "d2", EventID: "e2", Attempt: 1, Error: "connection refused", StartedAt: baseTime()},
 			{ID: "d3", EventID: "e2", Attempt: 2, Status: 503, Done: true, StartedAt: baseTime().Add(time.Second)},
+			// Three attempts of e4 in one report: the last status wins.
+			{ID: "d4", EventID: "e4", Attempt: 1, Status: 500, StartedAt: baseTime()},
+			{ID: "d5", EventID: "e4", Attempt: 2, Status: 502, StartedAt: baseTime()},
+			{ID: "d6", EventID: "e4", Attempt: 3, Error: "timeout", StartedAt: baseTime()},
 		},
 		DoneThrough: e2.Seq,
 		SeenAt:      seen,
@@ -42,6 +46,10 @@ func testProgressReport(t *testing.T, s store.Store) {
 	checkSummary(t, s, "e1", 1, 200, true)
 	checkSummary(t, s, "e2", 2, 503, true)
 	checkSummary(t, s, "e3", 0, 0, false)
+	checkSummary(t, s, "e4", 3, 502, true)
+	if ds, err := s.Deliveries(ctx, "e4"); err != nil || len(ds) != 3 || ds[0].ID != "d4" || ds[1].ID != "d5" || ds[2].ID != "d6" {
+		t.Errorf("deliveries of e4 = %+v, %v; want d4, d5, d6 (same start: in the order reported)", ds, err)
+	}
 	if got := groupState(t, s, "c"); got.DoneThrough != e2.Seq || !got.LastSeenAt.Equal(seen) {
 		t.Errorf("group after the report: DoneThrough %d, LastSeenAt %v; want %d, %v",
 			got.DoneThrough, got.LastSeenAt, e2.Seq, seen)
@@ -54,7 +62,7 @@ func testProgressReport(t *testing.T, s store.Store) {
 	if ds, err := s.Deliveries(ctx, "e1"); err != nil || len(ds) != 1 || ds[0].GroupID != g.ID {
 		t.Errorf("deliveries of e1 = %+v, %v; want one, of group %d", ds, err, g.ID)
 	}
-	checkIDs(t, "pending after the report", pending(t, s, g.ID, 0, 10), "e3")
+	checkIDs(t, "pending after the report", pending(t, s, g.ID, 0, 10), "e3", "e4")
 }
 
 // testProgressOutOfOrder checks the done marks of events that finish above
