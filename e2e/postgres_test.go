@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/hookrelay/hookrelay/server/store"
 	"github.com/hookrelay/hookrelay/server/store/postgres"
 	"github.com/hookrelay/hookrelay/server/store/postgres/pgtest"
+	"github.com/hookrelay/hookrelay/server/store/sqlite"
 )
 
 // startRelayPostgres starts a relay on a PostgreSQL store at url.
@@ -167,4 +169,24 @@ func TestPostgresBackendsKilledUnderLoad(t *testing.T) {
 			t.Errorf("webhook %s was answered 202 but is not stored", id)
 		}
 	}
+}
+
+// BenchmarkThroughputPostgresVsSQLite sends the load of
+// BenchmarkThroughput32Senders1KiB through two relays in one run, one on
+// PostgreSQL (HOOKRELAY_TEST_POSTGRES) and one on SQLite, alternating, and
+// reports both rates and their ratio (postgres ÷ sqlite).
+//
+//	HOOKRELAY_TEST_POSTGRES=postgres://... go test ./e2e -run '^$' -bench PostgresVsSQLite -benchtime 5x
+func BenchmarkThroughputPostgresVsSQLite(b *testing.B) {
+	pg, err := postgres.Open(b.Context(), pgtest.Schema(b), postgres.Options{})
+	if err != nil {
+		b.Fatalf("open store: %v", err)
+	}
+	onPostgres := startRelayOnStore(b, pg) // closes pg at cleanup
+	lite, err := sqlite.Open(filepath.Join(b.TempDir(), "hookrelay.db"), sqlite.Options{})
+	if err != nil {
+		b.Fatalf("open store: %v", err)
+	}
+	alternate(b, &relayRun{name: "postgres", url: onPostgres},
+		&relayRun{name: "sqlite", url: startRelayOnStore(b, lite)})
 }
