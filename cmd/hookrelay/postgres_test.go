@@ -50,6 +50,40 @@ func TestServersShareAPostgresDatabase(t *testing.T) {
 	if code != 0 || !strings.Contains(out, `"/hook"`) {
 		t.Fatalf("events on node 1: exit %d: %s", code, out)
 	}
+
+	// A cursor from one node pages on the other: the nodes share the
+	// relay's secret through the database.
+	resp, err = http.Post("http://"+addr1+"/h/"+ch.ID+"/second", "application/json", strings.NewReader(`{"n":2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	type page struct {
+		Events     []struct{ Path string }
+		NextCursor string `json:"next_cursor"`
+	}
+	list := func(addr, query string) page {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/api/v1/channels/"+ch.ID+"/events?"+query, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var p page
+		if err := json.NewDecoder(resp.Body).Decode(&p); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("list events on %s?%s: %d, %v", addr, query, resp.StatusCode, err)
+		}
+		return p
+	}
+	first := list(addr1, "limit=1")
+	if len(first.Events) != 1 || first.Events[0].Path != "/second" || first.NextCursor == "" {
+		t.Fatalf("first page on node 1: %+v, want /second and a next cursor", first)
+	}
+	if next := list(addr2, "limit=1&before="+first.NextCursor); len(next.Events) != 1 || next.Events[0].Path != "/hook" {
+		t.Errorf("next page on node 2 with node 1's cursor: %+v, want /hook", next)
+	}
 }
 
 func TestServerDatabaseErrors(t *testing.T) {

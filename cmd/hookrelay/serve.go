@@ -47,7 +47,7 @@ over the file):
   data_dir                --data-dir                ./hookrelay-data
   database                --database                (SQLite in data_dir; or postgres://...)
   admin_token             --admin-token             (generated, in data_dir/admin-token; required with PostgreSQL)
-  secret_file             --secret-file             data_dir/relay-secret (generated on first start)
+  secret_file             --secret-file             data_dir/relay-secret (generated on first start; with PostgreSQL, kept in the database)
   response_timeout        --response-timeout        10s
   max_body                --max-body                25MiB
   retention               --retention               168h
@@ -97,7 +97,7 @@ func newServerCmd() *cobra.Command {
 	f.String("data-dir", "./hookrelay-data", "directory for the database and the generated admin token")
 	f.String("database", "", "PostgreSQL URL (postgres://user:password@host:5432/db?sslmode=...) for a database shared by several relays; default: SQLite in the data directory")
 	f.String("admin-token", "", "admin token (default: generated on first start and kept in the data directory)")
-	f.String("secret-file", "", "file with the relay's secret, which keys its cursors (default: data_dir/relay-secret, generated on first start); nodes sharing a store need the same")
+	f.String("secret-file", "", "file with the relay's secret, which keys its cursors (default: data_dir/relay-secret, generated on first start; with PostgreSQL, one kept in the database for every node)")
 	f.Duration("response-timeout", server.DefaultResponseTimeout, "how long a sender waits for the app's answer before it gets 202")
 	f.String("max-body", "25MiB", "largest webhook body accepted (413 beyond)")
 	f.Duration("retention", server.DefaultRetention, "delete events older than this")
@@ -198,11 +198,7 @@ func runServer(cmd *cobra.Command, _ []string) error {
 			}
 		}
 	}
-	secretPath := v.GetString("secret_file")
-	if secretPath == "" {
-		secretPath = filepath.Join(dataDir, secretFile)
-	}
-	secret, err := loadOrCreateSecret(secretPath)
+	secret, err := relaySecret(cmd.Context(), v, dataDir, st)
 	if err != nil {
 		return err
 	}
@@ -342,6 +338,23 @@ func loadOrCreateAdminToken(dataDir string) (token string, created bool, err err
 }
 
 const secretFile = "relay-secret"
+
+// relaySecret reads the relay's secret: from secret_file when it is set;
+// else from a PostgreSQL store, which keeps one for every node sharing it;
+// else from data_dir/relay-secret, made on first start.
+func relaySecret(ctx context.Context, v *viper.Viper, dataDir string, st store.Store) ([]byte, error) {
+	if path := v.GetString("secret_file"); path != "" {
+		return loadOrCreateSecret(path)
+	}
+	if pg, ok := st.(*postgres.Store); ok {
+		secret, err := pg.Secret(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read the relay's secret from the database: %w", err)
+		}
+		return secret, nil
+	}
+	return loadOrCreateSecret(filepath.Join(dataDir, secretFile))
+}
 
 // loadOrCreateSecret reads the relay's secret (hex, at least 32 bytes) from
 // path, or generates one and saves it there (mode 0600) when the file does

@@ -22,6 +22,7 @@ package postgres
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -222,6 +223,29 @@ func (s *Store) DedicatedConn(ctx context.Context) (*pgx.Conn, error) {
 		return nil, fmt.Errorf("open a dedicated connection: %w: %v", store.ErrUnavailable, err)
 	}
 	return conn, nil
+}
+
+// secretSize is the length of a secret Secret makes.
+const secretSize = 32
+
+// Secret returns the relay's secret kept in the database (it keys the
+// relay's opaque cursors, which every node must read alike), making
+// secretSize random bytes on first use. Nodes asking at once get the same
+// secret: the first insert wins, the others read it.
+func (s *Store) Secret(ctx context.Context) ([]byte, error) {
+	made := make([]byte, secretSize)
+	_, _ = rand.Read(made) // never fails (crypto/rand)
+	var secret []byte
+	err := s.call(ctx, "read the relay's secret", func(ctx context.Context) error {
+		if _, err := s.pool.Exec(ctx, `INSERT INTO relay_secret (id, secret) VALUES (1, $1)
+			ON CONFLICT (id) DO NOTHING`, made); err != nil {
+			return err
+		}
+		// A statement of its own: its snapshot sees a row another node
+		// committed while the insert waited for it.
+		return s.pool.QueryRow(ctx, `SELECT secret FROM relay_secret WHERE id = 1`).Scan(&secret)
+	})
+	return secret, err
 }
 
 // Close stops the writers, waiting for the batches they are committing,

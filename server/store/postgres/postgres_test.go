@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -448,5 +449,41 @@ func TestPoolConfig(t *testing.T) {
 	if _, err := poolConfig("postgres://u:hunter2@h:notaport/db", Options{}); err == nil ||
 		strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("a bad URL gave %v, want an error that does not show the password", err)
+	}
+}
+
+// TestSecret opens several stores on one fresh schema at once, as nodes
+// starting together do: they all get the same secret, of secretSize bytes,
+// and so does a store opened later.
+func TestSecret(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Schema(t)
+	const nodes = 4
+	stores := make([]*Store, nodes)
+	for i := range stores {
+		stores[i] = openTest(t, url, Options{})
+	}
+	secrets := make([][]byte, nodes)
+	errs := make([]error, nodes)
+	var wg sync.WaitGroup
+	for i, s := range stores {
+		wg.Go(func() { secrets[i], errs[i] = s.Secret(t.Context()) })
+	}
+	wg.Wait()
+	for i := range stores {
+		if errs[i] != nil {
+			t.Fatalf("node %d: %v", i, errs[i])
+		}
+		if len(secrets[i]) != secretSize || !bytes.Equal(secrets[i], secrets[0]) {
+			t.Errorf("node %d: secret %x, node 0: %x; want the same %d bytes", i, secrets[i], secrets[0], secretSize)
+		}
+	}
+	later, err := openTest(t, url, Options{}).Secret(t.Context())
+	if err != nil || !bytes.Equal(later, secrets[0]) {
+		t.Errorf("a store opened later: secret %x, %v; want %x", later, err, secrets[0])
+	}
+	other, err := openTest(t, pgtest.Schema(t), Options{}).Secret(t.Context())
+	if err != nil || bytes.Equal(other, secrets[0]) {
+		t.Errorf("another database's secret %x, %v: want one of its own", other, err)
 	}
 }

@@ -150,6 +150,13 @@ CREATE TABLE tokens (
 );
 CREATE INDEX tokens_team ON tokens (team_id, created_at);
 
+-- The relay's secret (see Store.Secret), one row, written by the first node
+-- that needs it.
+CREATE TABLE relay_secret (
+    id     integer PRIMARY KEY CHECK (id = 1),
+    secret bytea NOT NULL
+);
+
 -- Updated by Ping to prove the database can be written.
 CREATE TABLE probe (
     id integer PRIMARY KEY,
