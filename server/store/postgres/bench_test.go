@@ -46,7 +46,7 @@ func benchmarkAppend(b *testing.B, s store.Store, channels int) {
 
 // BenchmarkAppendEvent compares the stores in one run: SQLite with its
 // default synchronous=FULL, and PostgreSQL (on HOOKRELAY_TEST_POSTGRES)
-// with group commit on 1, 2 (the default) and 4 writers, and with one
+// with group commit on 1 (the default), 2 and 4 writers, and with one
 // transaction per event. Run the binary several times for alternated
 // rounds (see docs/deploy.md).
 func BenchmarkAppendEvent(b *testing.B) {

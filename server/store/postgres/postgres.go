@@ -60,8 +60,12 @@ type Options struct {
 	MaxBatch int
 	// Writers is the number of append writers, each committing one batch
 	// at a time on a connection of its own; a channel's appends always go
-	// to the same writer. Default 2 (see BenchmarkAppendEvent and
-	// docs/deploy.md).
+	// to the same writer, so batches of channels on different writers
+	// commit in parallel. Default 1: with PostgreSQL on the relay's
+	// machine (2 cores), more writers made smaller batches and fewer
+	// events per second (BenchmarkAppendEvent, docs/deploy.md). More may
+	// pay where the database is far and a batch's round trip, not CPU,
+	// bounds the rate.
 	Writers int
 	// Limits are the caps the store enforces on appends (rejected events
 	// per channel); zero fields take store's defaults.
@@ -69,7 +73,7 @@ type Options struct {
 }
 
 // defaultWriters is Options.Writers when not set.
-const defaultWriters = 2
+const defaultWriters = 1
 
 func (o *Options) fill() {
 	if o.QueryTimeout <= 0 {

@@ -293,6 +293,46 @@ func TestSeqsVisibleInOrderAcrossNodes(t *testing.T) {
 	t.Logf("%d reads, all prefixes of the %d final seqs", len(reads), len(final))
 }
 
+// TestBatchesOfManyChannelsAcrossNodes appends to eight channels in random
+// order from two stores on one database: batches of both nodes hold the
+// seq locks of several channels at once, and since each takes them in key
+// order none waits on another in a cycle. Every append must succeed (a
+// deadlock would fail a batch with store.ErrUnavailable).
+func TestBatchesOfManyChannelsAcrossNodes(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Schema(t)
+	nodes := []*Store{openTest(t, url, Options{}), openTest(t, url, Options{})}
+	ctx := t.Context()
+	const channels, senders, each = 8, 8, 60
+	for c := range channels {
+		if err := nodes[0].CreateChannel(ctx, store.Channel{ID: fmt.Sprint("c", c)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for n, s := range nodes {
+		for w := range senders {
+			wg.Go(func() {
+				rng := rand.New(rand.NewPCG(uint64(n), uint64(w)))
+				for i := range each {
+					e := &store.Event{ID: fmt.Sprintf("n%d-w%d-%d", n, w, i),
+						ChannelID: fmt.Sprint("c", rng.IntN(channels)), Method: "POST", Path: "/"}
+					if err := s.AppendEvent(ctx, e); err != nil {
+						t.Errorf("append %s: %v", e.ID, err)
+						return
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	var batches, events int64
+	for _, s := range nodes {
+		batches, events = batches+s.batches.Load(), events+s.batchedJobs.Load()
+	}
+	t.Logf("%d events in %d batches", events, batches)
+}
+
 // mismatch returns the first index where prefix differs from list, or -1
 // when it is a prefix of list.
 func mismatch(prefix, list []int64) int {

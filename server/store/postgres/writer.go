@@ -30,18 +30,19 @@ import (
 // batch commits, the next one queues up by itself.
 //
 // Seqs come from the event_seq sequence, taken by the INSERT (one per event,
-// in the order the writer took them) after the transaction took the advisory lock of every channel in the batch (a
-// transaction-scoped lock, keyed by the store's schema and a hash of the
-// channel id, taken in key order so two batches never wait on each other in
-// a cycle). The lock is held until the commit, so per channel, across every
+// in the order the writer took them) after the transaction took the seq
+// lock of every channel in the batch: a transaction-scoped advisory lock,
+// keyed by the store's schema and a hash of the channel id, taken in one
+// statement in key order, so two batches never wait on each other in a
+// cycle. The lock is held until the commit, so per channel, across every
 // relay node on the database, seqs are taken and committed in one order: an
 // append of channel C takes its seq only after every earlier append of C
 // committed or rolled back, and PostgreSQL releases a transaction's locks
 // only after its commit is visible. A reader that sees seq N of C therefore
 // sees every lower seq of C that was committed, and none appears later: the
-// visibility rule of store.Store. Channels that hash to different locks
-// commit in parallel, on different nodes, and on one node when they go to
-// different writers.
+// visibility rule of store.Store. Batches of channels with different locks
+// commit in parallel: on different nodes, and on one node when their
+// channels go to different writers.
 //
 // The Flush before the Sync makes PostgreSQL send the INSERT's result (the
 // seqs) as soon as it ran, before the commit's WAL flush: the writer hands
@@ -113,13 +114,14 @@ func channelKey(channelID string) int32 {
 
 // The statements of an append batch, prepared once per connection.
 const (
-	stmtSeqLock = "hookrelay_seq_lock"
-	stmtInsert  = "hookrelay_insert_events"
-	stmtTrim    = "hookrelay_trim_rejected"
+	stmtSeqLocks = "hookrelay_seq_locks"
+	stmtInsert   = "hookrelay_insert_events"
+	stmtTrim     = "hookrelay_trim_rejected"
 )
 
-// seqLock takes a channel's seq lock until the transaction ends.
-const seqLock = `SELECT pg_advisory_xact_lock($1::int4, $2::int4)`
+// seqLocks takes the seq locks of channel keys $2 (sorted) in the store's
+// lock space $1, in the array's order, until the transaction ends.
+const seqLocks = `SELECT count(pg_advisory_xact_lock($1::int4, k)) FROM unnest($2::int4[]) AS k`
 
 // insertEvents takes a seq for each event of a batch, in order, and inserts
 // those whose channel exists and whose id is free, reporting for each
@@ -269,7 +271,7 @@ func (s *Store) appendBatch(w *writer) (err error) {
 	defer conn.Release()
 	c := conn.Conn()
 	var sd [3]*pgconn.StatementDescription
-	for i, q := range [...][2]string{{stmtSeqLock, seqLock}, {stmtInsert, insertEvents}, {stmtTrim, trimRejected}} {
+	for i, q := range [...][2]string{{stmtSeqLocks, seqLocks}, {stmtInsert, insertEvents}, {stmtTrim, trimRejected}} {
 		if sd[i], err = c.Prepare(ctx, q[0], q[1]); err != nil {
 			return fmt.Errorf("prepare %s: %w", q[0], err)
 		}
@@ -299,10 +301,8 @@ func (s *Store) appendBatch(w *writer) (err error) {
 		return nil
 	}
 	err = func() error {
-		for _, k := range w.keys {
-			if err := send(lockSD, s.lockSpace, k); err != nil {
-				return err
-			}
+		if err := send(lockSD, s.lockSpace, w.keys); err != nil {
+			return err
 		}
 		a := &w.args
 		if err := send(insertSD, a.ids, a.channels, a.methods, a.paths, a.queries, a.remotes, a.receivedAt,
@@ -325,7 +325,7 @@ func (s *Store) appendBatch(w *writer) (err error) {
 	if err := p.Flush(); err != nil {
 		return err
 	}
-	if err := s.readBatch(p, c, len(w.keys), w.batch, len(w.rejected)); err != nil {
+	if err := s.readBatch(p, c, w.batch, len(w.rejected)); err != nil {
 		return errors.Join(err, p.Close())
 	}
 	return p.Close()
@@ -334,11 +334,9 @@ func (s *Store) appendBatch(w *writer) (err error) {
 // readBatch reads the results of the pipeline appendBatch sent: the locks,
 // the INSERT (taking each event's seq at once), the trims, and the Sync,
 // whose arrival means the transaction committed.
-func (s *Store) readBatch(p *pgconn.Pipeline, c *pgx.Conn, locks int, batch []*appendJob, trims int) error {
-	for range locks {
-		if err := discardResult(p); err != nil {
-			return fmt.Errorf("take the seq lock: %w", err)
-		}
+func (s *Store) readBatch(p *pgconn.Pipeline, c *pgx.Conn, batch []*appendJob, trims int) error {
+	if err := discardResult(p); err != nil {
+		return fmt.Errorf("take the seq locks: %w", err)
 	}
 	res, err := p.GetResults()
 	if err != nil {
