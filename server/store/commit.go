@@ -44,3 +44,20 @@ func (c *Commit) Wait(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
+
+// AppendAndWait is Store.AppendEvent made of start, the store's
+// StartAppend: it starts the append, waits for its commit (which runs to
+// its end whatever ctx does once the store took the event), and leaves e
+// as it was when the append failed.
+func AppendAndWait(ctx context.Context, e *Event, start func(context.Context, *Event) (*Commit, error)) error {
+	before := *e
+	commit, err := start(ctx, e)
+	if err == nil {
+		<-commit.Done()
+		err = commit.Err()
+	}
+	if err != nil {
+		*e = before
+	}
+	return err
+}

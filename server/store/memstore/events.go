@@ -84,15 +84,7 @@ func (s *Store) trimRejected(ch *channel, newest *event) {
 
 // AppendEvent appends the event; on error e is left as it was.
 func (s *Store) AppendEvent(ctx context.Context, e *store.Event) error {
-	before := *e
-	commit, err := s.StartAppend(ctx, e)
-	if err == nil {
-		err = commit.Err()
-	}
-	if err != nil {
-		*e = before
-	}
-	return err
+	return store.AppendAndWait(ctx, e, s.StartAppend)
 }
 
 // GetEvent returns the event with that id, with its body.

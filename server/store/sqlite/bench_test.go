@@ -3,42 +3,19 @@ package sqlite
 import (
 	"fmt"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hookrelay/hookrelay/server/store"
+	"github.com/hookrelay/hookrelay/server/store/storetest"
 )
 
-// benchmarkAppend appends 1 KiB events from 16 goroutines per CPU and
-// reports events/s and the mean number of events per transaction.
+// benchmarkAppend runs storetest.BenchmarkAppend on one channel and also
+// reports the mean number of events per transaction.
 func benchmarkAppend(b *testing.B, opts Options) {
-	ctx := b.Context()
 	s := openTest(b, filepath.Join(b.TempDir(), "hookrelay.db"), opts)
-	if err := s.CreateChannel(ctx, store.Channel{ID: "c"}); err != nil {
-		b.Fatal(err)
-	}
-	body := make([]byte, 1024)
-	for i := range body {
-		body[i] = byte(i)
-	}
-	headers := []store.Header{{Name: "Content-Type", Value: "application/json"}, {Name: "X-Request-Id", Value: "abc"}}
-	var n atomic.Int64
 	batches0, jobs0 := s.batches.Load(), s.batchedJobs.Load()
-	b.SetParallelism(16)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			e := &store.Event{ID: fmt.Sprint("e", n.Add(1)), ChannelID: "c", Method: "POST",
-				Path: "/hook", Headers: headers, Body: body, RemoteAddr: "192.0.2.1:1234"}
-			if err := s.AppendEvent(ctx, e); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	storetest.BenchmarkAppend(b, s, 1)
 	if batches := s.batches.Load() - batches0; batches > 0 {
 		b.ReportMetric(float64(s.batchedJobs.Load()-jobs0)/float64(batches), "events/tx")
 	}

@@ -78,16 +78,7 @@ func (s *Store) StartAppend(ctx context.Context, e *store.Event) (*store.Commit,
 
 // AppendEvent appends the event and waits for its commit.
 func (s *Store) AppendEvent(ctx context.Context, e *store.Event) error {
-	before := *e
-	commit, err := s.StartAppend(ctx, e)
-	if err == nil {
-		<-commit.Done() // taken: it runs to its end whatever ctx does
-		err = commit.Err()
-	}
-	if err != nil {
-		*e = before
-	}
-	return err
+	return store.AppendAndWait(ctx, e, s.StartAppend)
 }
 
 // capOrMax is a cap for SQL: a negative one (no cap) is the largest value.
