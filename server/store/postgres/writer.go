@@ -73,12 +73,11 @@ type appendJob struct {
 	lockKey  int32 // the channel's key in the store's seq lock space
 	rejected bool
 
-	seq      int64
-	taken    chan struct{}
-	isTaken  bool  // taken is closed; owned by the writer
-	err      error // the event's own failure (not found, conflict)
-	settle   func(error)
-	finished bool // settle was called; owned by the writer
+	seq     int64
+	taken   chan struct{}
+	isTaken bool  // taken is closed; owned by the writer
+	err     error // the event's own failure (not found, conflict)
+	settle  func(error)
 }
 
 // take records the job's seq and tells its caller.
@@ -89,13 +88,10 @@ func (j *appendJob) take(seq int64) {
 	}
 }
 
-// finish settles the job's Commit with err (its own error first) and
-// releases a caller still waiting for its seq.
+// finish settles the job's Commit, with batchErr when the batch failed,
+// else with the job's own outcome, and releases a caller still waiting for
+// its seq. The writer calls it once per job.
 func (j *appendJob) finish(batchErr error) {
-	if j.finished {
-		return
-	}
-	j.finished = true
 	err := j.err
 	if batchErr != nil {
 		err = batchErr
