@@ -16,7 +16,7 @@ import (
 // the body is appended when wanted.
 const eventColumns = `e.seq, e.id, e.channel_id, e.method, e.path, e.raw_query, e.remote_addr,
 	e.received_at, e.state, e.reject_reason, coalesce(st.last_status, 0), coalesce(st.attempts, 0),
-	coalesce(st.delivered_any, false), e.header_names, e.header_values, e.body_size`
+	coalesce(st.delivered_any, false), e.header_names, e.header_values, e.body_size, e.replay_of`
 
 // eventsFrom joins each event to its delivery summary.
 const eventsFrom = ` FROM events AS e LEFT JOIN event_status AS st ON st.event_seq = e.seq`
@@ -108,7 +108,8 @@ func scanEventRow(r pgx.CollectableRow, withBody bool, extra ...any) (store.Even
 		lastStatus, att int32
 	)
 	dest := []any{&e.Seq, &e.ID, &e.ChannelID, &e.Method, &path, &rawQuery, &e.RemoteAddr,
-		&receivedAt, &state, &e.RejectReason, &lastStatus, &att, &e.DeliveredAny, &names, &values, &size}
+		&receivedAt, &state, &e.RejectReason, &lastStatus, &att, &e.DeliveredAny, &names, &values, &size,
+		&e.ReplayOf}
 	if withBody {
 		dest = append(dest, &e.Body)
 	}

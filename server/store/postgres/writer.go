@@ -130,17 +130,18 @@ const seqLocks = `SELECT count(pg_advisory_xact_lock($1::int4, k)) FROM unnest($
 const insertEvents = `WITH b AS (
 	SELECT b.*, nextval('event_seq') AS seq
 	FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bytea[], $6::text[],
-		$7::timestamptz[], $8::text[], $9::text[], $10::int4[], $11::int4[], $12::int4[], $13::bytea[])
+		$7::timestamptz[], $8::text[], $9::text[], $10::int4[], $11::int4[], $12::int4[], $13::bytea[],
+		$16::text[])
 		WITH ORDINALITY AS b (id, channel_id, method, path, raw_query, remote_addr, received_at,
-			state, reject_reason, header_start, header_end, body_size, body, n)
+			state, reject_reason, header_start, header_end, body_size, body, replay_of, n)
 ),
 ch AS (SELECT id FROM channels WHERE id IN (SELECT channel_id FROM b) FOR KEY SHARE),
 ins AS (
 	INSERT INTO events (seq, id, channel_id, method, path, raw_query, remote_addr, received_at,
-		state, reject_reason, header_names, header_values, body_size, body)
+		state, reject_reason, header_names, header_values, replay_of, body_size, body)
 	SELECT b.seq, b.id, b.channel_id, b.method, b.path, b.raw_query, b.remote_addr, b.received_at,
 		b.state, b.reject_reason, coalesce(($14::bytea[])[b.header_start + 1 : b.header_end], '{}'),
-		coalesce(($15::bytea[])[b.header_start + 1 : b.header_end], '{}'), b.body_size, b.body
+		coalesce(($15::bytea[])[b.header_start + 1 : b.header_end], '{}'), b.replay_of, b.body_size, b.body
 	FROM b JOIN ch ON ch.id = b.channel_id
 	ORDER BY b.n
 	ON CONFLICT (id) DO NOTHING
@@ -163,17 +164,17 @@ const trimRejected = `DELETE FROM events WHERE seq IN (
 // batchArgs are the arrays of insertEvents, kept by a writer from one batch
 // to the next.
 type batchArgs struct {
-	ids, channels, methods, remotes, states, reasons []string
-	paths, queries, bodies, names, values            [][]byte
-	receivedAt                                       []time.Time
-	headerStart, headerEnd, sizes                    []int32
+	ids, channels, methods, remotes, states, reasons, replayOf []string
+	paths, queries, bodies, names, values                      [][]byte
+	receivedAt                                                 []time.Time
+	headerStart, headerEnd, sizes                              []int32
 }
 
 // fill sets the arrays from batch.
 func (a *batchArgs) fill(batch []*appendJob) {
 	*a = batchArgs{
 		ids: a.ids[:0], channels: a.channels[:0], methods: a.methods[:0], remotes: a.remotes[:0],
-		states: a.states[:0], reasons: a.reasons[:0], paths: a.paths[:0], queries: a.queries[:0],
+		states: a.states[:0], reasons: a.reasons[:0], replayOf: a.replayOf[:0], paths: a.paths[:0], queries: a.queries[:0],
 		bodies: a.bodies[:0], names: a.names[:0], values: a.values[:0], receivedAt: a.receivedAt[:0],
 		headerStart: a.headerStart[:0], headerEnd: a.headerEnd[:0], sizes: a.sizes[:0],
 	}
@@ -188,6 +189,7 @@ func (a *batchArgs) fill(batch []*appendJob) {
 		a.receivedAt = append(a.receivedAt, e.ReceivedAt)
 		a.states = append(a.states, string(e.State))
 		a.reasons = append(a.reasons, e.RejectReason)
+		a.replayOf = append(a.replayOf, e.ReplayOf)
 		a.headerStart = append(a.headerStart, int32(len(a.names)))
 		for _, h := range e.Headers {
 			a.names = append(a.names, []byte(h.Name))
@@ -302,7 +304,8 @@ func (s *Store) appendBatch(w *writer) (err error) {
 		}
 		a := &w.args
 		if err := send(insertSD, a.ids, a.channels, a.methods, a.paths, a.queries, a.remotes, a.receivedAt,
-			a.states, a.reasons, a.headerStart, a.headerEnd, a.sizes, a.bodies, a.names, a.values); err != nil {
+			a.states, a.reasons, a.headerStart, a.headerEnd, a.sizes, a.bodies, a.names, a.values,
+			a.replayOf); err != nil {
 			return err
 		}
 		for _, channelID := range w.rejected {

@@ -51,6 +51,11 @@ CREATE TABLE events (
     reject_reason text NOT NULL DEFAULT '',
     header_names  bytea[] NOT NULL,  -- in received order, case and repeats kept
     header_values bytea[] NOT NULL,  -- header_values[i] belongs to header_names[i]
+    -- The id of the event this one is an edited replay of (store.Event.ReplayOf),
+    -- '' for a webhook received at ingress; the original may be gone since. A
+    -- column, not a table as in SQLite: bodies of more than a few KiB live out
+    -- of line (TOAST), so reading the other columns never reads them.
+    replay_of     text NOT NULL DEFAULT '',
     body_size     integer NOT NULL,
     body          bytea NOT NULL
 );
