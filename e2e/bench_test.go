@@ -119,3 +119,24 @@ func BenchmarkLatencyOneSender(b *testing.B) {
 	b.ReportMetric(float64((relayMed / n).Microseconds()), "relay-p50-µs")
 	b.ReportMetric(float64((relayMed/n - directMed/n).Microseconds()), "added-p50-µs")
 }
+
+// BenchmarkThroughput2Senders1MiB is BenchmarkThroughput32Senders1KiB
+// with 1 MiB bodies from two senders: what large bodies cost.
+//
+//	go test ./e2e -run '^$' -bench 2Senders1MiB -benchtime 3x
+func BenchmarkThroughput2Senders1MiB(b *testing.B) {
+	direct, relayed := benchSetup(b)
+	body := bytes.Repeat([]byte("x"), 1<<20)
+	const total = 100
+	blast(b, relayed, 2, 4, body)
+	var directRate, relayRate float64
+	for b.Loop() {
+		d, _ := blast(b, direct, 2, total, body)
+		r, _ := blast(b, relayed, 2, total, body)
+		directRate += d
+		relayRate += r
+	}
+	b.ReportMetric(directRate/float64(b.N), "direct-req/s")
+	b.ReportMetric(relayRate/float64(b.N), "relay-req/s")
+	b.ReportMetric(relayRate/directRate, "relay/direct")
+}

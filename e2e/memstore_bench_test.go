@@ -143,3 +143,42 @@ func startRelayOnStore(tb testing.TB, st store.Store) string {
 	})
 	return url + "/h/" + ch.ID
 }
+
+// BenchmarkTunnelThroughput sends loads straight to a target and through a
+// relay on memstore in one run and reports relay ÷ direct. With no disk in
+// the path it measures what ingress, the tunnel and the agent cost; the
+// gap to BenchmarkThroughput32Senders1KiB is the store's share.
+//
+//	go test ./e2e -run '^$' -bench TunnelThroughput -benchtime 3x
+func BenchmarkTunnelThroughput(b *testing.B) {
+	for _, load := range []struct {
+		name           string
+		senders, total int
+		size           int
+	}{
+		{"32x1KiB", 32, 3000, 1 << 10},
+		{"2x1MiB", 2, 100, 1 << 20},
+	} {
+		b.Run(load.name, func(b *testing.B) {
+			target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.Copy(io.Discard, r.Body)
+				w.WriteHeader(http.StatusOK)
+			}))
+			b.Cleanup(target.Close)
+			relayed := startRelayOnStore(b, memstore.New(store.Limits{}))
+			body := bytes.Repeat([]byte("x"), load.size)
+			blast(b, relayed, load.senders, 2*load.senders, body) // warm up connections
+			blast(b, target.URL, load.senders, 2*load.senders, body)
+			var directRate, relayRate float64
+			for b.Loop() {
+				d, _ := blast(b, target.URL, load.senders, load.total, body)
+				r, _ := blast(b, relayed, load.senders, load.total, body)
+				directRate += d
+				relayRate += r
+			}
+			b.ReportMetric(directRate/float64(b.N), "direct-req/s")
+			b.ReportMetric(relayRate/float64(b.N), "relay-req/s")
+			b.ReportMetric(relayRate/directRate, "relay/direct")
+		})
+	}
+}

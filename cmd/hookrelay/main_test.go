@@ -281,3 +281,38 @@ func TestCLIErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestServerAdminListen starts a relay with --admin-listen and fetches a
+// profile there; the public listener does not serve it.
+func TestServerAdminListen(t *testing.T) {
+	t.Parallel()
+	addr, admin := freePort(t), freePort(t)
+	server := start(t, nil, "server", "--listen", addr, "--data-dir", t.TempDir(),
+		"--admin-token", "hr_admin_listen_test", "--admin-listen", admin)
+	server.waitLine(t, "admin listener (pprof) on http://"+admin+"/debug/pprof/", 30*time.Second)
+	server.waitLine(t, "listening", 5*time.Second)
+	resp, err := http.Get("http://" + admin + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile:") {
+		t.Fatalf("GET /debug/pprof/goroutine on the admin listener = %d %.200q", resp.StatusCode, body)
+	}
+	resp, err = http.Get("http://" + addr + "/debug/pprof/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /debug/pprof/ on the public listener = %d, want 404", resp.StatusCode)
+	}
+
+	// An address already taken stops the relay with a message.
+	out, code := run(t, nil, "server", "--listen", freePort(t), "--data-dir", t.TempDir(),
+		"--admin-token", "hr_admin_listen_test", "--admin-listen", admin)
+	if code == 0 || !strings.Contains(out, "admin_listen "+admin) {
+		t.Errorf("a taken admin address: exit %d, %q", code, out)
+	}
+}

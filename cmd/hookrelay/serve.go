@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -72,6 +73,7 @@ over the file):
   max_sse_per_channel     --max-sse-per-channel     100 (smee-compatible streams per channel)
   max_sse_per_address     --max-sse-per-address     20 (smee-compatible streams per client address)
   sse_buffer              --sse-buffer              4MiB (webhooks held for a slow stream reader)
+  admin_listen            --admin-listen            (off; e.g. 127.0.0.1:6060 serves /debug/pprof/)
 
 Example config.yaml:
 
@@ -125,6 +127,7 @@ func newServerCmd() *cobra.Command {
 	f.Int("max-sse-per-channel", server.DefaultMaxSSEPerChannel, "smee-compatible event streams open at once per channel (429 beyond)")
 	f.Int("max-sse-per-address", server.DefaultMaxSSEPerAddress, "smee-compatible event streams open at once per client address (429 beyond)")
 	f.String("sse-buffer", "4MiB", "webhook bytes held for one event stream's reader; one that falls further behind is dropped and resumes")
+	f.String("admin-listen", "", "address for Go's profiler (/debug/pprof/), without authentication: keep it private (off when empty)")
 	return cmd
 }
 
@@ -234,6 +237,14 @@ func runServer(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	defer relay.Close()
+	if addr := v.GetString("admin_listen"); addr != "" {
+		stop, err := serveAdmin(addr, logger)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		fmt.Fprintf(cmd.OutOrStdout(), "admin listener (pprof) on http://%s/debug/pprof/\n", addr)
+	}
 	logger.Info("relay listening", "addr", ln.Addr().String(), "public_url", shownURL, "data", where)
 	fmt.Fprintf(cmd.OutOrStdout(), "hookrelay relay listening on %s (data in %s)\n", shownURL, where)
 	err = relay.Serve(cmd.Context(), ln)
@@ -302,6 +313,30 @@ func openStore(ctx context.Context, v *viper.Viper, dataDir string, limits store
 func isPostgresURL(s string) bool {
 	s = strings.TrimSpace(s)
 	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+}
+
+// serveAdmin serves server.AdminHandler on addr until stop is called.
+func serveAdmin(addr string, logger *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin_listen %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: server.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("admin listener", "err", err)
+		}
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if srv.Shutdown(ctx) != nil {
+			_ = srv.Close() // a profile still running
+		}
+		<-done
+	}, nil
 }
 
 // displayAddr turns a listen address into one a user can paste.
