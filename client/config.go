@@ -98,7 +98,8 @@ type Config struct {
 	// Run's context is done (default 5s).
 	ShutdownGrace time.Duration
 	// Dialer dials the relay (default: a websocket.Dialer with a 15s
-	// handshake timeout, RelayTLS and Proxy).
+	// handshake timeout, RelayTLS, Proxy, and buffers that hold a whole
+	// tunnel message, so that each is one system call).
 	Dialer *websocket.Dialer
 	// RelayTLS configures TLS to the relay (default: the system's roots);
 	// see RelayTLSConfig. Used when Dialer is not set.
@@ -200,6 +201,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		d.HandshakeTimeout = handshakeTimeout
 		d.Proxy = cfg.Proxy
 		d.TLSClientConfig = cfg.RelayTLS
+		d.ReadBufferSize, d.WriteBufferSize = protocol.MaxMessage, protocol.MaxMessage
 		cfg.Dialer = &d
 	}
 	return cfg, nil

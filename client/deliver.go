@@ -181,7 +181,7 @@ func readRequest(st *yamux.Stream) (*protocol.DeliveryRequest, error) {
 // answer writes resp and body on st, giving the write its own deadline.
 func (t *tunnel) answer(st *yamux.Stream, resp *protocol.DeliveryResponse, body []byte) {
 	_ = st.SetWriteDeadline(time.Now().Add(streamMargin))
-	if err := protocol.WriteResponse(st, resp, bytes.NewReader(body)); err != nil {
+	if err := protocol.WriteResponse(st, resp, body); err != nil {
 		if t.sess.IsClosed() {
 			t.a.log.Debug("send delivery response: session closed", "err", err)
 			return

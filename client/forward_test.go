@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -297,12 +298,19 @@ func TestBadRequestFrame(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	req := newRequest("evt-bad", "POST", "http://evil/x")
+	// The encoder refuses a bad path, so encode a good one of the same
+	// length and turn it into an absolute URL on the wire.
+	req := newRequest("evt-bad", "POST", "/ttp://evil/x")
 	req.BodyLength = 5
-	if err := protocol.WriteFrame(st, req, protocol.MaxHeaderFrame); err != nil {
+	frame, err := protocol.AppendRequest(nil, req)
+	if err != nil {
 		t.Fatal(err)
 	}
-	io.WriteString(st, "hello")
+	at := bytes.Index(frame, []byte("/ttp://evil/x"))
+	frame[at] = 'h'
+	if _, err := st.Write(append(frame, "hello"...)); err != nil {
+		t.Fatal(err)
+	}
 	resp, _, err := readDeliveryResponse(st)
 	if err != nil {
 		t.Fatal(err)
@@ -564,5 +572,33 @@ func TestHeaderValuesNotUTF8(t *testing.T) {
 	i := slices.IndexFunc(resp.Headers, func(h protocol.Header) bool { return h.Name == "X-Resp" })
 	if i < 0 || resp.Headers[i].Value != "\xfe ok \xff" {
 		t.Errorf("response headers %q, want X-Resp %q", resp.Headers, "\xfe ok \xff")
+	}
+}
+
+// TestQueryNotUTF8AtTarget checks that a query and header values that are
+// not UTF-8 (Latin-1 text, raw bytes) reach the target's request line and
+// header lines byte for byte.
+func TestQueryNotUTF8AtTarget(t *testing.T) {
+	t.Parallel()
+	relay := newFakeRelay(t, nil)
+	target := newRawTarget(t)
+	agent := startAgent(t, testConfig(t, relay, target.url()))
+	agent.waitConnected(t)
+	rs := relay.next(t)
+	req := newRequest("evt-latin1", "POST", "/hook",
+		protocol.Header{Name: "X-Name", Value: "caf\xe9"},
+		protocol.Header{Name: "X-Bytes", Value: "\x80\xff\xfe"})
+	req.RawQuery = "q=caf\xe9&r=\xff"
+	if resp, _ := rs.mustDeliver(t, req, []byte("x")); resp.Status != 200 {
+		t.Fatalf("response %+v", resp)
+	}
+	got := target.next(t)
+	if want := "POST /hook?q=caf\xe9&r=\xff HTTP/1.1"; got.line != want {
+		t.Errorf("request line %q, want %q", got.line, want)
+	}
+	for _, want := range []string{"X-Name: caf\xe9", "X-Bytes: \x80\xff\xfe"} {
+		if !slices.Contains(got.headers, want) {
+			t.Errorf("header lines at the target %q lack %q", got.headers, want)
+		}
 	}
 }

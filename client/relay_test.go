@@ -206,7 +206,7 @@ func (rs *relaySession) deliver(req *protocol.DeliveryRequest, body []byte) (*pr
 	}
 	defer st.Close()
 	_ = st.SetDeadline(time.Now().Add(testTimeout))
-	if err := protocol.WriteRequest(st, req, bytes.NewReader(body)); err != nil {
+	if err := protocol.WriteRequest(st, req, body); err != nil {
 		return nil, nil, fmt.Errorf("write request: %w", err)
 	}
 	return readDeliveryResponse(st)

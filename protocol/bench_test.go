@@ -52,7 +52,7 @@ func BenchmarkStreamThroughput(b *testing.B) {
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
 			for b.Loop() {
-				resp, _, err := deliver(relay, req, bytes.NewReader(body))
+				resp, _, err := deliver(relay, req, body)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -85,16 +85,12 @@ func BenchmarkResponseVsRequestBody(b *testing.B) {
 				}
 				return &protocol.DeliveryResponse{Status: 200, BodyLength: size}, body, nil
 			})
-			req := validRequest(0)
-			var in io.Reader
+			req, in := validRequest(0), []byte(nil)
 			if dir == "request" {
-				req = validRequest(size)
+				req, in = validRequest(size), body
 			}
 			b.SetBytes(size)
 			for b.Loop() {
-				if dir == "request" {
-					in = bytes.NewReader(body)
-				}
 				resp, got, err := deliverToEOF(relay, req, in)
 				if err != nil || (dir == "response" && len(got) != size) {
 					b.Fatalf("%+v %d %v", resp, len(got), err)
@@ -106,7 +102,7 @@ func BenchmarkResponseVsRequestBody(b *testing.B) {
 
 // deliverToEOF is deliver, then waits for the agent to close its side, so
 // that the agent's last write has returned when the benchmark ends.
-func deliverToEOF(relay *yamux.Session, req *protocol.DeliveryRequest, body io.Reader) (*protocol.DeliveryResponse, []byte, error) {
+func deliverToEOF(relay *yamux.Session, req *protocol.DeliveryRequest, body []byte) (*protocol.DeliveryResponse, []byte, error) {
 	st, err := relay.OpenStream()
 	if err != nil {
 		return nil, nil, err

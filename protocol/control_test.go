@@ -75,7 +75,7 @@ func TestControlWireNames(t *testing.T) {
 	if err := protocol.WriteControl(&buf, validHello()); err != nil {
 		t.Fatal(err)
 	}
-	want := `{"type":"hello","hello":{"version":1,"agent_version":"1.4.0","host":"laptop.local","concurrency":8,` +
+	want := `{"type":"hello","hello":{"version":2,"agent_version":"1.4.0","host":"laptop.local","concurrency":8,` +
 		`"subscriptions":[{"channel":"ch_1"},{"channel":"ch_2","group":"ci","from":"now"}]}}`
 	if got := string(buf.Bytes()[4:]); got != want {
 		t.Errorf("hello on the wire:\n got %s\nwant %s", got, want)
@@ -91,20 +91,21 @@ func TestReadControlValidation(t *testing.T) {
 		wantErr string // "" for a valid message
 	}{
 		// hello
-		{"hello", `{"type":"hello","hello":{"version":1,"subscriptions":[{"channel":"c"}]}}`, ""},
-		{"hello without subscriptions", `{"type":"hello","hello":{"version":1}}`, ""},
+		{"hello", `{"type":"hello","hello":{"version":2,"subscriptions":[{"channel":"c"}]}}`, ""},
+		{"hello without subscriptions", `{"type":"hello","hello":{"version":2}}`, ""},
 		{"hello missing body", `{"type":"hello"}`, "without hello"},
 		{"hello null body", `{"type":"hello","hello":null}`, "without hello"},
-		{"hello empty channel", `{"type":"hello","hello":{"version":1,"subscriptions":[{"channel":""}]}}`, "channel"},
-		{"hello long channel", `{"type":"hello","hello":{"version":1,"subscriptions":[{"channel":"` + long + `"}]}}`, "channel"},
-		{"hello channel with newline", `{"type":"hello","hello":{"version":1,"subscriptions":[{"channel":"a\nb"}]}}`, "channel"},
-		{"hello long group", `{"type":"hello","hello":{"version":1,"subscriptions":[{"channel":"c","group":"` + long + `"}]}}`, "group"},
-		{"hello bad from", `{"type":"hello","hello":{"version":1,"subscriptions":[{"channel":"c","from":"yesterday"}]}}`, "from"},
-		{"hello negative concurrency", `{"type":"hello","hello":{"version":1,"concurrency":-1}}`, "concurrency"},
-		{"hello long host", `{"type":"hello","hello":{"version":1,"host":"` + strings.Repeat("h", 256) + `"}}`, "host"},
+		{"hello empty channel", `{"type":"hello","hello":{"version":2,"subscriptions":[{"channel":""}]}}`, "channel"},
+		{"hello long channel", `{"type":"hello","hello":{"version":2,"subscriptions":[{"channel":"` + long + `"}]}}`, "channel"},
+		{"hello channel with newline", `{"type":"hello","hello":{"version":2,"subscriptions":[{"channel":"a\nb"}]}}`, "channel"},
+		{"hello long group", `{"type":"hello","hello":{"version":2,"subscriptions":[{"channel":"c","group":"` + long + `"}]}}`, "group"},
+		{"hello bad from", `{"type":"hello","hello":{"version":2,"subscriptions":[{"channel":"c","from":"yesterday"}]}}`, "from"},
+		{"hello negative concurrency", `{"type":"hello","hello":{"version":2,"concurrency":-1}}`, "concurrency"},
+		{"hello long host", `{"type":"hello","hello":{"version":2,"host":"` + strings.Repeat("h", 256) + `"}}`, "host"},
 		// A hello of another version is not checked further, so the relay
 		// can answer with version_mismatch.
-		{"hello newer version with unknown from", `{"type":"hello","hello":{"version":2,"subscriptions":[{"channel":"c","from":"2024-01-01"}]}}`, ""},
+		{"hello newer version with unknown from", `{"type":"hello","hello":{"version":3,"subscriptions":[{"channel":"c","from":"2024-01-01"}]}}`, ""},
+		{"hello of version 1 (an older agent)", `{"type":"hello","hello":{"version":1,"host":"` + strings.Repeat("h", 256) + `"}}`, ""},
 		{"hello version 0", `{"type":"hello","hello":{"subscriptions":[{"channel":""}]}}`, ""},
 		// welcome
 		{"welcome", `{"type":"welcome","welcome":{"session_id":"s","channels":[],"limits":{"max_body":1,"max_concurrency":1}}}`, ""},
@@ -140,7 +141,7 @@ func TestReadControlValidation(t *testing.T) {
 		{"health up as string", `{"type":"health","health":{"targets":[{"url":"u","up":"yes"}]}}`, "decode frame"},
 		// framing and types
 		{"unknown type", `{"type":"notice","notice":"x"}`, "unknown control message type"},
-		{"no type", `{"hello":{"version":1}}`, "unknown control message type"},
+		{"no type", `{"hello":{"version":2}}`, "unknown control message type"},
 		{"null", `null`, "unknown control message type"},
 		{"not an object", `[]`, "decode frame"},
 		{"unknown fields ignored", `{"type":"drain","drain":"x","priority":7,"hello":{"later":true}}`, ""},
@@ -185,7 +186,7 @@ func TestReadControlUnknownTypeKeepsStreamInStep(t *testing.T) {
 // field of its type, whatever else the sender put in.
 func TestReadControlDropsOtherFields(t *testing.T) {
 	t.Parallel()
-	in := `{"type":"drain","drain":"x","hello":{"version":1},"subscribe":[{"channel":"c"}],"error":{"code":"internal"}}`
+	in := `{"type":"drain","drain":"x","hello":{"version":2},"subscribe":[{"channel":"c"}],"error":{"code":"internal"}}`
 	m, err := protocol.ReadControl(bytes.NewReader(rawFrame(in)))
 	if err != nil {
 		t.Fatal(err)
@@ -258,8 +259,9 @@ func TestVersionError(t *testing.T) {
 		agentVersion int
 		want         []string
 	}{
-		{0, []string{"agent speaks protocol version 0", "relay speaks 1", "upgrade hookrelay on this machine (the agent)"}},
-		{protocol.Version + 1, []string{"agent speaks protocol version 2", "relay speaks 1", "upgrade the relay"}},
+		{0, []string{"agent speaks protocol version 0", "relay speaks 2", "upgrade hookrelay on this machine (the agent)"}},
+		{1, []string{"agent speaks protocol version 1, relay speaks 2: upgrade hookrelay on this machine (the agent) to a release that speaks version 2"}},
+		{protocol.Version + 1, []string{"agent speaks protocol version 3", "relay speaks 2", "upgrade the relay"}},
 	}
 	for _, tt := range tests {
 		e := protocol.VersionError(tt.agentVersion)

@@ -5,31 +5,30 @@ import (
 	"fmt"
 	"io"
 	"time"
-	"unicode/utf8"
 )
 
 // Header is one header line. Lists of Header keep name case, order and
-// repeats, which a map would lose. Value holds the bytes as received; values
-// that are not valid UTF-8 travel exactly too (see rawValue).
+// repeats, which a map would lose. Value holds the bytes as received, which
+// need not be UTF-8; they travel exactly.
 type Header struct {
-	Name  string `json:"n"`
-	Value string `json:"v"`
+	Name  string
+	Value string
 }
 
 // DeliveryRequest is the header frame the relay writes first on a delivery
 // stream; BodyLength body bytes follow it.
 type DeliveryRequest struct {
-	EventID    string    `json:"event_id"`
-	DeliveryID string    `json:"delivery_id"`
-	Attempt    int       `json:"attempt"` // 1 for the first attempt
-	Channel    string    `json:"channel"`
-	Method     string    `json:"method"`
-	Path       string    `json:"path"`                // sub-path after the channel, escaped, starts with "/"
-	RawQuery   string    `json:"raw_query,omitempty"` // as received, without the "?"
-	Headers    []Header  `json:"headers"`
-	BodyLength int64     `json:"body_length"`
-	ReceivedAt time.Time `json:"received_at"`
-	RemoteAddr string    `json:"remote_addr,omitempty"`
+	EventID    string
+	DeliveryID string
+	Attempt    int // 1 for the first attempt
+	Channel    string
+	Method     string
+	Path       string // sub-path after the channel, escaped, starts with "/"
+	RawQuery   string // as received, without the "?"
+	Headers    []Header
+	BodyLength int64
+	ReceivedAt time.Time // travels as an instant; decoded in UTC
+	RemoteAddr string
 }
 
 // Delivery error codes carried in DeliveryResponse.ErrorCode.
@@ -48,83 +47,85 @@ const (
 // not be reached, Error and ErrorCode say why (both are set), Status is 0,
 // and no headers and no body follow.
 type DeliveryResponse struct {
-	Status     int           `json:"status"`
-	Headers    []Header      `json:"headers"`
-	BodyLength int64         `json:"body_length"`
-	Duration   time.Duration `json:"duration_ns"`
-	Error      string        `json:"error,omitempty"`
-	ErrorCode  string        `json:"error_code,omitempty"`
+	Status     int
+	Headers    []Header
+	BodyLength int64
+	Duration   time.Duration
+	Error      string
+	ErrorCode  string
 }
 
 // maxMethodLength bounds DeliveryRequest.Method.
 const maxMethodLength = 32
 
-// rawValue carries the exact bytes of a header value that is not valid
-// UTF-8: JSON strings hold Unicode text, so encoding/json would replace such
-// bytes with U+FFFD. The header's "v" holds the replaced text for readers
-// that do not know raw values; Index is the header's position in the list.
-type rawValue struct {
-	Index int    `json:"i"`
-	Bytes []byte `json:"b"` // base64 in JSON
+// appendFields encodes the request frame's fields in the order of SPEC.md,
+// section 6.1.
+func (req *DeliveryRequest) appendFields(b []byte) []byte {
+	b = appendString(b, req.EventID)
+	b = appendString(b, req.DeliveryID)
+	b = appendUint(b, uint64(req.Attempt))
+	b = appendString(b, req.Channel)
+	b = appendString(b, req.Method)
+	b = appendString(b, req.Path)
+	b = appendString(b, req.RawQuery)
+	b = appendHeaders(b, req.Headers)
+	b = appendUint(b, uint64(req.BodyLength))
+	b = appendTime(b, req.ReceivedAt)
+	return appendString(b, req.RemoteAddr)
 }
 
-// requestFrame is a DeliveryRequest as it travels: its fields plus the exact
-// bytes of strings that are not valid UTF-8. encoding/json flattens the
-// embedded pointer, so the frame is one flat object; this breaks if
-// DeliveryRequest ever gets a MarshalJSON or UnmarshalJSON method, which the
-// frame would inherit.
-type requestFrame struct {
-	*DeliveryRequest
-	QueryBytes []byte     `json:"raw_query_bytes,omitempty"`
-	RawValues  []rawValue `json:"raw_header_values,omitempty"`
+// decodeRequest reads the fields appendFields wrote. Bytes after them are
+// fields of a later minor version, and ignored.
+func decodeRequest(frame string) (*DeliveryRequest, error) {
+	d := decoder{s: frame}
+	req := &DeliveryRequest{
+		EventID:    d.string(),
+		DeliveryID: d.string(),
+		Attempt:    d.int31("attempt"),
+		Channel:    d.string(),
+		Method:     d.string(),
+		Path:       d.string(),
+		RawQuery:   d.string(),
+		Headers:    d.headers(),
+		BodyLength: d.int63("body length"),
+		ReceivedAt: d.time("received_at"),
+		RemoteAddr: d.string(),
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("protocol: decode request frame: %w", d.err)
+	}
+	return req, nil
 }
 
-// responseFrame is a DeliveryResponse as it travels.
-type responseFrame struct {
-	*DeliveryResponse
-	RawValues []rawValue `json:"raw_header_values,omitempty"`
-}
-
-// WriteRequest checks req, writes the request frame and then exactly
-// req.BodyLength bytes from body (which may be nil when BodyLength is 0).
-func WriteRequest(w io.Writer, req *DeliveryRequest, body io.Reader) error {
-	if err := req.Validate(); err != nil {
+// WriteRequest checks req, and that body holds exactly req.BodyLength
+// bytes, and writes the request frame and the body: in one Write when the
+// body is up to 64 KiB. Nothing is written when a check fails.
+func WriteRequest(w io.Writer, req *DeliveryRequest, body []byte) error {
+	f, err := EncodeRequest(req, body)
+	if err != nil {
 		return err
 	}
-	frame := requestFrame{DeliveryRequest: req, RawValues: rawValues(req.Headers)}
-	if !utf8.ValidString(req.RawQuery) {
-		frame.QueryBytes = []byte(req.RawQuery)
-	}
-	if err := WriteFrame(w, &frame, MaxHeaderFrame); err != nil {
-		return err
-	}
-	return copyBody(w, body, req.BodyLength)
+	defer f.Release()
+	_, err = f.WriteTo(w)
+	return err
 }
 
-// ReadRequest reads and checks a request frame, with the exact bytes of a
-// query and header values that are not UTF-8. The caller then reads exactly
-// BodyLength body bytes from r.
-//
-// When the frame decodes but its fields break the rules (Validate fails),
-// ReadRequest returns the decoded request together with the error, so that
-// a receiver can still skip the body the frame announces and answer on the
-// stream; otherwise the request is nil on error.
+// ReadRequest reads and checks a request frame. The caller then reads
+// exactly BodyLength body bytes from r. When the frame decodes but its
+// fields break a rule of SPEC.md, ReadRequest returns the request with the
+// error, so that the receiver can skip the body it announces (when
+// BodyLength itself is in range) and answer; on any other error the
+// request is nil.
 func ReadRequest(r io.Reader) (*DeliveryRequest, error) {
-	var req DeliveryRequest
-	frame := requestFrame{DeliveryRequest: &req}
-	if err := ReadFrame(r, &frame, MaxHeaderFrame); err != nil {
+	frame, err := readFrame(r, MaxHeaderFrame)
+	if err != nil {
 		return nil, err
 	}
-	if frame.QueryBytes != nil {
-		req.RawQuery = string(frame.QueryBytes)
-	}
-	if err := applyRawValues(req.Headers, frame.RawValues); err != nil {
+	req, err := decodeRequest(frame)
+	if err != nil {
 		return nil, err
 	}
-	if err := req.Validate(); err != nil {
-		return &req, err
-	}
-	return &req, nil
+	return req, req.Validate()
 }
 
 // Validate checks the fields a receiver relies on: nothing in them can break
@@ -149,38 +150,69 @@ func (req *DeliveryRequest) Validate() error {
 		return fmt.Errorf("protocol: body length %d out of range 0 to %d", req.BodyLength, MaxBodyLength)
 	case hasCTL(req.RemoteAddr):
 		return fmt.Errorf("protocol: control character in remote address %q", req.RemoteAddr)
+	case req.ReceivedAt.Unix() < minUnixSeconds || req.ReceivedAt.Unix() > maxUnixSeconds:
+		return fmt.Errorf("protocol: received_at %v outside years 1 to 9999", req.ReceivedAt)
 	}
 	return validHeaders(req.Headers)
 }
 
-// WriteResponse checks resp, writes the response frame and then exactly
-// resp.BodyLength bytes from body (which may be nil when BodyLength is 0).
-func WriteResponse(w io.Writer, resp *DeliveryResponse, body io.Reader) error {
-	if err := resp.Validate(); err != nil {
+// appendFields encodes the response frame's fields in the order of
+// SPEC.md, section 6.2.
+func (resp *DeliveryResponse) appendFields(b []byte) []byte {
+	b = appendUint(b, uint64(resp.Status))
+	b = appendHeaders(b, resp.Headers)
+	b = appendUint(b, uint64(resp.BodyLength))
+	b = appendUint(b, uint64(resp.Duration))
+	b = appendString(b, resp.Error)
+	return appendString(b, resp.ErrorCode)
+}
+
+// decodeResponse reads the fields appendFields wrote; bytes after them are
+// ignored.
+func decodeResponse(frame string) (*DeliveryResponse, error) {
+	d := decoder{s: frame}
+	resp := &DeliveryResponse{
+		Status:     d.int31("status"),
+		Headers:    d.headers(),
+		BodyLength: d.int63("body length"),
+		Duration:   time.Duration(d.int63("duration")),
+		Error:      d.string(),
+		ErrorCode:  d.string(),
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("protocol: decode response frame: %w", d.err)
+	}
+	return resp, nil
+}
+
+// WriteResponse checks resp, and that body holds exactly resp.BodyLength
+// bytes, and writes the response frame and the body: in one Write when
+// the body is up to 64 KiB. Nothing is written when a check fails.
+func WriteResponse(w io.Writer, resp *DeliveryResponse, body []byte) error {
+	f, err := EncodeResponse(resp, body)
+	if err != nil {
 		return err
 	}
-	frame := responseFrame{DeliveryResponse: resp, RawValues: rawValues(resp.Headers)}
-	if err := WriteFrame(w, &frame, MaxHeaderFrame); err != nil {
-		return err
-	}
-	return copyBody(w, body, resp.BodyLength)
+	defer f.Release()
+	_, err = f.WriteTo(w)
+	return err
 }
 
 // ReadResponse reads and checks a response frame. The caller then reads
 // exactly BodyLength body bytes from r.
 func ReadResponse(r io.Reader) (*DeliveryResponse, error) {
-	var resp DeliveryResponse
-	frame := responseFrame{DeliveryResponse: &resp}
-	if err := ReadFrame(r, &frame, MaxHeaderFrame); err != nil {
+	frame, err := readFrame(r, MaxHeaderFrame)
+	if err != nil {
 		return nil, err
 	}
-	if err := applyRawValues(resp.Headers, frame.RawValues); err != nil {
+	resp, err := decodeResponse(frame)
+	if err != nil {
 		return nil, err
 	}
 	if err := resp.Validate(); err != nil {
 		return nil, err
 	}
-	return &resp, nil
+	return resp, nil
 }
 
 // Validate checks the fields a receiver relies on.
@@ -275,41 +307,4 @@ func containsByte(s string, b byte) bool {
 		}
 	}
 	return false
-}
-
-// rawValues lists the header values that are not valid UTF-8; nil when all
-// are, which is the common case and costs one scan.
-func rawValues(hs []Header) []rawValue {
-	var raw []rawValue
-	for i, h := range hs {
-		if !utf8.ValidString(h.Value) {
-			raw = append(raw, rawValue{Index: i, Bytes: []byte(h.Value)})
-		}
-	}
-	return raw
-}
-
-// applyRawValues puts the exact bytes of raw values back into hs.
-func applyRawValues(hs []Header, raw []rawValue) error {
-	for _, rv := range raw {
-		if rv.Index < 0 || rv.Index >= len(hs) {
-			return fmt.Errorf("protocol: raw header value for header %d of %d", rv.Index, len(hs))
-		}
-		hs[rv.Index].Value = string(rv.Bytes)
-	}
-	return nil
-}
-
-func copyBody(w io.Writer, body io.Reader, n int64) error {
-	if n == 0 {
-		return nil
-	}
-	if body == nil {
-		return errors.New("protocol: body missing")
-	}
-	copied, err := io.CopyN(w, body, n)
-	if err != nil {
-		return fmt.Errorf("protocol: body: wrote %d of %d bytes: %w", copied, n, err)
-	}
-	return nil
 }

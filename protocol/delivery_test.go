@@ -2,7 +2,8 @@ package protocol_test
 
 import (
 	"bytes"
-	"errors"
+	"encoding/binary"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"reflect"
@@ -117,7 +118,7 @@ func TestRequestRoundTrip(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var stream bytes.Buffer
-			if err := protocol.WriteRequest(&stream, tt.req, bytes.NewReader(tt.body)); err != nil {
+			if err := protocol.WriteRequest(&stream, tt.req, tt.body); err != nil {
 				t.Fatalf("WriteRequest: %v", err)
 			}
 			got, err := protocol.ReadRequest(&stream)
@@ -162,7 +163,7 @@ func TestResponseRoundTrip(t *testing.T) {
 			BodyLength: 1000,
 			Duration:   12 * time.Millisecond,
 		}, randomBytes(2, 1000)},
-		{"no body", &protocol.DeliveryResponse{Status: 204, Headers: []protocol.Header{}, Duration: time.Microsecond}, nil},
+		{"no body", &protocol.DeliveryResponse{Status: 204, Duration: time.Microsecond}, nil},
 		{"non-UTF-8 header", &protocol.DeliveryResponse{Status: 500, Headers: []protocol.Header{{Name: "X-Err", Value: "\xe9chec"}}}, nil},
 		{"connection refused", &protocol.DeliveryResponse{Error: "dial tcp 127.0.0.1:3000: connect: connection refused", ErrorCode: protocol.ErrCodeConnectionRefused, Duration: time.Millisecond}, nil},
 		{"timeout", &protocol.DeliveryResponse{Error: "no answer within 10s", ErrorCode: protocol.ErrCodeTimeout}, nil},
@@ -172,7 +173,7 @@ func TestResponseRoundTrip(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var stream bytes.Buffer
-			if err := protocol.WriteResponse(&stream, tt.resp, bytes.NewReader(tt.body)); err != nil {
+			if err := protocol.WriteResponse(&stream, tt.resp, tt.body); err != nil {
 				t.Fatalf("WriteResponse: %v", err)
 			}
 			got, err := protocol.ReadResponse(&stream)
@@ -189,41 +190,86 @@ func TestResponseRoundTrip(t *testing.T) {
 	}
 }
 
-// TestRequestWireNames pins the JSON names SPEC.md documents.
-func TestRequestWireNames(t *testing.T) {
+// TestDeliveryWireLayout pins the bytes SPEC.md, section 6, documents for
+// a request and a response, field by field.
+func TestDeliveryWireLayout(t *testing.T) {
 	t.Parallel()
-	req := validRequest(2)
-	req.Headers = req.Headers[:1]
+	req := &protocol.DeliveryRequest{
+		EventID: "evt_1", DeliveryID: "dlv_1", Attempt: 1, Channel: "ch_7f3a", Method: "POST",
+		Path: "/github", RawQuery: "debug=1",
+		Headers:    []protocol.Header{{Name: "Content-Type", Value: "application/json"}, {Name: "X-Name", Value: "caf\xe9"}},
+		BodyLength: 2, ReceivedAt: time.Date(2025, 3, 1, 12, 30, 45, 123456789, time.UTC), RemoteAddr: "140.82.115.1",
+	}
 	var buf bytes.Buffer
-	if err := protocol.WriteRequest(&buf, req, strings.NewReader("{}")); err != nil {
+	if err := protocol.WriteRequest(&buf, req, []byte("{}")); err != nil {
 		t.Fatal(err)
 	}
-	want := `{"event_id":"evt_01HZX","delivery_id":"dlv_01HZY","attempt":1,"channel":"ch_7f3a","method":"POST",` +
-		`"path":"/github/push","raw_query":"a=1\u0026b=%20x","headers":[{"n":"Host","v":"relay.example.com"}],` +
-		`"body_length":2,"received_at":"2025-03-01T12:30:45.123456789Z","remote_addr":"140.82.115.1"}{}`
-	if got := string(buf.Bytes()[4:]); got != want {
-		t.Errorf("request on the wire:\n got %s\nwant %s", got, want)
+	want := fields().str("evt_1").str("dlv_1").uint(1).str("ch_7f3a").str("POST").str("/github").str("debug=1").
+		uint(2).str("Content-Type").str("application/json").str("X-Name").str("caf\xe9").
+		uint(2).sint(1740832245).uint(123456789).str("140.82.115.1").frame()
+	want = append(want, "{}"...)
+	if !bytes.Equal(buf.Bytes(), want) {
+		t.Errorf("request on the wire:\n got % x\nwant % x", buf.Bytes(), want)
 	}
 
 	buf.Reset()
-	resp := &protocol.DeliveryResponse{Error: "refused", ErrorCode: protocol.ErrCodeConnectionRefused, Duration: 5}
-	if err := protocol.WriteResponse(&buf, resp, nil); err != nil {
+	resp := &protocol.DeliveryResponse{Status: 200, Headers: []protocol.Header{{Name: "X", Value: "\xff"}}, BodyLength: 2, Duration: 3250000}
+	if err := protocol.WriteResponse(&buf, resp, []byte("ok")); err != nil {
 		t.Fatal(err)
 	}
-	want = `{"status":0,"headers":null,"body_length":0,"duration_ns":5,"error":"refused","error_code":"connection_refused"}`
-	if got := string(buf.Bytes()[4:]); got != want {
-		t.Errorf("error response on the wire:\n got %s\nwant %s", got, want)
+	want = append(fields().uint(200).uint(1).str("X").str("\xff").uint(2).uint(3250000).str("").str("").frame(), "ok"...)
+	if !bytes.Equal(buf.Bytes(), want) {
+		t.Errorf("response on the wire:\n got % x\nwant % x", buf.Bytes(), want)
 	}
 
 	buf.Reset()
-	resp = &protocol.DeliveryResponse{Status: 200, Headers: []protocol.Header{{Name: "X", Value: "\xff"}}}
+	resp = &protocol.DeliveryResponse{Error: "refused", ErrorCode: protocol.ErrCodeConnectionRefused, Duration: 5}
 	if err := protocol.WriteResponse(&buf, resp, nil); err != nil {
 		t.Fatal(err)
 	}
-	want = `{"status":200,"headers":[{"n":"X","v":"\ufffd"}],"body_length":0,"duration_ns":0,"raw_header_values":[{"i":0,"b":"/w=="}]}`
-	if got := string(buf.Bytes()[4:]); got != want {
-		t.Errorf("response with a raw value on the wire:\n got %s\nwant %s", got, want)
+	want = fields().uint(0).uint(0).uint(0).uint(5).str("refused").str("connection_refused").frame()
+	if !bytes.Equal(buf.Bytes(), want) {
+		t.Errorf("error response on the wire:\n got % x\nwant % x", buf.Bytes(), want)
 	}
+}
+
+// wire builds frame fields by hand, as SPEC.md, section 6, describes them,
+// for frames the encoder would refuse to write.
+type wire []byte
+
+func fields() wire { return nil }
+
+func (w wire) uint(v uint64) wire { return binary.AppendUvarint(w, v) }
+func (w wire) sint(v int64) wire  { return binary.AppendVarint(w, v) }
+func (w wire) str(s string) wire  { return append(w.uint(uint64(len(s))), s...) }
+func (w wire) raw(b ...byte) wire { return append(w, b...) }
+
+// frame puts the length prefix in front.
+func (w wire) frame() []byte { return append(binary.BigEndian.AppendUint32(nil, uint32(len(w))), w...) }
+
+// rawRequest is a request frame's fields, written in order by wire.
+type rawRequest struct {
+	eventID, deliveryID       string
+	attempt                   uint64
+	channel, method, path, rq string
+	headers                   []string // name, value, name, value, ...
+	bodyLength                uint64
+	seconds                   int64
+	nanos                     uint64
+	remoteAddr                string
+}
+
+func goodRawRequest() rawRequest {
+	return rawRequest{eventID: "e", deliveryID: "d", attempt: 1, channel: "c", method: "GET", path: "/", seconds: 1735689600}
+}
+
+func (r rawRequest) fields() wire {
+	w := fields().str(r.eventID).str(r.deliveryID).uint(r.attempt).str(r.channel).str(r.method).str(r.path).str(r.rq)
+	w = w.uint(uint64(len(r.headers) / 2))
+	for _, s := range r.headers {
+		w = w.str(s)
+	}
+	return w.uint(r.bodyLength).sint(r.seconds).uint(r.nanos).str(r.remoteAddr)
 }
 
 func TestRequestValidate(t *testing.T) {
@@ -348,27 +394,46 @@ func TestResponseValidate(t *testing.T) {
 // TestReadRequestRejects checks what a receiver refuses on the wire.
 func TestReadRequestRejects(t *testing.T) {
 	t.Parallel()
-	base := `"event_id":"e","delivery_id":"d","attempt":1,"channel":"c","headers":[],"body_length":0,"received_at":"2025-01-01T00:00:00Z"`
+	with := func(change func(*rawRequest)) []byte {
+		r := goodRawRequest()
+		change(&r)
+		return r.fields().frame()
+	}
+	good := goodRawRequest().fields()
 	tests := []struct {
 		name    string
 		in      []byte
 		wantErr string
+		decoded bool // the frame decodes; only a rule is broken
 	}{
-		{"valid", rawFrame(`{` + base + `,"method":"GET","path":"/"}`), ""},
-		{"unknown fields ignored", rawFrame(`{` + base + `,"method":"GET","path":"/","priority":"high","trace":{"id":1}}`), ""},
-		{"raw value index out of range", rawFrame(`{` + base + `,"method":"GET","path":"/","raw_header_values":[{"i":0,"b":"/w=="}]}`), "raw header value"},
-		{"raw value negative index", rawFrame(`{` + base + `,"method":"GET","path":"/","raw_header_values":[{"i":-1,"b":"/w=="}]}`), "raw header value"},
-		{"raw query with CRLF", rawFrame(`{` + base + `,"method":"GET","path":"/","raw_query_bytes":"DQo="}`), "query"},
-		{"bad method", rawFrame(`{` + base + `,"method":"G T","path":"/"}`), "bad method"},
-		{"bad time", rawFrame(`{` + base + `,"method":"GET","path":"/","received_at":"yesterday"}`), "decode frame"},
-		{"body length as string", rawFrame(`{"event_id":"e","delivery_id":"d","attempt":1,"channel":"c","method":"GET","path":"/","body_length":"5"}`), "decode frame"},
-		{"too large", frame(protocol.MaxHeaderFrame+1, "{}"), "frame too large"},
-		{"truncated", frame(100, `{"event_id":`), "unexpected EOF"},
+		{"valid", good.frame(), "", true},
+		{"later fields ignored", good.uint(7).str("priority: high").frame(), "", true},
+		{"non-UTF-8 bytes", with(func(r *rawRequest) { r.rq = "q=\xff"; r.headers = []string{"X", "caf\xe9"} }), "", true},
+		{"bad method", with(func(r *rawRequest) { r.method = "G T" }), "bad method", true},
+		{"query with CRLF", with(func(r *rawRequest) { r.rq = "a\r\nb" }), "query", true},
+		{"header with LF", with(func(r *rawRequest) { r.headers = []string{"X", "a\nb"} }), "control character in header", true},
+		{"attempt 0", with(func(r *rawRequest) { r.attempt = 0 }), "attempt", true},
+		{"body length over the maximum", with(func(r *rawRequest) { r.bodyLength = protocol.MaxBodyLength + 1 }), "body length", true},
+		{"attempt over 32 bits", with(func(r *rawRequest) { r.attempt = 1 << 31 }), "attempt", false},
+		{"body length over 63 bits", with(func(r *rawRequest) { r.bodyLength = 1 << 63 }), "body length", false},
+		{"time before year 1", with(func(r *rawRequest) { r.seconds = -62135596801 }), "received_at", false},
+		{"time after year 9999", with(func(r *rawRequest) { r.seconds = 253402300800 }), "received_at", false},
+		{"nanoseconds of a whole second", with(func(r *rawRequest) { r.nanos = 1e9 }), "received_at", false},
+		{"string past the end", fields().str("e").uint(5).raw('d').frame(), "frame ends inside a field", false},
+		{"cut inside a varint", fields().str("e").str("d").raw(0x80).frame(), "frame ends inside a field", false},
+		{"varint over 64 bits", fields().str("e").str("d").raw(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02).frame(), "longer than 64 bits", false},
+		{"more headers than bytes", fields().str("e").str("d").uint(1).str("c").str("GET").str("/").str("").uint(1 << 40).frame(), "frame ends inside a field", false},
+		{"empty frame", frame(0, ""), "empty frame", false},
+		{"too large", frame(protocol.MaxHeaderFrame+1, ""), "frame too large", false},
+		{"truncated", frame(100, "\x01e"), "unexpected EOF", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := protocol.ReadRequest(bytes.NewReader(tt.in))
+			req, err := protocol.ReadRequest(bytes.NewReader(tt.in))
+			if (req != nil) != tt.decoded {
+				t.Errorf("ReadRequest returned request %+v with %v; want one: %v", req, err, tt.decoded)
+			}
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("ReadRequest: %v", err)
@@ -389,11 +454,14 @@ func TestReadResponseRejects(t *testing.T) {
 		in      []byte
 		wantErr string
 	}{
-		{"valid", rawFrame(`{"status":200,"headers":[],"body_length":3,"duration_ns":1}`), ""},
-		{"error with body", rawFrame(`{"status":0,"body_length":3,"error":"x","error_code":"timeout"}`), "with a body"},
-		{"no status", rawFrame(`{"headers":[]}`), "status 0"},
-		{"too large", frame(protocol.MaxHeaderFrame+1, "{}"), "frame too large"},
-		{"raw value out of range", rawFrame(`{"status":200,"headers":[],"raw_header_values":[{"i":3,"b":""}]}`), "raw header value"},
+		{"valid", fields().uint(200).uint(0).uint(3).uint(1).str("").str("").frame(), ""},
+		{"later fields ignored", fields().uint(200).uint(0).uint(3).uint(1).str("").str("").str("x").frame(), ""},
+		{"error with body", fields().uint(0).uint(0).uint(3).uint(0).str("x").str("timeout").frame(), "with a body"},
+		{"no status", fields().uint(0).uint(0).uint(0).uint(0).str("").str("").frame(), "status 0"},
+		{"status over 32 bits", fields().uint(1 << 32).frame(), "status"},
+		{"duration over 63 bits", fields().uint(200).uint(0).uint(0).uint(1 << 63).str("").str("").frame(), "duration"},
+		{"cut after the headers", fields().uint(200).uint(1).str("A").str("b").frame(), "frame ends inside a field"},
+		{"too large", frame(protocol.MaxHeaderFrame+1, ""), "frame too large"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -412,46 +480,52 @@ func TestReadResponseRejects(t *testing.T) {
 	}
 }
 
-func TestWriteRequestShortBody(t *testing.T) {
+// TestWriteRequestBodyMismatch checks that a body of another length than
+// the frame announces is refused before anything is written.
+func TestWriteRequestBodyMismatch(t *testing.T) {
 	t.Parallel()
-	var buf bytes.Buffer
-	err := protocol.WriteRequest(&buf, validRequest(10), strings.NewReader("short"))
-	if !errors.Is(err, io.EOF) || !strings.Contains(err.Error(), "wrote 5 of 10") {
-		t.Fatalf("WriteRequest error = %v, want a short body error", err)
-	}
-	if err := protocol.WriteRequest(&buf, validRequest(10), nil); err == nil || !strings.Contains(err.Error(), "body missing") {
-		t.Fatalf("WriteRequest with no body = %v", err)
+	for _, body := range [][]byte{nil, []byte("short"), []byte("longer than ten")} {
+		var buf bytes.Buffer
+		err := protocol.WriteRequest(&buf, validRequest(10), body)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("body has %d bytes, the frame announces 10", len(body))) || buf.Len() != 0 {
+			t.Errorf("WriteRequest with a %d-byte body = %v after writing %d bytes", len(body), err, buf.Len())
+		}
 	}
 }
 
-// TestWriteRequestLongBody checks that only BodyLength bytes are written,
-// so the stream stays in step when the body reader holds more.
-func TestWriteRequestLongBody(t *testing.T) {
-	t.Parallel()
-	var buf bytes.Buffer
-	if err := protocol.WriteRequest(&buf, validRequest(3), strings.NewReader("abcdef")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := protocol.ReadRequest(&buf); err != nil {
-		t.Fatal(err)
-	}
-	if got := buf.String(); got != "abc" {
-		t.Errorf("body on the wire = %q, want %q", got, "abc")
-	}
+// countingWriter records the size of each Write.
+type countingWriter struct {
+	bytes.Buffer
+	writes []int
 }
 
-// TestReadRequestReturnsInvalidFrame checks that a frame that decodes but
-// breaks the rules comes back with the error, so the receiver can skip its
-// body, while one that does not decode comes back nil.
-func TestReadRequestReturnsInvalidFrame(t *testing.T) {
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.writes = append(w.writes, len(p))
+	return w.Buffer.Write(p)
+}
+
+// TestWriteRequestWrites checks how a delivery is cut into Writes: frame
+// and body in one up to 64 KiB of body; beyond, the frame, then the body
+// in pieces of 256 KiB.
+func TestWriteRequestWrites(t *testing.T) {
 	t.Parallel()
-	base := `"event_id":"e","delivery_id":"d","attempt":1,"channel":"c","headers":[],"received_at":"2025-01-01T00:00:00Z"`
-	req, err := protocol.ReadRequest(bytes.NewReader(rawFrame(`{` + base + `,"method":"G T","path":"/","body_length":7}`)))
-	if err == nil || req == nil || req.BodyLength != 7 {
-		t.Errorf("invalid frame: request %+v, error %v; want the request with its body length and an error", req, err)
-	}
-	req, err = protocol.ReadRequest(bytes.NewReader(frame(100, `{"event_id":`)))
-	if err == nil || req != nil {
-		t.Errorf("truncated frame: request %+v, error %v; want nil and an error", req, err)
+	for _, tt := range []struct {
+		size   int
+		writes int
+	}{{0, 1}, {1, 1}, {64 << 10, 1}, {64<<10 + 1, 2}, {1 << 20, 5}, {1<<20 + 1, 6}} {
+		body := randomBytes(uint64(tt.size), tt.size)
+		var w countingWriter
+		if err := protocol.WriteRequest(&w, validRequest(int64(tt.size)), body); err != nil {
+			t.Fatal(err)
+		}
+		if len(w.writes) != tt.writes {
+			t.Errorf("%d-byte body: writes of %v bytes, want %d writes", tt.size, w.writes, tt.writes)
+		}
+		if _, err := protocol.ReadRequest(&w.Buffer); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(w.Bytes(), body) {
+			t.Errorf("%d-byte body arrived changed", tt.size)
+		}
 	}
 }

@@ -21,7 +21,7 @@ const Subprotocol = "hookrelay.v1"
 
 // Version is the protocol version carried in Hello. A relay answers a Hello
 // with another version with an Error of code CodeVersionMismatch.
-const Version = 1
+const Version = 2
 
 // Limits of the wire. A frame over its limit is an error that closes the
 // stream (delivery) or the session (control).

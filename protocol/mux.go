@@ -25,14 +25,15 @@ const StreamWindow = 8 << 20
 // Limits.MaxConcurrency deliveries and the control stream.
 const RelayStreamWindow = 256 << 10
 
-// MuxConfig returns the yamux configuration both sides use: keepalives on,
-// a large stream window, bounded open and close times, and yamux's own log
-// sent to logOutput (nil discards it).
+// MuxConfig returns the yamux configuration both sides use: a large stream
+// window, bounded open and close times, and yamux's own log sent to
+// logOutput (nil discards it). yamux's keepalives are off: Conn's
+// WebSocket pings check the peer (SPEC.md, section 2), and each yamux
+// keepalive would cost a goroutine per session.
 func MuxConfig(logOutput io.Writer) *yamux.Config {
 	cfg := yamux.DefaultConfig()
 	cfg.AcceptBacklog = 512
-	cfg.EnableKeepAlive = true
-	cfg.KeepAliveInterval = 15 * time.Second
+	cfg.EnableKeepAlive = false
 	cfg.ConnectionWriteTimeout = 30 * time.Second
 	cfg.MaxStreamWindowSize = StreamWindow
 	cfg.StreamOpenTimeout = 30 * time.Second

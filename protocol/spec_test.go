@@ -1,6 +1,8 @@
 package protocol_test
 
 import (
+	"bytes"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"strings"
@@ -30,8 +32,8 @@ func TestSpecMatchesCode(t *testing.T) {
 		grouped(protocol.MaxHeaderFrame) + " bytes", grouped(protocol.MaxBodyLength),
 		fmt.Sprintf("%d MiB (`StreamWindow`)", protocol.StreamWindow>>20),
 		fmt.Sprintf("%d KiB (`RelayStreamWindow`)", protocol.RelayStreamWindow>>10),
-		fmt.Sprintf("| accept backlog | %d |", yamux.AcceptBacklog),
-		fmt.Sprintf("a yamux ping every %s", seconds(yamux.KeepAliveInterval)),
+		fmt.Sprintf("| accept backlog | %d on the agent, ", yamux.AcceptBacklog),
+		"| keepalive | off |",
 		fmt.Sprintf("| write timeout | %s |", seconds(yamux.ConnectionWriteTimeout)),
 		fmt.Sprintf("| stream open timeout | %s |", seconds(yamux.StreamOpenTimeout)),
 		fmt.Sprintf("| stream close timeout | %s |", seconds(yamux.StreamCloseTimeout)),
@@ -51,11 +53,75 @@ func TestSpecMatchesCode(t *testing.T) {
 	} {
 		want = append(want, "`"+code+"`")
 	}
+	if yamux.EnableKeepAlive {
+		t.Error("yamux keepalives are on; SPEC.md says Conn's pings are the only liveness check")
+	}
 	for _, w := range want {
 		if !strings.Contains(spec, w) {
 			t.Errorf("SPEC.md does not say %q", w)
 		}
 	}
+}
+
+// TestSpecExamples checks that the hex dumps of section 6 are what the
+// encoder writes for the values they describe.
+func TestSpecExamples(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("SPEC.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dumps := hexDumps(string(data))
+	if len(dumps) != 3 {
+		t.Fatalf("SPEC.md has %d hex dumps, want 3 (a request, a response, an error response)", len(dumps))
+	}
+	var req bytes.Buffer
+	if err := protocol.WriteRequest(&req, &protocol.DeliveryRequest{
+		EventID: "evt_1", DeliveryID: "dlv_1", Attempt: 1, Channel: "ch_7f3a", Method: "POST",
+		Path: "/github", RawQuery: "debug=1",
+		Headers:    []protocol.Header{{Name: "Content-Type", Value: "application/json"}, {Name: "X-Name", Value: "caf\xe9"}},
+		BodyLength: 2, ReceivedAt: time.Date(2025, 3, 1, 12, 30, 45, 123456789, time.UTC), RemoteAddr: "140.82.115.1",
+	}, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	var resp bytes.Buffer
+	if err := protocol.WriteResponse(&resp, &protocol.DeliveryResponse{
+		Status: 200, Headers: []protocol.Header{{Name: "Content-Type", Value: "text/plain"}}, BodyLength: 2, Duration: 3250 * time.Microsecond,
+	}, []byte("ok")); err != nil {
+		t.Fatal(err)
+	}
+	var errResp bytes.Buffer
+	if err := protocol.WriteResponse(&errResp, &protocol.DeliveryResponse{
+		Error: "connection refused", ErrorCode: protocol.ErrCodeConnectionRefused, Duration: 512 * time.Microsecond,
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range [][]byte{req.Bytes(), resp.Bytes(), errResp.Bytes()} {
+		if !bytes.Equal(dumps[i], want) {
+			t.Errorf("hex dump %d in SPEC.md:\n% x\nthe encoder writes:\n% x", i+1, dumps[i], want)
+		}
+	}
+}
+
+// hexDumps returns the bytes of each text block of SPEC.md whose lines
+// start with hex bytes: the leading two-digit hex words of each line.
+func hexDumps(spec string) [][]byte {
+	var dumps [][]byte
+	for _, block := range strings.Split(spec, "```text\n")[1:] {
+		block, _, _ = strings.Cut(block, "```")
+		var dump []byte
+		for line := range strings.SplitSeq(block, "\n") {
+			for _, word := range strings.Fields(line) {
+				b, err := hex.DecodeString(word)
+				if err != nil || len(b) != 1 {
+					break
+				}
+				dump = append(dump, b[0])
+			}
+		}
+		dumps = append(dumps, dump)
+	}
+	return dumps
 }
 
 // grouped writes n with thousands separators, as SPEC.md does.

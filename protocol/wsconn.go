@@ -46,6 +46,10 @@ var ErrPeerUnresponsive = errors.New("protocol: the peer stopped answering pings
 // (data, ping or pong) arriving. As with gorilla/websocket, a failed read,
 // including one past the read deadline, breaks reading for good: every
 // later Read returns the same error. The same holds for writes.
+//
+// The liveness check runs on a timer (time.AfterFunc), so an idle Conn
+// holds no goroutine of its own: only while the timer fires, to send a
+// ping, does one run.
 type Conn struct {
 	ws  *websocket.Conn
 	cfg ConnConfig
@@ -55,32 +59,36 @@ type Conn struct {
 	readErr error      // once set, every Read returns it without touching ws
 
 	writeMu sync.Mutex // one writer of data messages at a time; guards ws's write deadline and held
-	held    []byte     // a yamux data-frame header waiting for its body (see Write)
+	held    [muxHeaderSize]byte
+	holding bool // held is a yamux data-frame header waiting for its body (see Write)
 
-	deadlineMu  sync.Mutex   // held while computing and setting the read deadline
 	lastSeen    atomic.Int64 // unix nanos: a frame arrived, or a Read began waiting
 	lastHeard   atomic.Int64 // unix nanos: a frame arrived (LastHeard)
-	userReadDL  atomic.Int64 // unix nanos, 0: none
+	reading     atomic.Bool  // a Read is waiting: silence counts against the peer
+	silent      atomic.Bool  // the Conn closed itself because the peer went silent
 	userWriteDL atomic.Int64 // unix nanos, 0: none
 
-	closeOnce     sync.Once
-	closeErr      error
-	done          chan struct{}
-	pingerStopped chan struct{}
+	tickMu   sync.Mutex  // held by tick; Close takes it to wait for a running tick
+	timer    *time.Timer // runs tick
+	nextPing time.Time   // guarded by tickMu
+
+	closeOnce sync.Once
+	closeErr  error
+	done      chan struct{}
 }
 
 var _ net.Conn = (*Conn)(nil)
 
 // NewConn wraps ws, which the Conn owns from now on: it sets ws's read limit
-// to MaxMessage, installs ping and pong handlers, and starts the pinger,
-// which Close (or the Conn closing itself) stops.
+// to MaxMessage, installs ping and pong handlers, and starts the liveness
+// timer, which Close (or the Conn closing itself) stops.
 func NewConn(ws *websocket.Conn, cfg ConnConfig) *Conn {
-	c := &Conn{ws: ws, cfg: cfg.withDefaults(), done: make(chan struct{}), pingerStopped: make(chan struct{})}
+	c := &Conn{ws: ws, cfg: cfg.withDefaults(), done: make(chan struct{})}
 	c.heard()
 	ws.SetReadLimit(MaxMessage)
 	ws.SetPongHandler(func(string) error {
 		c.heard()
-		return c.applyReadDeadline()
+		return nil
 	})
 	ws.SetPingHandler(func(data string) error {
 		c.heard()
@@ -88,10 +96,12 @@ func NewConn(ws *websocket.Conn, cfg ConnConfig) *Conn {
 		if err != nil && !errors.Is(err, websocket.ErrCloseSent) && !isTimeout(err) {
 			return err
 		}
-		return c.applyReadDeadline()
+		return nil
 	})
-	_ = c.applyReadDeadline()
-	go c.pinger()
+	c.tickMu.Lock()
+	c.nextPing = time.Now().Add(c.cfg.PingInterval)
+	c.timer = time.AfterFunc(c.cfg.PingInterval, c.tick)
+	c.tickMu.Unlock()
 	return c
 }
 
@@ -108,35 +118,39 @@ func (c *Conn) heard() {
 // peer, or when the Conn was made if none has.
 func (c *Conn) LastHeard() time.Time { return time.Unix(0, c.lastHeard.Load()) }
 
-// applyReadDeadline sets the WebSocket read deadline to the earlier of the
-// liveness deadline and the deadline the user set.
-func (c *Conn) applyReadDeadline() error {
-	c.deadlineMu.Lock()
-	defer c.deadlineMu.Unlock()
-	dl := time.Unix(0, c.lastSeen.Load()).Add(c.cfg.PingInterval + c.cfg.PongTimeout)
-	if u := c.userReadDL.Load(); u != 0 && time.Unix(0, u).Before(dl) {
-		dl = time.Unix(0, u)
-	}
-	return c.ws.SetReadDeadline(dl)
-}
+// silence is how long a waiting Read may see nothing from the peer.
+func (c *Conn) silence() time.Duration { return c.cfg.PingInterval + c.cfg.PongTimeout }
 
-func (c *Conn) pinger() {
-	defer close(c.pingerStopped)
-	t := time.NewTicker(c.cfg.PingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.done:
-			return
-		case <-t.C:
-			// A ping that times out is not fatal here: the peer's silence
-			// ends the connection through the read deadline.
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.cfg.PongTimeout)); err != nil && !isTimeout(err) {
-				c.close()
-				return
-			}
-		}
+// tick sends a ping when one is due, closes the Conn when a Read has
+// waited in silence too long, and sets the timer for the next of the two.
+func (c *Conn) tick() {
+	c.tickMu.Lock()
+	defer c.tickMu.Unlock()
+	if c.isClosed() {
+		return
 	}
+	now := time.Now()
+	deadline := time.Unix(0, c.lastSeen.Load()).Add(c.silence())
+	if c.reading.Load() && !now.Before(deadline) {
+		c.silent.Store(true)
+		c.close()
+		return
+	}
+	if !now.Before(c.nextPing) {
+		// A ping that times out is not fatal here: the peer's silence
+		// ends the connection through the check above.
+		if err := c.ws.WriteControl(websocket.PingMessage, nil, now.Add(c.cfg.PongTimeout)); err != nil && !isTimeout(err) {
+			c.close()
+			return
+		}
+		now = time.Now()
+		c.nextPing = now.Add(c.cfg.PingInterval)
+	}
+	next := c.nextPing
+	if c.reading.Load() && deadline.Before(next) {
+		next = deadline
+	}
+	c.timer.Reset(max(next.Sub(now), time.Millisecond))
 }
 
 // Read reads bytes from the current binary message, moving to the next one
@@ -153,9 +167,8 @@ func (c *Conn) Read(p []byte) (int, error) {
 	// The liveness clock runs only while someone reads: pongs that wait in
 	// the socket of a caller that paused reading say nothing against the peer.
 	c.touch()
-	if err := c.applyReadDeadline(); err != nil {
-		return 0, c.readFailed(err)
-	}
+	c.reading.Store(true)
+	defer c.reading.Store(false)
 	for {
 		if c.reader == nil {
 			kind, r, err := c.ws.NextReader()
@@ -163,9 +176,6 @@ func (c *Conn) Read(p []byte) (int, error) {
 				return 0, c.readFailed(err)
 			}
 			c.heard()
-			if err := c.applyReadDeadline(); err != nil {
-				return 0, c.readFailed(err)
-			}
 			if kind != websocket.BinaryMessage {
 				return 0, c.readFailed(errors.New("protocol: text message on the tunnel, which carries binary messages only"))
 			}
@@ -186,22 +196,18 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 }
 
-// readFailed turns a read error into the one Read reports from now on. A
-// timeout before the user's deadline is the peer's silence: the Conn closes.
+// readFailed turns a read error into the one Read reports from now on.
 func (c *Conn) readFailed(err error) error {
 	var ce *websocket.CloseError
 	switch {
+	case c.silent.Load():
+		err = fmt.Errorf("%w: nothing arrived for %v", ErrPeerUnresponsive, c.silence())
 	case c.isClosed():
 		err = net.ErrClosed
 	case errors.As(err, &ce) && (ce.Code == websocket.CloseNormalClosure || ce.Code == websocket.CloseGoingAway):
 		err = io.EOF
 	case isTimeout(err):
-		if u := c.userReadDL.Load(); u != 0 && !time.Now().Before(time.Unix(0, u)) {
-			err = c.deadlineError("read")
-		} else {
-			err = fmt.Errorf("%w: nothing arrived for %v", ErrPeerUnresponsive, c.cfg.PingInterval+c.cfg.PongTimeout)
-			c.close()
-		}
+		err = c.deadlineError("read")
 	}
 	c.readErr = err
 	return err
@@ -217,21 +223,20 @@ func (c *Conn) readFailed(err error) error {
 func (c *Conn) Write(p []byte) (int, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	if len(c.held) == 0 && isMuxDataHeader(p) {
-		c.held = append(c.held, p...)
+	if !c.holding && isMuxDataHeader(p) {
+		copy(c.held[:], p)
+		c.holding = true
 		return len(p), nil
 	}
 	written := 0
-	for len(p) > 0 || len(c.held) > 0 {
-		msg := p[:min(len(p), MaxMessage)]
-		n := len(msg)
-		if len(c.held) > 0 {
-			n = min(len(p), MaxMessage-len(c.held))
-			msg = append(c.held, p[:n]...)
+	for len(p) > 0 || c.holding {
+		var head []byte
+		if c.holding {
+			head = c.held[:]
 		}
-		_ = c.ws.SetWriteDeadline(c.writeDeadline())
-		err := c.ws.WriteMessage(websocket.BinaryMessage, msg)
-		c.held = c.held[:0]
+		n := min(len(p), MaxMessage-len(head))
+		err := c.writeMessage(head, p[:n])
+		c.holding = false
 		if err != nil {
 			return written, c.writeFailed(err)
 		}
@@ -239,6 +244,26 @@ func (c *Conn) Write(p []byte) (int, error) {
 		p = p[n:]
 	}
 	return written, nil
+}
+
+// writeMessage sends head and body as one binary message. gorilla copies
+// both into its write buffer (the relay's is as large as a message) and
+// sends the message with one system call.
+func (c *Conn) writeMessage(head, body []byte) error {
+	_ = c.ws.SetWriteDeadline(c.writeDeadline())
+	w, err := c.ws.NextWriter(websocket.BinaryMessage)
+	if err != nil {
+		return err
+	}
+	if len(head) > 0 {
+		if _, err := w.Write(head); err != nil {
+			return err
+		}
+	}
+	if _, err := w.Write(body); err != nil {
+		return err
+	}
+	return w.Close()
 }
 
 // isMuxDataHeader reports whether p is exactly a yamux frame header of a
@@ -277,18 +302,20 @@ func (c *Conn) isClosed() bool {
 }
 
 // Close sends a close message (best effort), closes the socket and stops the
-// pinger. It returns once the pinger has ended.
+// liveness timer. It returns once a tick that was running has ended.
 func (c *Conn) Close() error {
 	c.close()
-	<-c.pingerStopped
+	c.tickMu.Lock() // a running tick ends fast: the socket is closed
+	c.tickMu.Unlock()
 	return c.closeErr
 }
 
-// close does the work of Close without waiting for the pinger, which calls
-// it too.
+// close does the work of Close without waiting for a running tick, which
+// calls it too.
 func (c *Conn) close() {
 	c.closeOnce.Do(func() {
 		close(c.done)
+		c.timer.Stop()
 		_ = c.ws.WriteControl(websocket.CloseMessage,
 			websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 		c.closeErr = c.ws.Close()
@@ -312,15 +339,11 @@ func (c *Conn) SetDeadline(t time.Time) error {
 	return c.SetWriteDeadline(t)
 }
 
-// SetReadDeadline sets the read deadline; the liveness deadline still applies
-// when it is earlier.
+// SetReadDeadline sets the read deadline. It is apart from the liveness
+// check, which closes the Conn when the peer goes silent whatever the
+// deadline.
 func (c *Conn) SetReadDeadline(t time.Time) error {
-	if t.IsZero() {
-		c.userReadDL.Store(0)
-	} else {
-		c.userReadDL.Store(t.UnixNano())
-	}
-	return c.applyReadDeadline()
+	return c.ws.SetReadDeadline(t)
 }
 
 // SetWriteDeadline sets the write deadline for data messages. It reaches a

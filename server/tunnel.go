@@ -49,8 +49,12 @@ type agentSession struct {
 }
 
 var wsUpgrader = websocket.Upgrader{
-	ReadBufferSize:  4096,
-	WriteBufferSize: 4096,
+	// An idle session keeps its read buffer, so it is small: messages
+	// longer than it are read straight into yamux's buffer. The write buffer
+	// is lent from the pool for one message and holds a whole one, so that
+	// each message is one system call.
+	ReadBufferSize:  1024,
+	WriteBufferSize: protocol.MaxMessage,
 	WriteBufferPool: &sync.Pool{},
 	Subprotocols:    []string{protocol.Subprotocol},
 	// tunnel checks the Origin before upgrading (Relay.sameOrigin).
@@ -375,11 +379,16 @@ var errUndeliverable = errors.New("event cannot be delivered")
 
 // deliver runs one delivery on a new stream and returns the agent's answer.
 // An error means the agent never answered (it went away or broke the
-// protocol); target failures come back as a response with Error set.
+// protocol); target failures come back as a response with Error set. body
+// holds the req.BodyLength body bytes; deliver does not keep it.
 func (a *agentSession) deliver(ctx context.Context, req *protocol.DeliveryRequest, body []byte) (*protocol.DeliveryResponse, []byte, error) {
-	if err := req.Validate(); err != nil {
+	// Encoding checks req (the one check of the delivery on the relay)
+	// before a stream is opened for it.
+	frame, err := protocol.EncodeRequest(req, body)
+	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", errUndeliverable, err)
 	}
+	defer frame.Release()
 	stream, err := a.sess.OpenStream()
 	if errors.Is(err, yamux.ErrRemoteGoAway) {
 		a.draining.Store(true)
@@ -392,7 +401,8 @@ func (a *agentSession) deliver(ctx context.Context, req *protocol.DeliveryReques
 	stop := context.AfterFunc(ctx, func() { _ = stream.SetDeadline(time.Now()) })
 	defer stop()
 	_ = stream.SetDeadline(time.Now().Add(a.relay.cfg.DeliveryTimeout))
-	writeErr := protocol.WriteRequest(stream, req, bytes.NewReader(body))
+	_, writeErr := frame.WriteTo(stream)
+	frame.Release()
 	if writeErr != nil {
 		// yamux may report a write as failed when the session shut down
 		// right after the agent had the bytes: the agent's answer can still
