@@ -121,3 +121,33 @@ func deliverToEOF(relay *yamux.Session, req *protocol.DeliveryRequest, body []by
 	}
 	return resp, got, err
 }
+
+// BenchmarkStreamConcurrent runs deliveries of 1 KiB bodies from 32
+// goroutines at once over one session, as a relay under 32 senders does.
+func BenchmarkStreamConcurrent(b *testing.B) {
+	agent, relay := sessionPair(b)
+	serveDeliveries(b, agent, func(req *protocol.DeliveryRequest, body io.Reader) (*protocol.DeliveryResponse, []byte, error) {
+		if n, err := io.Copy(io.Discard, body); err != nil || n != req.BodyLength {
+			return nil, nil, fmt.Errorf("read %d of %d body bytes: %v", n, req.BodyLength, err)
+		}
+		return &protocol.DeliveryResponse{Status: 200, BodyLength: 2}, []byte("ok"), nil
+	})
+	body := randomBytes(9, 1<<10)
+	req := validRequest(1 << 10)
+	b.SetParallelism(16) // 32 goroutines on 2 cores
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, _, err := deliver(relay, req, body)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if resp.Status != 200 {
+				b.Errorf("status %d", resp.Status)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+}

@@ -58,9 +58,12 @@ type Conn struct {
 	reader  io.Reader  // the current message, nil between messages
 	readErr error      // once set, every Read returns it without touching ws
 
-	writeMu sync.Mutex // one writer of data messages at a time; guards ws's write deadline and held
-	held    [muxHeaderSize]byte
-	holding bool // held is a yamux data-frame header waiting for its body (see Write)
+	writeMu    sync.Mutex  // one writer of data messages at a time; guards the fields below and ws's write deadline
+	pending    []byte      // yamux frame headers not sent yet (see Write)
+	bodyNext   bool        // pending ends with a data-frame header; the next Write is its body
+	flushTimer *time.Timer // sends pending that no data frame took along; nil until first needed
+	flushArmed bool        // flushTimer is set
+	writeErr   error       // a failed write of pending by flushTimer, returned by later Writes
 
 	lastSeen    atomic.Int64 // unix nanos: a frame arrived, or a Read began waiting
 	lastHeard   atomic.Int64 // unix nanos: a frame arrived (LastHeard)
@@ -214,42 +217,107 @@ func (c *Conn) readFailed(err error) error {
 }
 
 // Write sends p as one or more binary messages of at most MaxMessage bytes.
-// Concurrent Writes do not interleave their bytes.
+// Concurrent Writes do not interleave their bytes, and bytes go out in the
+// order they were written.
 //
-// yamux writes a data frame as two writes, its 12-byte header and then its
-// body. Write holds such a header back and sends it in one message with the
-// start of the body that follows, which halves the messages (and system
-// calls) of a busy tunnel. The reader sees the same bytes either way.
+// yamux writes every frame as a 12-byte header, then the body of a data
+// frame in a second write. Write sends a data frame's header in one
+// message with its body, and lets a frame without a body (a window update
+// opening or closing a stream, a ping) wait up to coalesceDelay for a data
+// frame to ride along with: a stream's opening then travels with its
+// request, and under load the acknowledgements and closes of many streams
+// travel with the next data. That halves the messages, and the system
+// calls, of a busy tunnel; no data ever waits. The reader sees the same
+// bytes either way.
 func (c *Conn) Write(p []byte) (int, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	if !c.holding && isMuxDataHeader(p) {
-		copy(c.held[:], p)
-		c.holding = true
+	if c.writeErr != nil {
+		return 0, c.writeErr
+	}
+	if !c.bodyNext && isMuxHeader(p) {
+		c.pending = append(c.pending, p...)
+		if isMuxDataHeader(p) {
+			c.bodyNext = true
+			return len(p), nil
+		}
+		if len(c.pending) >= maxPending {
+			if err := c.flushPending(); err != nil {
+				return 0, err
+			}
+		} else if !c.flushArmed {
+			if c.flushTimer == nil {
+				c.flushTimer = time.AfterFunc(coalesceDelay, c.flushLater)
+			} else {
+				c.flushTimer.Reset(coalesceDelay)
+			}
+			c.flushArmed = true
+		}
 		return len(p), nil
 	}
+	c.bodyNext = false
 	written := 0
-	for len(p) > 0 || c.holding {
-		var head []byte
-		if c.holding {
-			head = c.held[:]
-		}
-		n := min(len(p), MaxMessage-len(head))
-		err := c.writeMessage(head, p[:n])
-		c.holding = false
+	for len(p) > 0 || len(c.pending) > 0 {
+		n := min(len(p), MaxMessage-len(c.pending))
+		err := c.writeMessage(c.pending, p[:n])
+		c.pending = c.pending[:0]
 		if err != nil {
 			return written, c.writeFailed(err)
 		}
 		written += n
 		p = p[n:]
 	}
+	c.stopFlushTimer()
 	return written, nil
+}
+
+// coalesceDelay is how long a yamux frame without a body may wait for data
+// to travel with. It delays only stream opens, closes and window updates,
+// never data, and is far below every timeout they are subject to.
+const coalesceDelay = 200 * time.Microsecond
+
+// maxPending bounds the frame headers held back.
+const maxPending = 64 * muxHeaderSize
+
+// flushPending sends the held headers alone. c.writeMu is held.
+func (c *Conn) flushPending() error {
+	c.stopFlushTimer()
+	if len(c.pending) == 0 || c.bodyNext {
+		return nil
+	}
+	err := c.writeMessage(nil, c.pending)
+	c.pending = c.pending[:0]
+	if err != nil {
+		return c.writeFailed(err)
+	}
+	return nil
+}
+
+func (c *Conn) stopFlushTimer() {
+	if c.flushArmed {
+		c.flushTimer.Stop()
+		c.flushArmed = false
+	}
+}
+
+// flushLater runs on flushTimer: no data came along in time.
+func (c *Conn) flushLater() {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	c.flushArmed = false
+	if c.writeErr != nil || c.isClosed() {
+		return
+	}
+	c.writeErr = c.flushPending()
 }
 
 // writeMessage sends head and body as one binary message. gorilla copies
 // both into its write buffer (the relay's is as large as a message) and
 // sends the message with one system call.
 func (c *Conn) writeMessage(head, body []byte) error {
+	if len(head)+len(body) == 0 {
+		return nil
+	}
 	_ = c.ws.SetWriteDeadline(c.writeDeadline())
 	w, err := c.ws.NextWriter(websocket.BinaryMessage)
 	if err != nil {
@@ -266,10 +334,16 @@ func (c *Conn) writeMessage(head, body []byte) error {
 	return w.Close()
 }
 
+// isMuxHeader reports whether p is exactly a yamux frame header (version
+// 0, a known type), as yamux writes one on its own.
+func isMuxHeader(p []byte) bool {
+	return len(p) == muxHeaderSize && p[0] == 0 && p[1] <= 3
+}
+
 // isMuxDataHeader reports whether p is exactly a yamux frame header of a
 // data frame that announces a body (version 0, type 0, length > 0).
 func isMuxDataHeader(p []byte) bool {
-	return len(p) == muxHeaderSize && p[0] == 0 && p[1] == 0 && binary.BigEndian.Uint32(p[8:12]) > 0
+	return isMuxHeader(p) && p[1] == 0 && binary.BigEndian.Uint32(p[8:12]) > 0
 }
 
 // muxHeaderSize is the size of a yamux frame header (see yamux's spec.md).
@@ -314,6 +388,14 @@ func (c *Conn) Close() error {
 // calls it too.
 func (c *Conn) close() {
 	c.closeOnce.Do(func() {
+		// Frames held back go out first, unless a write is stuck.
+		if c.writeMu.TryLock() {
+			if c.writeErr == nil {
+				c.userWriteDL.Store(time.Now().Add(time.Second).UnixNano())
+				_ = c.flushPending()
+			}
+			c.writeMu.Unlock()
+		}
 		close(c.done)
 		c.timer.Stop()
 		_ = c.ws.WriteControl(websocket.CloseMessage,

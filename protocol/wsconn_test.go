@@ -430,27 +430,40 @@ func TestConnWriteDeadline(t *testing.T) {
 	}
 }
 
-// TestConnJoinsMuxHeaderAndBody checks that a yamux data-frame header is
-// sent in one message with its body, and other writes go alone.
-func TestConnJoinsMuxHeaderAndBody(t *testing.T) {
+// TestConnJoinsMuxFrames checks how yamux's writes become messages: a
+// data-frame header goes with its body, and frames without a body wait for
+// data to ride along with, or go together after a moment.
+func TestConnJoinsMuxFrames(t *testing.T) {
 	t.Parallel()
 	cws, sws := wsPair(t)
 	c := protocol.NewConn(cws, protocol.ConnConfig{})
 	t.Cleanup(func() { c.Close() })
 	dataHdr := []byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5}   // version 0, data, stream 1, length 5
-	windowHdr := []byte{0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0} // window update: no body follows
-	emptyData := []byte{0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0} // data with FIN, length 0: no body
-	for _, w := range [][]byte{dataHdr, []byte("hello"), windowHdr, emptyData} {
-		if n, err := c.Write(w); err != nil || n != len(w) {
-			t.Fatalf("Write(%d bytes) = %d, %v", len(w), n, err)
-		}
+	windowHdr := []byte{0, 1, 0, 1, 0, 0, 0, 3, 0, 4, 0, 0} // window update opening stream 3: no body follows
+	emptyData := []byte{0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0, 0} // data with FIN, length 0: no body
+	notMux := []byte("twelve bytes")                        // not a yamux header: goes at once
+	join := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	steps := []struct {
+		writes [][]byte
+		want   [][]byte // messages that arrive
+	}{
+		{[][]byte{dataHdr, []byte("hello")}, [][]byte{join(dataHdr, []byte("hello"))}},
+		{[][]byte{windowHdr, dataHdr, []byte("hello")}, [][]byte{join(windowHdr, dataHdr, []byte("hello"))}},
+		{[][]byte{windowHdr, emptyData}, [][]byte{join(windowHdr, emptyData)}}, // after a moment, together
+		{[][]byte{notMux}, [][]byte{notMux}},
 	}
-	want := [][]byte{append(append([]byte{}, dataHdr...), "hello"...), windowHdr, emptyData}
 	_ = sws.SetReadDeadline(time.Now().Add(waitLimit))
-	for i, w := range want {
-		kind, msg, err := sws.ReadMessage()
-		if err != nil || kind != websocket.BinaryMessage || !bytes.Equal(msg, w) {
-			t.Fatalf("message %d = %v %x (%v), want %x", i, kind, msg, err, w)
+	for i, step := range steps {
+		for _, w := range step.writes {
+			if n, err := c.Write(w); err != nil || n != len(w) {
+				t.Fatalf("step %d: Write(%d bytes) = %d, %v", i, len(w), n, err)
+			}
+		}
+		for _, w := range step.want {
+			kind, msg, err := sws.ReadMessage()
+			if err != nil || kind != websocket.BinaryMessage || !bytes.Equal(msg, w) {
+				t.Fatalf("step %d: message %v %x (%v), want %x", i, kind, msg, err, w)
+			}
 		}
 	}
 }
@@ -473,5 +486,24 @@ func TestConnLastHeardFollowsPings(t *testing.T) {
 	}
 	if d := time.Since(server.LastHeard()); d < 0 || d > waitLimit {
 		t.Fatalf("LastHeard is %v ago", d)
+	}
+}
+
+// TestConnCloseSendsHeldFrames checks that frames held back for data go out
+// before the Conn closes.
+func TestConnCloseSendsHeldFrames(t *testing.T) {
+	t.Parallel()
+	cws, sws := wsPair(t)
+	c := protocol.NewConn(cws, protocol.ConnConfig{})
+	goAway := []byte{0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	if _, err := c.Write(goAway); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_ = sws.SetReadDeadline(time.Now().Add(waitLimit))
+	if kind, msg, err := sws.ReadMessage(); err != nil || kind != websocket.BinaryMessage || !bytes.Equal(msg, goAway) {
+		t.Fatalf("message %v %x (%v), want the go-away frame %x", kind, msg, err, goAway)
 	}
 }
