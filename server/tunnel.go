@@ -125,16 +125,49 @@ func (r *Relay) tunnel(c *gin.Context) {
 	reserved = false // serve releases it
 }
 
-// serve runs the session: handshake, registration, then the control loop
-// until the session ends.
+// serve runs the handshake and registration, then hands the session to
+// run on a goroutine of its own and returns. The handshake's store calls
+// grow a goroutine's stack to tens of KiB, which the runtime gives back
+// only slowly; an idle session waiting in the control loop on a fresh
+// goroutine keeps a few KiB instead.
 func (a *agentSession) serve() {
+	if !a.handshake() {
+		a.end()
+		return
+	}
+	if !a.relay.hub.track(a.run) { // the relay is closing
+		a.relay.hub.unregister(a)
+		a.end()
+	}
+}
+
+// run is the session after the handshake: the control loop until the
+// session ends, then the cleanup.
+func (a *agentSession) run() {
 	r := a.relay
-	defer r.hub.releaseTunnel(a.principal.TokenID)
-	defer a.close()
+	defer a.end()
+	defer r.hub.unregister(a)
+	r.metrics.agentsConnected.Inc()
+	defer r.metrics.agentsConnected.Dec()
+	a.controlLoop()
+	r.log.Info("agent disconnected", "session", a.id)
+}
+
+// end closes the session and gives back its place among the principal's
+// tunnels.
+func (a *agentSession) end() {
+	a.close()
+	a.relay.hub.releaseTunnel(a.principal.TokenID)
+}
+
+// handshake reads the hello, answers it, and on success registers the
+// session and reports true. On failure the session is not registered.
+func (a *agentSession) handshake() bool {
+	r := a.relay
 	sess, err := protocol.Server(a.conn, nil)
 	if err != nil {
 		r.log.Warn("start tunnel session", "err", err)
-		return
+		return false
 	}
 	a.sess = sess
 	ctx, cancel := context.WithTimeout(r.ctx, handshakeTimeout)
@@ -142,32 +175,32 @@ func (a *agentSession) serve() {
 	cancel()
 	if err != nil {
 		r.log.Info("agent opened no control stream", "err", err)
-		return
+		return false
 	}
 	// The control stream is the only one an agent may open: from now on
 	// yamux resets any other at once, holding nothing for it.
 	if err := sess.GoAway(); err != nil {
-		return
+		return false
 	}
 	a.control = ctrl
 	_ = ctrl.SetDeadline(time.Now().Add(handshakeTimeout))
 	msg, err := protocol.ReadControl(ctrl)
 	if err != nil {
 		a.sendError(protocol.CodeBadRequest, "could not read hello: "+err.Error())
-		return
+		return false
 	}
 	if msg.Type != protocol.TypeHello {
 		a.sendError(protocol.CodeBadRequest, "the first control message must be hello, not "+msg.Type)
-		return
+		return false
 	}
 	hello := msg.Hello
 	if hello.Version != protocol.Version {
 		a.sendControl(&protocol.ControlMessage{Type: protocol.TypeError, Error: protocol.VersionError(hello.Version)})
-		return
+		return false
 	}
 	if len(hello.Subscriptions) == 0 {
 		a.sendError(protocol.CodeBadRequest, "hello names no channel")
-		return
+		return false
 	}
 	a.host, a.agentVersion = hello.Host, hello.AgentVersion
 	concurrency := hello.Concurrency
@@ -182,7 +215,7 @@ func (a *agentSession) serve() {
 	groups, infos, perr := a.resolve(hello.Subscriptions)
 	if perr != nil {
 		a.sendControl(&protocol.ControlMessage{Type: protocol.TypeError, Error: perr})
-		return
+		return false
 	}
 	welcome := &protocol.ControlMessage{Type: protocol.TypeWelcome, Welcome: &protocol.Welcome{
 		SessionID: a.id,
@@ -193,22 +226,20 @@ func (a *agentSession) serve() {
 	// Register before the welcome: once the agent says "connected", the
 	// relay must already deliver to it (sync senders check for agents).
 	if !r.hub.register(a, groups) {
-		return
+		return false
 	}
-	defer r.hub.unregister(a)
 	if err := a.sendControl(welcome); err != nil {
-		return
+		r.hub.unregister(a)
+		return false
 	}
 	_ = ctrl.SetDeadline(time.Time{})
 	if err := a.refuseStrayStreams(); err != nil {
 		r.log.Info("agent did not answer a ping after the handshake", "session", a.id, "err", err)
-		return
+		r.hub.unregister(a)
+		return false
 	}
-	r.metrics.agentsConnected.Inc()
-	defer r.metrics.agentsConnected.Dec()
 	r.log.Info("agent connected", "session", a.id, "host", a.host, "version", a.agentVersion, "channels", len(infos))
-	a.controlLoop()
-	r.log.Info("agent disconnected", "session", a.id)
+	return true
 }
 
 // strayStreamWait bounds the wait for a stream already in the accept queue.
