@@ -157,21 +157,21 @@ func (d *decoder) time(field string) time.Time {
 	return time.Unix(sec, int64(nsec)).UTC()
 }
 
-// inlineBody is the largest body a Frame copies into the buffer of its
-// header frame, so that both go out in one Write: on a yamux stream that
-// is one data frame, and one WebSocket message when it fits MaxMessage.
-// A larger body is written from the caller's slice, after the frame.
-const inlineBody = 64 << 10
-
-// bodyChunk bounds one Write of a large body. yamux sends each Write as
-// data frames of up to the stream window (8 MiB), and its send loop copies
-// a frame whole and writes nothing else meanwhile: chunks keep control
-// messages and other streams' frames moving during a large body, and keep
-// the send loop's copy buffer, which it never shrinks, small.
-const bodyChunk = 256 << 10
+// writeChunk is the most a Frame writes at once: a yamux data frame of this
+// size is one WebSocket message (MaxMessage with the frame's header). A
+// frame and a body that fit in it go out in one Write, copied into the
+// frame's buffer; a larger body fills the first Write and follows in
+// writes of this size from the caller's slice.
+//
+// Writes larger than one message gain nothing: yamux sends a Write as data
+// frames of up to the stream window (8 MiB), copies each whole into a
+// buffer it keeps for the session's life, and sends nothing else, not even
+// another stream's frame, until it is written; its receiver grows a buffer
+// to hold the frame. Message-sized writes keep all of those small.
+const writeChunk = MaxMessage - muxHeaderSize
 
 // maxPooled bounds the buffers kept for reuse.
-const maxPooled = 2 * inlineBody
+const maxPooled = 2 * writeChunk
 
 // framePool holds encode and decode buffers. It is the one package-level
 // variable: a pool shared by every session, as net/http shares its bufio
@@ -196,8 +196,8 @@ func putBuffer(b *[]byte) {
 // small body travels in the frame's buffer, so the whole delivery is one
 // Write.
 type Frame struct {
-	buf  *[]byte // the length prefix, the frame and an inline body; nil after Release
-	body []byte  // a body too large to copy, written after buf
+	buf  *[]byte // the length prefix, the frame and the body's start; nil after Release
+	body []byte  // the rest of the body, written after buf
 }
 
 // EncodeRequest checks req, and that body holds exactly req.BodyLength
@@ -223,13 +223,9 @@ func newFrame(bodyLength int64, body []byte, appendFrame func([]byte) ([]byte, e
 		putBuffer(buf)
 		return Frame{}, err
 	}
-	f := Frame{buf: buf}
-	if len(body) <= inlineBody {
-		*buf = append(b, body...)
-	} else {
-		f.body = body
-	}
-	return f, nil
+	head := min(len(body), max(writeChunk-len(b), 0))
+	*buf = append(b, body[:head]...)
+	return Frame{buf: buf, body: body[head:]}, nil
 }
 
 // AppendRequest checks req and appends its request frame, length prefix
@@ -266,13 +262,13 @@ func appendFrame(b []byte, appendFields func([]byte) []byte) ([]byte, error) {
 // Len is the number of bytes WriteTo writes.
 func (f *Frame) Len() int { return len(*f.buf) + len(f.body) }
 
-// WriteTo writes the frame and its body: in one Write when the body is
-// inline, else the frame, then the body in pieces of up to 256 KiB.
+// WriteTo writes the frame and its body: in one Write when both fit in
+// one WebSocket message, else in writes of that size.
 func (f *Frame) WriteTo(w io.Writer) (int64, error) {
 	n, err := w.Write(*f.buf)
 	written := int64(n)
 	for body := f.body; err == nil && len(body) > 0; {
-		chunk := body[:min(len(body), bodyChunk)]
+		chunk := body[:min(len(body), writeChunk)]
 		n, err = w.Write(chunk)
 		written += int64(n)
 		body = body[len(chunk):]

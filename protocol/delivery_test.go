@@ -505,27 +505,41 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 }
 
 // TestWriteRequestWrites checks how a delivery is cut into Writes: frame
-// and body in one up to 64 KiB of body; beyond, the frame, then the body
-// in pieces of 256 KiB.
+// and body in one while they fit in one WebSocket message (with yamux's
+// 12-byte header), else message-sized writes, the first starting with the
+// frame.
 func TestWriteRequestWrites(t *testing.T) {
 	t.Parallel()
-	for _, tt := range []struct {
-		size   int
-		writes int
-	}{{0, 1}, {1, 1}, {64 << 10, 1}, {64<<10 + 1, 2}, {1 << 20, 5}, {1<<20 + 1, 6}} {
-		body := randomBytes(uint64(tt.size), tt.size)
-		var w countingWriter
-		if err := protocol.WriteRequest(&w, validRequest(int64(tt.size)), body); err != nil {
+	const chunk = protocol.MaxMessage - 12
+	frameLen := func(size int) int {
+		b, err := protocol.AppendRequest(nil, validRequest(int64(size)))
+		if err != nil {
 			t.Fatal(err)
 		}
-		if len(w.writes) != tt.writes {
-			t.Errorf("%d-byte body: writes of %v bytes, want %d writes", tt.size, w.writes, tt.writes)
+		return len(b)
+	}
+	small := chunk - frameLen(0) // the largest body that goes in one write
+	for _, size := range []int{0, 1, small, small + 1, 64 << 10, 1 << 20, 1<<20 + 1} {
+		body := randomBytes(uint64(size), size)
+		var w countingWriter
+		if err := protocol.WriteRequest(&w, validRequest(int64(size)), body); err != nil {
+			t.Fatal(err)
+		}
+		total := frameLen(size) + size
+		if want := (total + chunk - 1) / chunk; len(w.writes) != want {
+			t.Errorf("%d-byte body: %d writes, want %d", size, len(w.writes), want)
+		}
+		for i, n := range w.writes {
+			if n > chunk || (n < chunk && i < len(w.writes)-1) {
+				t.Errorf("%d-byte body: writes of %v bytes, want %d each but the last", size, w.writes, chunk)
+				break
+			}
 		}
 		if _, err := protocol.ReadRequest(&w.Buffer); err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(w.Bytes(), body) {
-			t.Errorf("%d-byte body arrived changed", tt.size)
+			t.Errorf("%d-byte body arrived changed", size)
 		}
 	}
 }
