@@ -1,9 +1,11 @@
 // Package protocol is hookrelay's wire: a net.Conn over a WebSocket (Conn),
 // the yamux session that runs on it (Client, Server, MuxConfig), and the
 // frames exchanged on its streams: the control stream (Hello, Welcome,
-// Error, ...) and one delivery stream per delivery (DeliveryRequest, the
-// body, DeliveryResponse, the response body). SPEC.md in this directory is
-// the written contract; keep it true (spec_test.go checks its numbers).
+// Error, ..., as JSON) and one delivery stream per delivery
+// (DeliveryRequest, the body, DeliveryResponse, the response body, as
+// binary fields; a Frame carries one with its body in as few writes as
+// the WebSocket messages allow). SPEC.md in this directory is the written
+// contract; keep it true (spec_test.go checks its numbers and examples).
 //
 // Every decoder checks a frame's length prefix against its limit before
 // reading the body, and the decoded value against the rules of SPEC.md
