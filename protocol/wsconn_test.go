@@ -25,7 +25,7 @@ const waitLimit = 10 * time.Second
 
 // fastLiveness makes a silent peer show within a fraction of a second, with
 // room for a loaded machine running the race detector.
-var fastLiveness = protocol.ConnConfig{PingInterval: 50 * time.Millisecond, PongTimeout: 250 * time.Millisecond}
+var fastLiveness = protocol.ConnConfig{PingInterval: 50 * time.Millisecond, PongTimeout: 500 * time.Millisecond}
 
 // tunnelServer starts an httptest server that answers /tunnel the way the
 // relay does: a bad token gets a JSON 401 before the upgrade, a good one an
