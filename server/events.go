@@ -324,7 +324,7 @@ func (r *Relay) replayEvent(c *gin.Context) {
 		abortJSON(c, http.StatusConflict, "event_rejected", "this event was rejected at ingress ("+ev.RejectReason+") and is never delivered")
 		return
 	}
-	groups := r.hub.replay(ch.ID, in.Group, ev)
+	groups := r.hub.d.Replay(ch.ID, in.Group, ev)
 	if len(groups) == 0 {
 		msg := "no agent of this channel is connected; start 'hookrelay connect " + ch.ID + "' and replay again"
 		if in.Group != "" {

@@ -15,6 +15,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/hookrelay/hookrelay/protocol"
+	"github.com/hookrelay/hookrelay/server/dispatch"
 	"github.com/hookrelay/hookrelay/server/store"
 	"github.com/hookrelay/hookrelay/server/wireheader"
 )
@@ -110,17 +111,17 @@ func (r *Relay) ingress(c *gin.Context) {
 			return
 		}
 		r.metrics.eventsRejected.WithLabelValues("signature").Inc()
-		r.hub.publish(ev)
+		r.hub.publish(ev, false)
 		c.Header("Hookrelay-Event-Id", ev.ID)
 		abortJSON(c, http.StatusUnauthorized, "signature_invalid", "webhook rejected: "+reason)
 		return
 	}
 
-	sync := !ch.Async && r.hub.hasAgents(channelID)
-	var w *waiter
+	sync := !ch.Async && r.hub.d.HasAgents(channelID)
+	var w *dispatch.Waiter
 	if sync {
-		w = r.hub.addWaiter(ev.ID)
-		defer r.hub.removeWaiter(ev.ID)
+		w = r.hub.d.AddWaiter(ev.ID)
+		defer r.hub.d.RemoveWaiter(ev.ID)
 	}
 	if err := r.store.AppendEvent(ctx, ev); err != nil {
 		if errors.Is(err, store.ErrNotFound) { // deleted a moment ago
@@ -132,7 +133,7 @@ func (r *Relay) ingress(c *gin.Context) {
 		return
 	}
 	r.metrics.eventsReceived.Inc()
-	r.hub.publish(ev)
+	r.hub.publish(ev, sync)
 	if !sync {
 		r.accepted(c, ev, "queued; no agent answered synchronously")
 		return
@@ -140,8 +141,8 @@ func (r *Relay) ingress(c *gin.Context) {
 	timer := time.NewTimer(r.cfg.ResponseTimeout)
 	defer timer.Stop()
 	select {
-	case out := <-w.ch:
-		r.writeOutcome(c, ev, out)
+	case ans := <-w.C():
+		r.writeOutcome(c, ev, outcomeOf(ans))
 	case <-timer.C:
 		r.accepted(c, ev, fmt.Sprintf("the app did not answer within %s; the event stays queued", r.cfg.ResponseTimeout))
 	case <-ctx.Done():

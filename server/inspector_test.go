@@ -785,14 +785,8 @@ func TestDeleteChannelWhileAgentsAreConnected(t *testing.T) {
 	e.channel(uiAdminToken, "doomed")
 	h := e.relay.hub
 	fake := &agentSession{id: "ses_elsewhere", relay: e.relay} // connected to other channels
-	h.mu.Lock()
-	h.agents[fake.id] = fake
-	h.mu.Unlock()
-	t.Cleanup(func() {
-		h.mu.Lock()
-		delete(h.agents, fake.id)
-		h.mu.Unlock()
-	})
+	h.d.Register(fake, nil)
+	t.Cleanup(func() { h.d.Unregister(fake) })
 	status := make(chan int, 1)
 	go func() {
 		req, _ := http.NewRequest("DELETE", e.URL+"/api/v1/channels/doomed", nil)

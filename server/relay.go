@@ -21,6 +21,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/hookrelay/hookrelay/server/dispatch"
 	"github.com/hookrelay/hookrelay/server/store"
 	"github.com/hookrelay/hookrelay/server/wireheader"
 )
@@ -127,6 +128,9 @@ type Config struct {
 	Secret []byte
 	// Version is reported to agents and in /healthz.
 	Version string
+	// Cluster links the relay nodes that share Store (server/cluster on
+	// PostgreSQL); nil: this node alone (dispatch.Single).
+	Cluster dispatch.Cluster
 	// NodeName names this relay node to agents (welcome.node), so that a
 	// user of a relay of several nodes sees which one holds the session
 	// (default: the host name).
@@ -191,6 +195,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.NodeName == "" {
 		c.NodeName, _ = os.Hostname() // best effort: "" names none
+	}
+	if c.Cluster == nil {
+		c.Cluster = dispatch.Single(c.NodeName)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

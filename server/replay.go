@@ -158,7 +158,7 @@ func (r *Relay) replayEdited(c *gin.Context, ev store.Event, ch store.Channel, i
 		r.storeFailed(c, err)
 		return
 	}
-	r.hub.publish(replay)
+	r.hub.publish(replay, false)
 	groups := []string{}
 	for _, a := range r.hub.sessionsOf(ch.ID) {
 		if !slices.Contains(groups, a.Group) {

@@ -52,7 +52,7 @@ func (r *Relay) prune(ctx context.Context, now time.Time) (store.PruneResult, er
 // endExpiredTunnels disconnects the agents of channels that no longer
 // exist (their TTL passed), telling them why.
 func (r *Relay) endExpiredTunnels(ctx context.Context) {
-	for _, id := range r.hub.liveChannels() {
+	for _, id := range r.hub.d.LiveChannels() {
 		_, err := r.store.GetChannel(ctx, id)
 		if !errors.Is(err, store.ErrNotFound) {
 			continue

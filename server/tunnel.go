@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/hookrelay/hookrelay/protocol"
+	"github.com/hookrelay/hookrelay/server/dispatch"
 	"github.com/hookrelay/hookrelay/server/store"
 )
 
@@ -39,8 +40,6 @@ type agentSession struct {
 
 	ctrlMu  sync.Mutex // one writer of the control stream
 	control *yamux.Stream
-
-	workers []*groupWorker // guarded by hub.mu
 
 	healthMu sync.Mutex              // guards targets
 	targets  []protocol.TargetHealth // the agent's last health message; nil: it sent none
@@ -95,7 +94,7 @@ func (r *Relay) tunnel(c *gin.Context) {
 	if p.Role == roleReader {
 		limit, key = r.cfg.MaxAgentsPerReadKey, "max_agents_per_read_key"
 	}
-	if n, ok := r.hub.reserveTunnel(p.TokenID, limit); !ok {
+	if n, ok := r.hub.d.ReserveTunnel(p.TokenID, limit); !ok {
 		abortJSON(c, http.StatusTooManyRequests, "limit_exceeded", fmt.Sprintf(
 			"this token already has %d agents connected, the relay's %s; stop one or use another token", n, key))
 		return
@@ -103,7 +102,7 @@ func (r *Relay) tunnel(c *gin.Context) {
 	reserved := true
 	defer func() {
 		if reserved {
-			r.hub.releaseTunnel(p.TokenID)
+			r.hub.d.ReleaseTunnel(p.TokenID)
 		}
 	}()
 	ws, err := wsUpgrader.Upgrade(c.Writer, c.Request, nil)
@@ -136,7 +135,7 @@ func (a *agentSession) serve() {
 		return
 	}
 	if !a.relay.hub.track(a.run) { // the relay is closing
-		a.relay.hub.unregister(a)
+		a.relay.hub.d.Unregister(a)
 		a.end()
 	}
 }
@@ -146,7 +145,7 @@ func (a *agentSession) serve() {
 func (a *agentSession) run() {
 	r := a.relay
 	defer a.end()
-	defer r.hub.unregister(a)
+	defer r.hub.d.Unregister(a)
 	r.metrics.agentsConnected.Inc()
 	defer r.metrics.agentsConnected.Dec()
 	a.controlLoop()
@@ -157,7 +156,7 @@ func (a *agentSession) run() {
 // tunnels.
 func (a *agentSession) end() {
 	a.close()
-	a.relay.hub.releaseTunnel(a.principal.TokenID)
+	a.relay.hub.d.ReleaseTunnel(a.principal.TokenID)
 }
 
 // handshake reads the hello, answers it, and on success registers the
@@ -225,17 +224,17 @@ func (a *agentSession) handshake() bool {
 	}}
 	// Register before the welcome: once the agent says "connected", the
 	// relay must already deliver to it (sync senders check for agents).
-	if !r.hub.register(a, groups) {
+	if !r.hub.d.Register(a, groups) {
 		return false
 	}
 	if err := a.sendControl(welcome); err != nil {
-		r.hub.unregister(a)
+		r.hub.d.Unregister(a)
 		return false
 	}
 	_ = ctrl.SetDeadline(time.Time{})
 	if err := a.refuseStrayStreams(); err != nil {
 		r.log.Info("agent did not answer a ping after the handshake", "session", a.id, "err", err)
-		r.hub.unregister(a)
+		r.hub.d.Unregister(a)
 		return false
 	}
 	r.log.Info("agent connected", "session", a.id, "host", a.host, "version", a.agentVersion, "channels", len(infos))
@@ -322,10 +321,10 @@ func (a *agentSession) controlLoop() {
 				a.sendControl(&protocol.ControlMessage{Type: protocol.TypeError, Error: perr})
 				continue
 			}
-			a.relay.hub.join(a, groups)
+			a.relay.hub.d.Join(a, groups)
 			a.sendControl(&protocol.ControlMessage{Type: protocol.TypeSubscribed, Subscribed: infos})
 		case protocol.TypeUnsubscribe:
-			a.relay.hub.leave(a, msg.Unsubscribe)
+			a.relay.hub.d.Leave(a, unsubscribes(msg.Unsubscribe))
 		case protocol.TypeHealth:
 			a.setHealth(msg.Health.Targets)
 		default:
@@ -378,8 +377,11 @@ func (a *agentSession) close() {
 	})
 }
 
-// tryAcquire takes a delivery slot if one is free.
-func (a *agentSession) tryAcquire() bool {
+// ID is the session id (dispatch.Agent).
+func (a *agentSession) ID() string { return a.id }
+
+// TryAcquire takes a delivery slot if one is free (dispatch.Agent).
+func (a *agentSession) TryAcquire() bool {
 	if a.draining.Load() {
 		return false
 	}
@@ -392,41 +394,51 @@ func (a *agentSession) tryAcquire() bool {
 	}
 }
 
-func (a *agentSession) release() {
+// Release gives back a slot (dispatch.Agent).
+func (a *agentSession) Release() {
 	a.inflight.Add(-1)
 	<-a.slots
 }
 
-// errAgentGone marks failures of the tunnel rather than of the target.
-var errAgentGone = errors.New("agent disconnected during the delivery")
+// FreeSlots counts the free delivery slots (dispatch.Agent).
+func (a *agentSession) FreeSlots() int { return cap(a.slots) - len(a.slots) }
 
-// errAgentStopping marks a delivery the agent refused to start because it
-// is shutting down: not an attempt, and the session gets no more.
-var errAgentStopping = errors.New("agent is stopping")
+// GroupState tells the agent how one of its groups is doing
+// (dispatch.Agent).
+func (a *agentSession) GroupState(dispatch.GroupState) {}
 
-// errUndeliverable marks an event the protocol cannot carry; retrying
-// cannot help.
-var errUndeliverable = errors.New("event cannot be delivered")
+// unsubscribes matches the groups an unsubscribe message names.
+func unsubscribes(subs []protocol.Subscription) func(store.Group) bool {
+	return func(g store.Group) bool {
+		for _, s := range subs {
+			if s.Channel == g.ChannelID && (s.Group == "" || s.Group == g.Name) {
+				return true
+			}
+		}
+		return false
+	}
+}
 
-// deliver runs one delivery on a new stream and returns the agent's answer.
-// An error means the agent never answered (it went away or broke the
-// protocol); target failures come back as a response with Error set. body
-// holds the req.BodyLength body bytes; deliver does not keep it.
-func (a *agentSession) deliver(ctx context.Context, req *protocol.DeliveryRequest, body []byte) (*protocol.DeliveryResponse, []byte, error) {
+// Deliver runs one delivery on a new stream and returns the agent's answer
+// (dispatch.Agent). An error means the agent never answered (it went away
+// or broke the protocol); target failures come back as a response with
+// Error set. body holds the req.BodyLength body bytes; Deliver does not
+// keep it.
+func (a *agentSession) Deliver(ctx context.Context, req *protocol.DeliveryRequest, body []byte) (*protocol.DeliveryResponse, []byte, error) {
 	// Encoding checks req (the one check of the delivery on the relay)
 	// before a stream is opened for it.
 	frame, err := protocol.EncodeRequest(req, body)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", errUndeliverable, err)
+		return nil, nil, fmt.Errorf("%w: %v", dispatch.ErrUndeliverable, err)
 	}
 	defer frame.Release()
 	stream, err := a.sess.OpenStream()
 	if errors.Is(err, yamux.ErrRemoteGoAway) {
 		a.draining.Store(true)
-		return nil, nil, errAgentStopping
+		return nil, nil, dispatch.ErrAgentStopping
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: open stream: %v", errAgentGone, err)
+		return nil, nil, fmt.Errorf("%w: open stream: %v", dispatch.ErrAgentGone, err)
 	}
 	defer stream.Close()
 	stop := context.AfterFunc(ctx, func() { _ = stream.SetDeadline(time.Now()) })
@@ -443,35 +455,27 @@ func (a *agentSession) deliver(ctx context.Context, req *protocol.DeliveryReques
 	resp, err := protocol.ReadResponse(stream)
 	if err != nil {
 		if writeErr != nil {
-			return nil, nil, fmt.Errorf("%w: send request: %v", errAgentGone, writeErr)
+			return nil, nil, fmt.Errorf("%w: send request: %v", dispatch.ErrAgentGone, writeErr)
 		}
-		return nil, nil, fmt.Errorf("%w: read response: %v", errAgentGone, err)
+		return nil, nil, fmt.Errorf("%w: read response: %v", dispatch.ErrAgentGone, err)
 	}
 	if resp.ErrorCode == protocol.ErrCodeAgentStopping {
 		a.draining.Store(true)
-		return nil, nil, errAgentStopping
+		return nil, nil, dispatch.ErrAgentStopping
 	}
 	if resp.BodyLength > a.relay.cfg.MaxBody {
-		return nil, nil, fmt.Errorf("%w: response body of %d bytes is over max_body", errAgentGone, resp.BodyLength)
+		return nil, nil, fmt.Errorf("%w: response body of %d bytes is over max_body", dispatch.ErrAgentGone, resp.BodyLength)
 	}
 	// Grown as the bytes come, not allocated as announced: an agent that
 	// announces 25 MiB and sends nothing holds nothing.
 	buf := bytes.NewBuffer(make([]byte, 0, min(resp.BodyLength, 64<<10)))
 	if _, err := io.CopyN(buf, stream, resp.BodyLength); err != nil {
-		return nil, nil, fmt.Errorf("%w: read response body: %v", errAgentGone, err)
+		return nil, nil, fmt.Errorf("%w: read response body: %v", dispatch.ErrAgentGone, err)
 	}
 	return resp, buf.Bytes(), nil
 }
 
 // subscribes reports whether the session receives the channel's events.
 func (a *agentSession) subscribes(channelID string) bool {
-	h := a.relay.hub
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, w := range a.workers {
-		if w.group.ChannelID == channelID {
-			return true
-		}
-	}
-	return false
+	return a.relay.hub.d.Subscribes(a.id, channelID)
 }

@@ -183,12 +183,7 @@ func TestAgentOpenedStreamsAreRefused(t *testing.T) {
 	if n := a.resets.Load(); n < streams {
 		t.Errorf("%d of the %d streams opened after the welcome were reset", n, streams)
 	}
-	e.relay.hub.mu.Lock()
-	var sess []*agentSession
-	for _, s := range e.relay.hub.agents {
-		sess = append(sess, s)
-	}
-	e.relay.hub.mu.Unlock()
+	sess := e.relay.hub.sessions()
 	if len(sess) != 1 {
 		t.Fatalf("%d sessions, want the attacker's", len(sess))
 	}

@@ -1,8 +1,10 @@
-package server
+package dispatch
 
 import (
 	"container/heap"
 	"context"
+	crand "crypto/rand"
+	"encoding/base32"
 	"errors"
 	"math/rand/v2"
 	"sync"
@@ -13,9 +15,9 @@ import (
 	"github.com/hookrelay/hookrelay/server/store"
 )
 
-// groupWorker dispatches one group's events to the group's connected
-// agents: oldest first, at most one agent per event, retrying failed
-// attempts with backoff. It runs while the group has an agent connected.
+// worker dispatches one group's events to the group's connected agents:
+// oldest first, at most one agent per event, retrying failed attempts with
+// backoff. It runs while the group has an agent connected.
 //
 // The store is the queue. The worker starts in backlog mode, reading the
 // events not yet done for the group (store.Pending) page by page, so events
@@ -29,26 +31,33 @@ import (
 // overflows, the worker goes back to backlog mode from the horizon; events
 // it already holds are skipped by seq.
 //
+// Nodes sharing the store claim each event before attempting it (Cluster):
+// an event another node holds waits until that node's lease ends and is
+// claimed again then; one another node finished counts as done here.
+//
 // Finished attempts come back to the worker, which writes them together
 // with the group's new watermark and its "last seen" time in one store call
 // (store.RecordProgress), one at a time: what finishes while a write is in
 // flight goes into the next one.
-type groupWorker struct {
-	relay *Relay
+type worker struct {
+	hub   *Hub
 	group store.Group
 
 	mu     sync.Mutex // guards agents, next
-	agents []*agentSession
+	agents []Agent
 	next   int // round-robin position
+
+	stateMu sync.Mutex // guards shown
+	shown   GroupState // what state() reports, set by run's goroutine
 
 	wake     chan struct{}       // capacity 1: something changed
 	incoming chan *store.Event   // new events handed over by publish
-	overflow atomic.Bool         // publish found incoming full: rescan the store
+	overflow atomic.Bool         // publish found incoming full, or a resync: rescan the store
 	results  chan deliveryResult // finished attempts
 	replays  chan *store.Event   // events to deliver again (replay); pointers keep an idle worker small
 	written  chan progressWrite  // capacity 1: the progress write in flight has ended
 	done     chan struct{}       // closed when run has returned
-	prev     *groupWorker        // the group's previous worker, still finishing; run waits for it
+	prev     *worker             // the group's previous worker, still finishing; run waits for it
 	ctx      context.Context     // ended by stop
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // delivery goroutines and the progress write
@@ -59,14 +68,19 @@ type groupWorker struct {
 	horizon     int64            // every event with Seq <= horizon was read from the store
 	lastScan    time.Time        // when backlog mode last caught up
 	ready       []readyItem      // fetched or due again, not yet handed to an agent
-	retries     retryHeap        // failed attempts waiting for their backoff
+	retries     retryHeap        // failed attempts waiting for their backoff, and events other nodes hold
 	outstanding map[int64]int    // seq → attempts made, for events not done
 	finishing   map[int64]bool   // seqs of events done whose record is not written yet
+	claimed     map[int64]bool   // seqs this node holds a claim on and has not finished
+	inflight    map[int64]int    // seqs being attempted (claimed) → how many attempts of it run
+	toFinish    []int64          // claims to finish once their records are written
 	unwritten   []store.Delivery // finished attempts not yet written
 	writing     bool             // a progress write is in flight
 	persisted   int64            // DoneThrough as last written
 	persistedAt time.Time
 	touchedAt   time.Time // when LastSeenAt was last written
+	renewedAt   time.Time // when the claims in flight were last renewed
+	claimFailed bool      // the last Claim failed: try again in a second
 }
 
 type readyItem struct {
@@ -87,14 +101,15 @@ type deliveryResult struct {
 
 // progressWrite is a store.RecordProgress call that has ended.
 type progressWrite struct {
-	p   store.Progress
-	err error
+	p      store.Progress
+	finish []int64 // claims finished with it
+	err    error
 }
 
-func newGroupWorker(r *Relay, g store.Group) *groupWorker {
-	ctx, cancel := context.WithCancel(r.ctx)
-	w := &groupWorker{
-		relay:       r,
+func newWorker(h *Hub, g store.Group) *worker {
+	ctx, cancel := context.WithCancel(h.ctx)
+	return &worker{
+		hub:         h,
 		group:       g,
 		wake:        make(chan struct{}, 1),
 		incoming:    make(chan *store.Event, incomingQueue),
@@ -105,9 +120,10 @@ func newGroupWorker(r *Relay, g store.Group) *groupWorker {
 		cancel:      cancel,
 		outstanding: make(map[int64]int),
 		finishing:   make(map[int64]bool),
+		claimed:     make(map[int64]bool),
+		inflight:    make(map[int64]int),
 		done:        make(chan struct{}),
 	}
-	return w
 }
 
 const (
@@ -118,7 +134,7 @@ const (
 	maxUnwritten    = 4096 // finished attempts kept for writing while the store fails; older ones are dropped
 )
 
-func (w *groupWorker) notify() {
+func (w *worker) notify() {
 	select {
 	case w.wake <- struct{}{}:
 	default:
@@ -126,7 +142,7 @@ func (w *groupWorker) notify() {
 }
 
 // offer hands a newly committed event to the worker.
-func (w *groupWorker) offer(ev *store.Event) {
+func (w *worker) offer(ev *store.Event) {
 	select {
 	case w.incoming <- ev:
 	default:
@@ -135,7 +151,13 @@ func (w *groupWorker) offer(ev *store.Event) {
 	w.notify()
 }
 
-func (w *groupWorker) addAgent(a *agentSession) bool {
+// rescan makes the worker read the store again from its horizon.
+func (w *worker) rescan() {
+	w.overflow.Store(true)
+	w.notify()
+}
+
+func (w *worker) addAgent(a Agent) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, x := range w.agents {
@@ -148,7 +170,7 @@ func (w *groupWorker) addAgent(a *agentSession) bool {
 	return true
 }
 
-func (w *groupWorker) removeAgent(a *agentSession) int {
+func (w *worker) removeAgent(a Agent) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for i, x := range w.agents {
@@ -160,25 +182,25 @@ func (w *groupWorker) removeAgent(a *agentSession) int {
 	return len(w.agents)
 }
 
-func (w *groupWorker) agentCount() int {
+func (w *worker) agentCount() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.agents)
 }
 
-func (w *groupWorker) agentList() []*agentSession {
+func (w *worker) agentList() []Agent {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return append([]*agentSession(nil), w.agents...)
+	return append([]Agent(nil), w.agents...)
 }
 
 // pick returns an agent with a free slot (taken), round robin, or nil.
-func (w *groupWorker) pick() *agentSession {
+func (w *worker) pick() Agent {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for i := range w.agents {
 		a := w.agents[(w.next+i)%len(w.agents)]
-		if a.tryAcquire() {
+		if a.TryAcquire() {
 			w.next = (w.next + i + 1) % len(w.agents)
 			return a
 		}
@@ -187,21 +209,21 @@ func (w *groupWorker) pick() *agentSession {
 }
 
 // freeSlots counts free delivery slots over the group's agents.
-func (w *groupWorker) freeSlots() int {
+func (w *worker) freeSlots() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := 0
 	for _, a := range w.agents {
-		n += cap(a.slots) - len(a.slots)
+		n += a.FreeSlots()
 	}
 	return n
 }
 
 // stop ends the worker; run returns after its deliveries end.
-func (w *groupWorker) stop() { w.cancel() }
+func (w *worker) stop() { w.cancel() }
 
 // replay queues an event to be delivered to this group again.
-func (w *groupWorker) replay(ev store.Event) bool {
+func (w *worker) replay(ev store.Event) bool {
 	select {
 	case w.replays <- &ev:
 		w.notify()
@@ -211,11 +233,11 @@ func (w *groupWorker) replay(ev store.Event) bool {
 	}
 }
 
-func (w *groupWorker) run() {
+func (w *worker) run() {
 	defer func() {
 		w.finish()
 		close(w.done)
-		w.relay.hub.retired(w)
+		w.hub.retired(w)
 	}()
 	if w.prev != nil {
 		// The group's previous worker may still be recording its last
@@ -231,6 +253,8 @@ func (w *groupWorker) run() {
 	w.persisted = w.group.DoneThrough
 	w.persistedAt = time.Now()
 	w.touchedAt = time.Now() // EnsureGroup set LastSeenAt at the handshake
+	w.renewedAt = time.Now()
+	lease := w.hub.cfg.Lease
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -241,7 +265,11 @@ func (w *groupWorker) run() {
 			// Move the horizon (and so the saved progress) forward now and then.
 			w.live, w.scanFrom = false, w.horizon
 		}
-		w.promoteDue(time.Now())
+		now := time.Now()
+		w.promoteDue(now)
+		if len(w.inflight) > 0 && now.Sub(w.renewedAt) >= lease/3 {
+			w.renew()
+		}
 		storeErr := false
 		if w.live {
 			w.takeIncoming()
@@ -255,11 +283,14 @@ func (w *groupWorker) run() {
 		if len(w.retries) > 0 {
 			wait = time.Until(w.retries[0].due)
 		}
-		if storeErr || w.persisted < w.watermark() {
+		if storeErr || w.claimFailed || w.persisted < w.watermark() {
 			wait = min(wait, time.Second)
 		}
 		if w.live {
 			wait = min(wait, time.Until(w.lastScan.Add(rescanInterval)))
+		}
+		if len(w.inflight) > 0 {
+			wait = min(wait, time.Until(w.renewedAt.Add(lease/3)))
 		}
 		wait = min(wait, time.Until(w.touchedAt.Add(time.Minute+time.Second)))
 		timer.Reset(max(wait, time.Millisecond))
@@ -281,7 +312,7 @@ func (w *groupWorker) run() {
 
 // handleReady handles the finished attempts already waiting, so that they
 // go into one progress write.
-func (w *groupWorker) handleReady() {
+func (w *worker) handleReady() {
 	for {
 		select {
 		case res := <-w.results:
@@ -293,8 +324,9 @@ func (w *groupWorker) handleReady() {
 }
 
 // finish waits for the worker's delivery goroutines and progress write,
-// handling what they bring back, and writes the last progress.
-func (w *groupWorker) finish() {
+// handling what they bring back, writes the last progress and hands back
+// the claims it did not finish.
+func (w *worker) finish() {
 	idle := make(chan struct{})
 	go func() {
 		w.wg.Wait()
@@ -317,16 +349,27 @@ func (w *groupWorker) finish() {
 	default:
 	}
 	w.persist(true)
+	if len(w.claimed) > 0 {
+		seqs := make([]int64, 0, len(w.claimed))
+		for seq := range w.claimed {
+			seqs = append(seqs, seq)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := w.hub.node.Release(ctx, w.group.ID, seqs); err != nil {
+			w.hub.log.Warn("hand back claims", "group", w.group.Name, "count", len(seqs), "err", err)
+		}
+	}
 }
 
 // want is how many more events the ready list should hold.
-func (w *groupWorker) want() int {
+func (w *worker) want() int {
 	return max(readyTarget, w.freeSlots()) - len(w.ready)
 }
 
 // take adds a fetched or handed-over event to the ready list unless the
 // worker already holds it.
-func (w *groupWorker) take(ev *store.Event) {
+func (w *worker) take(ev *store.Event) {
 	// An event done but not yet written as done is still pending in the
 	// store: taking it again would deliver it twice.
 	if _, held := w.outstanding[ev.Seq]; held || w.finishing[ev.Seq] {
@@ -341,7 +384,7 @@ func (w *groupWorker) take(ev *store.Event) {
 }
 
 // takeIncoming moves handed-over events to the ready list (live mode).
-func (w *groupWorker) takeIncoming() {
+func (w *worker) takeIncoming() {
 	for n := w.want(); n > 0; n-- {
 		select {
 		case ev := <-w.incoming:
@@ -356,17 +399,17 @@ func (w *groupWorker) takeIncoming() {
 
 // scan reads one page of the backlog (backlog mode) and switches to live
 // mode when the page is short. It reports whether the store failed.
-func (w *groupWorker) scan() bool {
+func (w *worker) scan() bool {
 	limit := w.want()
 	if limit <= 0 {
 		return false
 	}
-	page, err := w.relay.store.Pending(w.ctx, store.PendingQuery{
+	page, err := w.hub.store.Pending(w.ctx, store.PendingQuery{
 		GroupID: w.group.ID, AfterSeq: w.scanFrom, Limit: limit, MaxBody: inlineBodyLimit,
 	})
 	if err != nil {
 		if w.ctx.Err() == nil {
-			w.relay.log.Error("read pending events", "group", w.group.Name, "err", err)
+			w.hub.log.Error("read pending events", "group", w.group.Name, "err", err)
 		}
 		return true
 	}
@@ -394,35 +437,115 @@ func (w *groupWorker) scan() bool {
 	return false
 }
 
-func (w *groupWorker) dispatchReady() {
+// dispatchReady hands ready events to agents with free slots, oldest
+// first, claiming them first.
+func (w *worker) dispatchReady() {
+	w.claimFailed = false
 	for len(w.ready) > 0 {
-		a := w.pick()
-		if a == nil {
+		n := min(w.freeSlots(), len(w.ready))
+		if n == 0 {
 			return
 		}
-		item := w.ready[0]
-		w.ready[0] = readyItem{}
-		w.ready = w.ready[1:]
-		if !item.replay {
-			w.outstanding[item.seq] = item.attempt
+		if !w.claim(n) {
+			return
 		}
-		w.wg.Add(1)
-		go func() {
-			defer w.wg.Done()
-			// Never dropped: finish takes results until every attempt ended.
-			w.results <- w.attempt(a, item)
-			w.notify()
-		}()
+		for len(w.ready) > 0 && n > 0 {
+			item := w.ready[0]
+			if !item.replay && !w.claimed[item.seq] {
+				break // not claimed in this round: the next round claims it
+			}
+			a := w.pick()
+			if a == nil {
+				return
+			}
+			n--
+			w.ready[0] = readyItem{}
+			w.ready = w.ready[1:]
+			if !item.replay {
+				w.outstanding[item.seq] = item.attempt
+				w.inflight[item.seq]++
+			}
+			w.wg.Add(1)
+			go func() {
+				defer w.wg.Done()
+				// Never dropped: finish takes results until every attempt ended.
+				w.results <- w.attempt(a, item)
+				w.notify()
+			}()
+		}
+	}
+}
+
+// claim claims the first n ready events (replays need none). Events
+// another node holds wait in the retry heap until its lease ends; events
+// another node finished are done. It reports false when the cluster failed.
+func (w *worker) claim(n int) bool {
+	var seqs []int64
+	for _, it := range w.ready[:n] {
+		if !it.replay && !w.claimed[it.seq] {
+			seqs = append(seqs, it.seq)
+		}
+	}
+	if len(seqs) == 0 {
+		return true
+	}
+	claims, err := w.hub.node.Claim(w.ctx, w.group.ID, seqs, w.hub.cfg.Lease)
+	if err != nil {
+		if w.ctx.Err() == nil {
+			w.hub.log.Warn("claim events", "group", w.group.Name, "err", err)
+		}
+		w.claimFailed = true
+		return false
+	}
+	state := make(map[int64]Claim, len(claims))
+	for _, c := range claims {
+		state[c.Seq] = c
+	}
+	kept := w.ready[:0]
+	for i, it := range w.ready {
+		c, asked := state[it.seq]
+		switch {
+		case i >= n || it.replay || !asked:
+			kept = append(kept, it)
+		case c.State == ClaimWon:
+			w.claimed[it.seq] = true
+			kept = append(kept, it)
+		case c.State == ClaimHeld:
+			it.ev = nil
+			heap.Push(&w.retries, retryItem{due: c.Until, item: it})
+		case c.State == ClaimDone:
+			delete(w.outstanding, it.seq)
+		}
+	}
+	clear(w.ready[len(kept):])
+	w.ready = kept
+	return true
+}
+
+// renew extends the claims of the attempts in flight.
+func (w *worker) renew() {
+	w.renewedAt = time.Now()
+	seqs := make([]int64, 0, len(w.inflight))
+	for seq := range w.inflight {
+		seqs = append(seqs, seq)
+	}
+	if err := w.hub.node.Renew(w.ctx, w.group.ID, seqs, w.hub.cfg.Lease); err != nil && w.ctx.Err() == nil {
+		w.hub.log.Warn("renew claims", "group", w.group.Name, "err", err)
 	}
 }
 
 // handle takes a finished attempt: done, or back in line after a backoff.
-func (w *groupWorker) handle(res deliveryResult) {
+func (w *worker) handle(res deliveryResult) {
 	if res.record != nil {
 		w.unwritten = append(w.unwritten, *res.record)
 		w.dropUnwritten()
 	}
 	item := res.item
+	if !item.replay {
+		if w.inflight[item.seq]--; w.inflight[item.seq] <= 0 {
+			delete(w.inflight, item.seq)
+		}
+	}
 	if res.stopping {
 		w.ready = append(w.ready, item)
 		return
@@ -430,13 +553,17 @@ func (w *groupWorker) handle(res deliveryResult) {
 	if res.done {
 		if !item.replay {
 			delete(w.outstanding, item.seq)
+			if w.claimed[item.seq] {
+				delete(w.claimed, item.seq)
+				w.toFinish = append(w.toFinish, item.seq)
+			}
 			if res.record != nil {
 				w.finishing[item.seq] = true
 			}
 		}
 		return
 	}
-	delay := backoff(item.attempt, w.relay.cfg.RetryMaxBackoff)
+	delay := backoff(item.attempt, w.hub.cfg.RetryMaxBackoff)
 	if res.gone {
 		delay = 100 * time.Millisecond
 	}
@@ -446,7 +573,7 @@ func (w *groupWorker) handle(res deliveryResult) {
 }
 
 // promoteDue moves retries whose time has come to the ready list.
-func (w *groupWorker) promoteDue(now time.Time) {
+func (w *worker) promoteDue(now time.Time) {
 	for len(w.retries) > 0 && !w.retries[0].due.After(now) {
 		it := heap.Pop(&w.retries).(retryItem)
 		w.ready = append(w.ready, it.item)
@@ -454,7 +581,7 @@ func (w *groupWorker) promoteDue(now time.Time) {
 }
 
 // watermark is the highest seq at or below which every event is done.
-func (w *groupWorker) watermark() int64 {
+func (w *worker) watermark() int64 {
 	low := w.horizon
 	if !w.live {
 		low = w.scanFrom
@@ -469,8 +596,9 @@ func (w *groupWorker) watermark() int64 {
 // time in one store call: at once when attempts wait, the watermark alone at
 // most once a second, the time once a minute; with final, everything now.
 // Only one write is in flight; it runs in a goroutine so that dispatching
-// goes on meanwhile, except the final one, which persist waits for.
-func (w *groupWorker) persist(final bool) {
+// goes on meanwhile, except the final one, which persist waits for. The
+// claims of events done are finished after their records are written.
+func (w *worker) persist(final bool) {
 	if w.writing {
 		return
 	}
@@ -481,14 +609,27 @@ func (w *groupWorker) persist(final bool) {
 	if time.Since(w.touchedAt) > time.Minute {
 		p.SeenAt = time.Now()
 	}
-	if len(p.Deliveries) == 0 && p.DoneThrough == 0 && p.SeenAt.IsZero() {
+	if len(p.Deliveries) == 0 && p.DoneThrough == 0 && p.SeenAt.IsZero() && len(w.toFinish) == 0 {
 		return
 	}
-	w.unwritten = nil
+	finish := w.toFinish
+	w.unwritten, w.toFinish = nil, nil
+	node := w.hub.node
 	write := func() progressWrite {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		return progressWrite{p: p, err: w.relay.store.RecordProgress(ctx, p)}
+		pw := progressWrite{p: p, finish: finish}
+		if len(p.Deliveries) > 0 || p.DoneThrough > 0 || !p.SeenAt.IsZero() {
+			pw.err = w.hub.store.RecordProgress(ctx, p)
+		}
+		if pw.err == nil && len(finish) > 0 {
+			if err := node.Finish(ctx, w.group.ID, finish); err != nil {
+				// Their done marks are stored: no node takes them again
+				// from the store, and their leases end.
+				w.hub.log.Warn("finish claims", "group", w.group.Name, "err", err)
+			}
+		}
+		return pw
 	}
 	if final {
 		w.wrote(write())
@@ -505,12 +646,13 @@ func (w *groupWorker) persist(final bool) {
 
 // wrote takes the outcome of a progress write. Attempts that could not be
 // written are kept for the next one.
-func (w *groupWorker) wrote(pw progressWrite) {
+func (w *worker) wrote(pw progressWrite) {
 	w.writing = false
 	p := pw.p
 	if pw.err != nil {
-		w.relay.log.Warn("save group progress", "group", w.group.Name, "err", pw.err)
+		w.hub.log.Warn("save group progress", "group", w.group.Name, "err", pw.err)
 		w.unwritten = append(p.Deliveries, w.unwritten...)
+		w.toFinish = append(pw.finish, w.toFinish...)
 		w.dropUnwritten()
 		return
 	}
@@ -521,26 +663,28 @@ func (w *groupWorker) wrote(pw progressWrite) {
 	if !p.SeenAt.IsZero() {
 		w.touchedAt = p.SeenAt
 	}
-	for _, d := range p.Deliveries {
-		w.relay.hub.publishDelivery(d) // the inspector's live streams
+	if f := w.hub.cfg.OnRecorded; f != nil {
+		for _, d := range p.Deliveries {
+			f(d)
+		}
 	}
 }
 
 // dropUnwritten drops the oldest unwritten records beyond maxUnwritten
 // (the store has failed for a long while); their events may be delivered
 // again.
-func (w *groupWorker) dropUnwritten() {
+func (w *worker) dropUnwritten() {
 	over := len(w.unwritten) - maxUnwritten
 	if over <= 0 {
 		return
 	}
-	w.relay.log.Error("drop delivery records the store could not take", "group", w.group.Name, "count", over)
+	w.hub.log.Error("drop delivery records the store could not take", "group", w.group.Name, "count", over)
 	w.forgetFinished(w.unwritten[:over])
 	w.unwritten = w.unwritten[over:]
 }
 
 // forgetFinished forgets the events of records that are written (or dropped).
-func (w *groupWorker) forgetFinished(ds []store.Delivery) {
+func (w *worker) forgetFinished(ds []store.Delivery) {
 	for _, d := range ds {
 		if d.Done {
 			delete(w.finishing, d.EventSeq)
@@ -550,26 +694,29 @@ func (w *groupWorker) forgetFinished(ds []store.Delivery) {
 
 // attempt delivers item to agent a once and returns the outcome with the
 // attempt to record. It frees a's slot as soon as the agent has answered.
-func (w *groupWorker) attempt(a *agentSession, item readyItem) deliveryResult {
-	r := w.relay
+func (w *worker) attempt(a Agent, item readyItem) deliveryResult {
+	h := w.hub
 	released := false
 	release := func() {
 		if !released {
 			released = true
-			a.release()
+			a.Release()
 			w.notify()
 		}
 	}
 	defer release()
 	ev := item.ev
 	if ev == nil {
-		loaded, err := r.store.GetEvent(w.ctx, item.eventID)
+		loaded, err := h.store.GetEvent(w.ctx, item.eventID)
 		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				return deliveryResult{item: item, done: true} // deleted meanwhile
 			}
-			r.log.Warn("load event for delivery", "event", item.eventID, "err", err)
+			h.log.Warn("load event for delivery", "event", item.eventID, "err", err)
 			return deliveryResult{item: item, gone: true}
+		}
+		if loaded.State != store.EventAccepted && !item.replay {
+			return deliveryResult{item: item, done: true} // rejected: never delivered
 		}
 		ev = &loaded
 	}
@@ -587,19 +734,19 @@ func (w *groupWorker) attempt(a *agentSession, item readyItem) deliveryResult {
 		RemoteAddr: ev.RemoteAddr,
 	}
 	start := time.Now()
-	resp, body, err := a.deliver(w.ctx, req, ev.Body)
+	resp, body, err := a.Deliver(w.ctx, req, ev.Body)
 	release()
-	if errors.Is(err, errAgentStopping) {
+	if errors.Is(err, ErrAgentStopping) {
 		return deliveryResult{item: item, stopping: true}
 	}
 	d := store.Delivery{
 		ID: req.DeliveryID, EventID: ev.ID, EventSeq: ev.Seq, ChannelID: ev.ChannelID,
-		GroupID: w.group.ID, GroupName: w.group.Name, AgentID: a.id, Attempt: item.attempt,
+		GroupID: w.group.ID, GroupName: w.group.Name, AgentID: a.ID(), Attempt: item.attempt,
 		StartedAt: start.UTC(), Duration: time.Since(start),
 	}
 	res := deliveryResult{item: item}
 	switch {
-	case errors.Is(err, errUndeliverable):
+	case errors.Is(err, ErrUndeliverable):
 		d.Error = err.Error()
 		d.Done = true
 	case err != nil:
@@ -607,21 +754,23 @@ func (w *groupWorker) attempt(a *agentSession, item readyItem) deliveryResult {
 		res.gone = true
 	case resp.Error != "":
 		d.Error = resp.Error
-		r.hub.answer(ev.ID, outcome{errCode: resp.ErrorCode, errMsg: resp.Error})
+		h.answer(ev.ID, Answer{ErrCode: resp.ErrorCode, ErrMsg: resp.Error})
 	default:
 		d.Status = resp.Status
 		d.ResponseHeaders = resp.Headers
-		d.ResponseBody = body[:min(len(body), maxStoredResponse)]
+		d.ResponseBody = body[:min(len(body), h.cfg.MaxStoredResponse)]
 		d.Duration = resp.Duration
 		d.Done = true
-		r.hub.answer(ev.ID, outcome{status: resp.Status, headers: resp.Headers, body: body})
+		h.answer(ev.ID, Answer{Status: resp.Status, Headers: resp.Headers, Body: body})
 	}
-	if !d.Done && item.attempt >= r.cfg.MaxAttempts && !item.replay {
+	if !d.Done && item.attempt >= h.cfg.MaxAttempts && !item.replay {
 		d.Done = true
 		d.Error += " (gave up after this attempt; replay it to try again)"
 	}
-	res.done = d.Done || item.replay && item.attempt >= r.cfg.MaxAttempts
-	r.metrics.observeDelivery(d)
+	res.done = d.Done || item.replay && item.attempt >= h.cfg.MaxAttempts
+	if h.cfg.OnAttempt != nil {
+		h.cfg.OnAttempt(d)
+	}
 	res.record = &d
 	return res
 }
@@ -653,4 +802,14 @@ func (h *retryHeap) Pop() any {
 	it := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return it
+}
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// newID returns prefix + 128 random bits in lowercase base32, as the
+// relay's other ids.
+func newID(prefix string) string {
+	var b [16]byte
+	_, _ = crand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return prefix + idEncoding.EncodeToString(b[:])
 }
