@@ -158,12 +158,13 @@ func (h *Hub) Close(stop func(Agent)) {
 	h.cancel()
 }
 
-// HasAgents reports whether a group of the channel has an agent here.
+// HasAgents reports whether a group of the channel has an agent here that
+// can take an event now: its group is not paused (its target is down).
 func (h *Hub) HasAgents(channelID string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, w := range h.channels[channelID] {
-		if w.agentCount() > 0 {
+		if w.agentCount() > 0 && !w.state().Paused {
 			return true
 		}
 	}

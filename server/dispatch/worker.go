@@ -70,6 +70,7 @@ type worker struct {
 	ready       []readyItem      // fetched or due again, not yet handed to an agent
 	retries     retryHeap        // failed attempts waiting for their backoff, and events other nodes hold
 	outstanding map[int64]int    // seq → attempts made, for events not done
+	oldest      seqHeap          // the seqs of outstanding, lowest first (lazily: stale entries are skipped)
 	finishing   map[int64]bool   // seqs of events done whose record is not written yet
 	claimed     map[int64]bool   // seqs this node holds a claim on and has not finished
 	inflight    map[int64]int    // seqs being attempted (claimed) → how many attempts of it run
@@ -81,6 +82,16 @@ type worker struct {
 	touchedAt   time.Time // when LastSeenAt was last written
 	renewedAt   time.Time // when the claims in flight were last renewed
 	claimFailed bool      // the last Claim failed: try again in a second
+
+	// The target refused connections: the group is paused. One event at a
+	// time goes out as a probe, the oldest; the others wait in parked, in
+	// seq order, and are not attempted.
+	paused    bool
+	parked    itemHeap      // events waiting for the target, lowest seq first
+	probing   bool          // the probe is in flight
+	probeWait time.Duration // the wait before the next probe: doubles from ProbeMin to ProbeMax
+	nextProbe time.Time
+	pauseErr  string // the target's last error
 }
 
 type readyItem struct {
@@ -89,6 +100,7 @@ type readyItem struct {
 	seq     int64
 	attempt int
 	replay  bool
+	probe   bool // sent while the group is paused, to see whether the target is back
 }
 
 type deliveryResult struct {
@@ -96,7 +108,10 @@ type deliveryResult struct {
 	done     bool            // delivered, or given up
 	gone     bool            // the agent went away: retry soon
 	stopping bool            // the agent refused to start it: not an attempt, hand it to another
+	refused  bool            // the agent's target refused the connection
+	reached  bool            // the agent reached its target (any answer, or a failure other than refused)
 	record   *store.Delivery // the attempt to write; nil when none was made
+	agent    Agent           // whose slot the attempt holds until handled
 }
 
 // progressWrite is a store.RecordProgress call that has ended.
@@ -167,6 +182,9 @@ func (w *worker) addAgent(a Agent) bool {
 	}
 	w.agents = append(w.agents, a)
 	w.notify()
+	if st := w.state(); st.Paused {
+		a.GroupState(st) // it joins a paused group: say so
+	}
 	return true
 }
 
@@ -292,6 +310,9 @@ func (w *worker) run() {
 		if len(w.inflight) > 0 {
 			wait = min(wait, time.Until(w.renewedAt.Add(lease/3)))
 		}
+		if w.paused && !w.probing && len(w.parked) > 0 {
+			wait = min(wait, time.Until(w.nextProbe))
+		}
 		wait = min(wait, time.Until(w.touchedAt.Add(time.Minute+time.Second)))
 		timer.Reset(max(wait, time.Millisecond))
 		select {
@@ -364,7 +385,15 @@ func (w *worker) finish() {
 
 // want is how many more events the ready list should hold.
 func (w *worker) want() int {
-	return max(readyTarget, w.freeSlots()) - len(w.ready)
+	return max(readyTarget, w.freeSlots()) - len(w.ready) - len(w.parked)
+}
+
+// hold notes an event as outstanding (not done) with the attempts made.
+func (w *worker) hold(seq int64, attempts int) {
+	if _, ok := w.outstanding[seq]; !ok {
+		heap.Push(&w.oldest, seq)
+	}
+	w.outstanding[seq] = attempts
 }
 
 // take adds a fetched or handed-over event to the ready list unless the
@@ -375,7 +404,7 @@ func (w *worker) take(ev *store.Event) {
 	if _, held := w.outstanding[ev.Seq]; held || w.finishing[ev.Seq] {
 		return
 	}
-	w.outstanding[ev.Seq] = ev.GroupAttempts
+	w.hold(ev.Seq, ev.GroupAttempts)
 	item := readyItem{ev: ev, eventID: ev.ID, seq: ev.Seq, attempt: ev.GroupAttempts + 1}
 	if ev.Body == nil || len(ev.Body) > inlineBodyLimit {
 		item.ev = nil // reload at dispatch: keeps large bodies out of the queue
@@ -438,56 +467,70 @@ func (w *worker) scan() bool {
 }
 
 // dispatchReady hands ready events to agents with free slots, oldest
-// first, claiming them first.
+// first, claiming them first. A paused group sends only its probe.
 func (w *worker) dispatchReady() {
 	w.claimFailed = false
+	if w.paused {
+		w.parkReady()
+		w.probe()
+		return
+	}
 	for len(w.ready) > 0 {
 		n := min(w.freeSlots(), len(w.ready))
 		if n == 0 {
 			return
 		}
-		if !w.claim(n) {
+		n, ok := w.claim(n)
+		if !ok {
 			return
 		}
-		for len(w.ready) > 0 && n > 0 {
-			item := w.ready[0]
-			if !item.replay && !w.claimed[item.seq] {
-				break // not claimed in this round: the next round claims it
-			}
+		for ; n > 0; n-- {
 			a := w.pick()
 			if a == nil {
 				return
 			}
-			n--
+			item := w.ready[0]
 			w.ready[0] = readyItem{}
 			w.ready = w.ready[1:]
-			if !item.replay {
-				w.outstanding[item.seq] = item.attempt
-				w.inflight[item.seq]++
-			}
-			w.wg.Add(1)
-			go func() {
-				defer w.wg.Done()
-				// Never dropped: finish takes results until every attempt ended.
-				w.results <- w.attempt(a, item)
-				w.notify()
-			}()
+			w.start(a, item)
 		}
 	}
 }
 
-// claim claims the first n ready events (replays need none). Events
+// start runs one attempt of item on agent a, which holds a slot for it.
+func (w *worker) start(a Agent, item readyItem) {
+	if !item.replay {
+		w.hold(item.seq, item.attempt)
+		w.inflight[item.seq]++
+	}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		// Never dropped: finish takes results until every attempt ended.
+		w.results <- w.attempt(a, item)
+		w.notify()
+	}()
+}
+
+// claim claims the first n ready events (replays need none) and returns
+// how many of them are now at the head of the ready list, claimed. Events
 // another node holds wait in the retry heap until its lease ends; events
-// another node finished are done. It reports false when the cluster failed.
-func (w *worker) claim(n int) bool {
+// another node finished are done. ok is false when the cluster failed.
+func (w *worker) claim(n int) (claimed int, ok bool) {
 	var seqs []int64
 	for _, it := range w.ready[:n] {
-		if !it.replay && !w.claimed[it.seq] {
+		if !it.replay {
 			seqs = append(seqs, it.seq)
 		}
 	}
 	if len(seqs) == 0 {
-		return true
+		return n, true
+	}
+	if _, one := w.hub.node.(*single); one {
+		for _, seq := range seqs {
+			w.claimed[seq] = true
+		}
+		return n, true
 	}
 	claims, err := w.hub.node.Claim(w.ctx, w.group.ID, seqs, w.hub.cfg.Lease)
 	if err != nil {
@@ -495,7 +538,7 @@ func (w *worker) claim(n int) bool {
 			w.hub.log.Warn("claim events", "group", w.group.Name, "err", err)
 		}
 		w.claimFailed = true
-		return false
+		return 0, false
 	}
 	state := make(map[int64]Claim, len(claims))
 	for _, c := range claims {
@@ -503,23 +546,99 @@ func (w *worker) claim(n int) bool {
 	}
 	kept := w.ready[:0]
 	for i, it := range w.ready {
-		c, asked := state[it.seq]
-		switch {
-		case i >= n || it.replay || !asked:
+		if i >= n || it.replay {
 			kept = append(kept, it)
-		case c.State == ClaimWon:
+			if i < n {
+				claimed++
+			}
+			continue
+		}
+		switch c := state[it.seq]; c.State {
+		case ClaimWon:
 			w.claimed[it.seq] = true
 			kept = append(kept, it)
-		case c.State == ClaimHeld:
+			claimed++
+		case ClaimHeld:
+			delete(w.claimed, it.seq)
 			it.ev = nil
 			heap.Push(&w.retries, retryItem{due: c.Until, item: it})
-		case c.State == ClaimDone:
+		case ClaimDone:
+			delete(w.claimed, it.seq)
 			delete(w.outstanding, it.seq)
 		}
 	}
 	clear(w.ready[len(kept):])
 	w.ready = kept
-	return true
+	return claimed, true
+}
+
+// parkReady moves the ready list to parked (paused).
+func (w *worker) parkReady() {
+	for _, it := range w.ready {
+		heap.Push(&w.parked, it)
+	}
+	clear(w.ready)
+	w.ready = w.ready[:0]
+}
+
+// probe sends the oldest parked event, when its time has come and no probe
+// is out.
+func (w *worker) probe() {
+	for !w.probing && len(w.parked) > 0 && !time.Now().Before(w.nextProbe) {
+		w.ready = append(w.ready, heap.Pop(&w.parked).(readyItem))
+		n, ok := w.claim(1)
+		if !ok {
+			w.parkReady()
+			return
+		}
+		if n == 0 {
+			continue // held or done by another node: the next one
+		}
+		a := w.pick()
+		if a == nil {
+			w.parkReady()
+			return
+		}
+		item := w.ready[0]
+		w.ready = w.ready[:0]
+		item.probe = true
+		w.probing = true
+		w.start(a, item)
+	}
+}
+
+// pause stops the flow: the target refused a connection.
+func (w *worker) pause(reason string) {
+	w.paused, w.pauseErr = true, reason
+	w.probeWait = w.hub.cfg.ProbeMin
+	w.nextProbe = time.Now().Add(w.probeWait)
+	w.hub.log.Info("target down: group paused", "group", w.group.Name, "channel", w.group.ChannelID, "err", reason)
+	w.showState()
+}
+
+// resume lets the backlog flow again, oldest first: the target answered.
+func (w *worker) resume() {
+	w.paused, w.pauseErr = false, ""
+	w.parkReady()
+	for len(w.parked) > 0 {
+		w.ready = append(w.ready, heap.Pop(&w.parked).(readyItem))
+	}
+	w.hub.log.Info("target back: group resumed", "group", w.group.Name, "channel", w.group.ChannelID)
+	w.showState()
+}
+
+// showState publishes the group's state to state() and to its agents.
+func (w *worker) showState() {
+	st := GroupState{ChannelID: w.group.ChannelID, Group: w.group.Name, Paused: w.paused}
+	if w.paused {
+		st.NextTry, st.Reason = w.nextProbe, w.pauseErr
+	}
+	w.stateMu.Lock()
+	w.shown = st
+	w.stateMu.Unlock()
+	for _, a := range w.agentList() {
+		a.GroupState(st)
+	}
 }
 
 // renew extends the claims of the attempts in flight.
@@ -534,17 +653,45 @@ func (w *worker) renew() {
 	}
 }
 
-// handle takes a finished attempt: done, or back in line after a backoff.
+// handle takes a finished attempt: done, back in line after a backoff, or
+// parked while the target is down.
 func (w *worker) handle(res deliveryResult) {
-	if res.record != nil {
-		w.unwritten = append(w.unwritten, *res.record)
-		w.dropUnwritten()
+	if res.agent != nil {
+		defer res.agent.Release()
 	}
 	item := res.item
 	if !item.replay {
 		if w.inflight[item.seq]--; w.inflight[item.seq] <= 0 {
 			delete(w.inflight, item.seq)
 		}
+	}
+	if item.probe {
+		w.probing = false
+		item.probe = false
+	}
+	if res.refused && w.paused && res.item.probe {
+		// The probe found the target still down: not an attempt, not
+		// recorded; it waits in line with the others.
+		w.probeWait = min(2*w.probeWait, w.hub.cfg.ProbeMax)
+		w.nextProbe = time.Now().Add(w.probeWait)
+		w.pauseErr = res.record.Error
+		item.ev = nil
+		heap.Push(&w.parked, item)
+		w.showState()
+		return
+	}
+	if res.record != nil {
+		w.unwritten = append(w.unwritten, *res.record)
+		w.dropUnwritten()
+		if f := w.hub.cfg.OnAttempt; f != nil {
+			f(*res.record)
+		}
+	}
+	switch {
+	case res.refused && !w.paused:
+		w.pause(res.record.Error)
+	case res.reached && w.paused:
+		w.resume()
 	}
 	if res.stopping {
 		w.ready = append(w.ready, item)
@@ -563,12 +710,16 @@ func (w *worker) handle(res deliveryResult) {
 		}
 		return
 	}
-	delay := backoff(item.attempt, w.hub.cfg.RetryMaxBackoff)
+	item.ev = nil // reload when due: keeps large bodies out of memory while waiting
+	item.attempt++
+	if res.refused {
+		heap.Push(&w.parked, item) // waits for the target, in order
+		return
+	}
+	delay := backoff(item.attempt-1, w.hub.cfg.RetryMaxBackoff)
 	if res.gone {
 		delay = 100 * time.Millisecond
 	}
-	item.ev = nil // reload when due: keeps large bodies out of memory while waiting
-	item.attempt++
 	heap.Push(&w.retries, retryItem{due: time.Now().Add(delay), item: item})
 }
 
@@ -586,8 +737,11 @@ func (w *worker) watermark() int64 {
 	if !w.live {
 		low = w.scanFrom
 	}
-	for seq := range w.outstanding {
-		low = min(low, seq-1)
+	for len(w.oldest) > 0 {
+		if _, ok := w.outstanding[w.oldest[0]]; ok {
+			return min(low, w.oldest[0]-1)
+		}
+		heap.Pop(&w.oldest) // done since
 	}
 	return low
 }
@@ -693,18 +847,17 @@ func (w *worker) forgetFinished(ds []store.Delivery) {
 }
 
 // attempt delivers item to agent a once and returns the outcome with the
-// attempt to record. It frees a's slot as soon as the agent has answered.
+// attempt to record. The agent's slot is freed when the worker has handled
+// the outcome, so that a refusal pauses the group before the slot takes
+// another event.
 func (w *worker) attempt(a Agent, item readyItem) deliveryResult {
+	res := w.try(a, item)
+	res.agent = a
+	return res
+}
+
+func (w *worker) try(a Agent, item readyItem) deliveryResult {
 	h := w.hub
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			a.Release()
-			w.notify()
-		}
-	}
-	defer release()
 	ev := item.ev
 	if ev == nil {
 		loaded, err := h.store.GetEvent(w.ctx, item.eventID)
@@ -735,7 +888,6 @@ func (w *worker) attempt(a Agent, item readyItem) deliveryResult {
 	}
 	start := time.Now()
 	resp, body, err := a.Deliver(w.ctx, req, ev.Body)
-	release()
 	if errors.Is(err, ErrAgentStopping) {
 		return deliveryResult{item: item, stopping: true}
 	}
@@ -754,6 +906,8 @@ func (w *worker) attempt(a Agent, item readyItem) deliveryResult {
 		res.gone = true
 	case resp.Error != "":
 		d.Error = resp.Error
+		res.refused = resp.ErrorCode == protocol.ErrCodeConnectionRefused
+		res.reached = !res.refused
 		h.answer(ev.ID, Answer{ErrCode: resp.ErrorCode, ErrMsg: resp.Error})
 	default:
 		d.Status = resp.Status
@@ -761,16 +915,16 @@ func (w *worker) attempt(a Agent, item readyItem) deliveryResult {
 		d.ResponseBody = body[:min(len(body), h.cfg.MaxStoredResponse)]
 		d.Duration = resp.Duration
 		d.Done = true
+		res.reached = true
 		h.answer(ev.ID, Answer{Status: resp.Status, Headers: resp.Headers, Body: body})
 	}
-	if !d.Done && item.attempt >= h.cfg.MaxAttempts && !item.replay {
+	// A target that refuses connections is down, not failing this event:
+	// such attempts do not count toward giving up (the group pauses).
+	if !d.Done && item.attempt >= h.cfg.MaxAttempts && !item.replay && !res.refused {
 		d.Done = true
 		d.Error += " (gave up after this attempt; replay it to try again)"
 	}
-	res.done = d.Done || item.replay && item.attempt >= h.cfg.MaxAttempts
-	if h.cfg.OnAttempt != nil {
-		h.cfg.OnAttempt(d)
-	}
+	res.done = d.Done || item.replay && item.attempt >= h.cfg.MaxAttempts && !res.refused
 	res.record = &d
 	return res
 }
@@ -800,6 +954,35 @@ func (h *retryHeap) Push(x any)        { *h = append(*h, x.(retryItem)) }
 func (h *retryHeap) Pop() any {
 	old := *h
 	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
+}
+
+// seqHeap orders seqs, lowest first.
+type seqHeap []int64
+
+func (h seqHeap) Len() int           { return len(h) }
+func (h seqHeap) Less(i, j int) bool { return h[i] < h[j] }
+func (h seqHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *seqHeap) Push(x any)        { *h = append(*h, x.(int64)) }
+func (h *seqHeap) Pop() any {
+	old := *h
+	seq := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return seq
+}
+
+// itemHeap orders events waiting for their target by seq, oldest first.
+type itemHeap []readyItem
+
+func (h itemHeap) Len() int           { return len(h) }
+func (h itemHeap) Less(i, j int) bool { return h[i].seq < h[j].seq }
+func (h itemHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *itemHeap) Push(x any)        { *h = append(*h, x.(readyItem)) }
+func (h *itemHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	old[len(old)-1] = readyItem{}
 	*h = old[:len(old)-1]
 	return it
 }
