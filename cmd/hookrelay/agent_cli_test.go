@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -27,10 +26,9 @@ type relayProc struct {
 // startRelayBin starts "hookrelay server" on a free port of 127.0.0.1.
 func startRelayBin(t *testing.T, args ...string) *relayProc {
 	t.Helper()
-	addr := freePort(t)
 	dataDir := t.TempDir()
-	p := start(t, nil, append([]string{"server", "--listen", addr, "--data-dir", dataDir}, args...)...)
-	p.waitLine(t, "listening", 30*time.Second)
+	p := start(t, nil, append([]string{"server", "--listen", "127.0.0.1:0", "--data-dir", dataDir}, args...)...)
+	addr, _ := p.waitAddr(t, 30*time.Second)
 	token, err := os.ReadFile(filepath.Join(dataDir, "admin-token"))
 	if err != nil {
 		t.Fatal(err)
@@ -96,12 +94,7 @@ func app(t *testing.T, name string) *httptest.Server {
 // deadURL is an http URL on which nothing listens.
 func deadURL(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln.Close()
-	return "http://" + ln.Addr().String()
+	return "http://" + deadAddr(t)
 }
 
 // noUserConfig keeps the user's own config and relay settings out of a
@@ -183,6 +176,37 @@ func TestLoginThenConnectUsesSavedToken(t *testing.T) {
 	}
 }
 
+// TestLoginCreatesConfigFile logs in with --config naming a file that does
+// not exist yet, in a directory that does not exist either: login creates
+// both, the file with mode 0600, and a later command reads it.
+func TestLoginCreatesConfigFile(t *testing.T) {
+	t.Parallel()
+	relay := startRelayBin(t)
+	env := noUserConfig(t)
+	path := filepath.Join(t.TempDir(), "new", "relay.yaml")
+
+	out, code := runIn(t, env, relay.Token+"\n", "login", "--server", relay.URL, "--config", path)
+	if code != 0 || !strings.Contains(out, "saved server and token to "+path) {
+		t.Fatalf("login --config %s: exit %d: %s", path, code, out)
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatalf("login did not create %s: %v", path, err)
+	}
+	if info.Mode().Perm() != 0o600 {
+		t.Errorf("config file mode %v, want 0600", info.Mode().Perm())
+	}
+	data, _ := os.ReadFile(path)
+	if !strings.Contains(string(data), "server: "+relay.URL) || !strings.Contains(string(data), "token: "+relay.Token) {
+		t.Errorf("config file:\n%s", data)
+	}
+	// A second login reads the server from the file it wrote.
+	out, code = runIn(t, env, relay.Token+"\n", "login", "--config", path)
+	if code != 0 || !strings.Contains(out, "logged in to "+relay.URL) {
+		t.Fatalf("second login --config %s: exit %d: %s", path, code, out)
+	}
+}
+
 // TestDoctorExitCodes runs doctor against a good setup, then with a bad
 // token, an unreachable relay and a target that is down.
 func TestDoctorExitCodes(t *testing.T) {
@@ -255,9 +279,10 @@ func TestAgentMetrics(t *testing.T) {
 	ch := relay.createChannel(t)
 	target := app(t, "app")
 	env := append(noUserConfig(t), "HOOKRELAY_SERVER="+relay.URL, "HOOKRELAY_TOKEN="+relay.Token)
-	addr := freePort(t)
 	agent := start(t, env, "connect", ch, "--route", "path=/gh/* "+target.URL, "--route", "path=/down/* "+deadURL(t),
-		"--metrics-listen", addr)
+		"--metrics-listen", "127.0.0.1:0")
+	metricsLine := agent.waitLine(t, "agent metrics on http://", 30*time.Second)
+	addr := strings.TrimSuffix(metricsLine[strings.Index(metricsLine, "http://")+len("http://"):], "/metrics")
 	agent.waitLine(t, "connected to", 30*time.Second)
 	if resp, body := sendWebhook(t, relay.URL+"/h/"+ch+"/gh/push", nil, "x"); resp.StatusCode != 200 {
 		t.Fatalf("routed webhook: %d %s", resp.StatusCode, body)

@@ -33,8 +33,7 @@ var binaryBody = []byte{0x00, 0xff, 0xfe, 0x80, 'b', 'i', 'n', '\r', '\n', 0x7f,
 // environment that points client commands at it.
 func relayForCapture(t *testing.T) (addr string, env []string) {
 	t.Helper()
-	addr = freePort(t)
-	startRelayProc(t, addr, t.TempDir())
+	addr = startRelayProc(t, "127.0.0.1:0", t.TempDir()).addr
 	return addr, []string{"HOOKRELAY_SERVER=http://" + addr, "HOOKRELAY_TOKEN=" + killTestToken}
 }
 
@@ -362,7 +361,7 @@ func TestCaptureErrors(t *testing.T) {
 		t.Errorf("wrong token: exit %d: %s", code, out)
 	}
 	// No relay at all: exit 1 once --timeout passed, not 3.
-	out, code = run(t, []string{"HOOKRELAY_SERVER=http://" + freePort(t), "HOOKRELAY_TOKEN=t"}, "capture", "ch", "--timeout", "1s")
+	out, code = run(t, []string{"HOOKRELAY_SERVER=" + deadURL(t), "HOOKRELAY_TOKEN=t"}, "capture", "ch", "--timeout", "1s")
 	if code != 1 || !strings.Contains(out, "could not connect to the relay") {
 		t.Errorf("no relay: exit %d: %s", code, out)
 	}
@@ -473,7 +472,7 @@ func TestSaveThenReplayToAnotherTarget(t *testing.T) {
 	}
 
 	// An app that cannot be reached: exit 1.
-	out, code = run(t, nil, "replay", files[0], "--to", "http://"+freePort(t)+"/hooks")
+	out, code = run(t, nil, "replay", files[0], "--to", deadURL(t)+"/hooks")
 	if code != 1 || !strings.Contains(out, "connection refused") {
 		t.Errorf("replay to nothing: exit %d: %s", code, out)
 	}

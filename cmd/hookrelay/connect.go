@@ -263,12 +263,12 @@ func runAgent(cmd *cobra.Command, v *viper.Viper, channels []string) error {
 	if addr := v.GetString("metrics_listen"); addr != "" {
 		reg := prometheus.NewRegistry()
 		cfg.Metrics = reg
-		stop, err := serveMetrics(addr, reg, cfg.Logger)
+		bound, stop, err := serveMetrics(addr, reg, cfg.Logger)
 		if err != nil {
 			return err
 		}
 		defer stop()
-		fmt.Fprintf(cmd.ErrOrStderr(), "hookrelay: agent metrics on http://%s/metrics\n", addr)
+		fmt.Fprintf(cmd.ErrOrStderr(), "hookrelay: agent metrics on http://%s/metrics\n", bound)
 	}
 	tty, ok := terminal(cmd.OutOrStdout())
 	if !ok || cfg.JSON || v.GetBool("plain") || os.Getenv("TERM") == "dumb" {
@@ -324,11 +324,12 @@ func terminal(w io.Writer) (*os.File, bool) {
 	return f, true
 }
 
-// serveMetrics serves reg on http://addr/metrics until stop is called.
-func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (stop func(), err error) {
+// serveMetrics serves reg on http://addr/metrics until stop is called. It
+// returns the address bound (addr with port 0 gets a free port).
+func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (bound string, stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("--metrics-listen: %w", err)
+		return "", nil, fmt.Errorf("--metrics-listen: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -340,7 +341,7 @@ func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (stop
 			log.Error("serve metrics", "err", err)
 		}
 	}()
-	return func() {
+	return ln.Addr().String(), func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)

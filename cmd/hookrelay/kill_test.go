@@ -27,9 +27,11 @@ import (
 const killTestToken = "hr_kill_test_admin_token"
 
 // startRelayProc runs "hookrelay server" on addr with dataDir and a fixed
-// admin token and waits until it listens. After a SIGKILL the old process's
-// port can take a moment to be free again, so a start that fails with
-// "address already in use" is retried until the deadline.
+// admin token and waits until it listens; the proc's addr is the address it
+// bound. Tests start on 127.0.0.1:0 and restart on the address the first
+// start got. After a SIGKILL the old process's port can take a moment to be
+// free again, so a start that fails with "address already in use" is
+// retried until the deadline.
 func startRelayProc(t *testing.T, addr, dataDir string, extra ...string) *proc {
 	t.Helper()
 	args := append([]string{"server", "--listen", addr, "--data-dir", dataDir,
@@ -42,9 +44,10 @@ func startRelayProc(t *testing.T, addr, dataDir string, extra ...string) *proc {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		p := start(t, nil, args...)
-		listening, exited := p.waitListening(time.Until(deadline))
+		bound, exited := p.waitListening(time.Until(deadline))
 		switch {
-		case listening:
+		case bound != "":
+			p.addr = bound
 			return p
 		case exited && strings.Contains(p.output(), "address already in use") && time.Now().Before(deadline):
 			continue
@@ -53,21 +56,25 @@ func startRelayProc(t *testing.T, addr, dataDir string, extra ...string) *proc {
 	}
 }
 
-// waitListening waits up to d for the relay's "listening" line; exited says
-// whether the process ended first.
-func (p *proc) waitListening(d time.Duration) (listening, exited bool) {
+// waitListening waits up to d for the relay's "listening on" line and
+// returns the address it names; exited says whether the process ended
+// first.
+func (p *proc) waitListening(d time.Duration) (addr string, exited bool) {
 	timeout := time.NewTimer(d)
 	defer timeout.Stop()
 	for {
 		select {
 		case l := <-p.lines:
-			if strings.Contains(l, "listening") {
-				return true, false
+			if m := listeningOn.FindStringSubmatch(l); m != nil {
+				return m[1], false
 			}
 		case <-p.done:
-			return strings.Contains(p.output(), "listening"), true
+			if m := listeningOn.FindStringSubmatch(p.output()); m != nil {
+				return m[1], true
+			}
+			return "", true
 		case <-timeout.C:
-			return false, false
+			return "", false
 		}
 	}
 }
@@ -271,8 +278,7 @@ func TestAgentKilledThreeTimesNothingLost(t *testing.T) {
 	)
 	began := time.Now()
 	target := newCountingTarget(t, 10*time.Millisecond)
-	addr := freePort(t)
-	startRelayProc(t, addr, t.TempDir(), "--response-timeout", "2s")
+	addr := startRelayProc(t, "127.0.0.1:0", t.TempDir(), "--response-timeout", "2s").addr
 	base := "http://" + addr
 	env := []string{"HOOKRELAY_SERVER=" + base, "HOOKRELAY_TOKEN=" + killTestToken}
 	channel := createChannelProc(t, env)
@@ -398,8 +404,9 @@ func TestRelayKilledWith500QueuedNothingLost(t *testing.T) {
 	)
 	began := time.Now()
 	target := newCountingTarget(t, 0)
-	addr, dataDir := freePort(t), t.TempDir()
-	relay := startRelayProc(t, addr, dataDir, "--response-timeout", "2s")
+	dataDir := t.TempDir()
+	relay := startRelayProc(t, "127.0.0.1:0", dataDir, "--response-timeout", "2s")
+	addr := relay.addr
 	base := "http://" + addr
 	env := []string{"HOOKRELAY_SERVER=" + base, "HOOKRELAY_TOKEN=" + killTestToken}
 	channel := createChannelProc(t, env)

@@ -85,8 +85,15 @@ func runLogin(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(path); err == nil {
-		_ = cmd.Flags().Set("config", path) // read the server it holds, if --server is not given
+	// Read the server the file holds, if --server is not given; a file that
+	// does not exist yet is not an error: login creates it.
+	switch _, err := os.Stat(path); {
+	case err == nil:
+		_ = cmd.Flags().Set("config", path)
+	case errors.Is(err, os.ErrNotExist):
+		_ = cmd.Flags().Set("config", "")
+	default:
+		return fmt.Errorf("config file %s: %w", path, err)
 	}
 	v, err := newViper(cmd)
 	if err != nil {

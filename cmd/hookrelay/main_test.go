@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -51,6 +52,7 @@ func TestMain(m *testing.M) {
 
 // proc is a running hookrelay process whose output is collected.
 type proc struct {
+	addr  string // a relay's: the address it bound, once it listens
 	cmd   *exec.Cmd
 	mu    sync.Mutex
 	out   strings.Builder
@@ -142,12 +144,31 @@ func run(t *testing.T, env []string, args ...string) (string, int) {
 	return string(out), code
 }
 
-func freePort(t *testing.T) string {
+// listeningOn matches the relay's "listening on" line; its group is the
+// host:port the relay bound.
+var listeningOn = regexp.MustCompile(`relay listening on https?://([^\s,]+)`)
+
+// waitAddr waits for the relay's "listening on" line and returns the
+// address it bound (the tests start relays on 127.0.0.1:0) and the line.
+func (p *proc) waitAddr(t *testing.T, d time.Duration) (addr, line string) {
+	t.Helper()
+	line = p.waitLine(t, "relay listening on", d)
+	m := listeningOn.FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("no address in the listening line %q", line)
+	}
+	return m[1], line
+}
+
+// deadAddr returns a loopback address nothing listens on: a connection to
+// it is refused.
+func deadAddr(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	ln.Close()
 	return ln.Addr().String()
 }
 
@@ -163,9 +184,8 @@ func TestBinaryAsAUserWouldUseIt(t *testing.T) {
 	}))
 	defer target.Close()
 
-	addr := freePort(t)
 	dataDir := t.TempDir()
-	server := start(t, nil, "server", "--listen", addr, "--data-dir", dataDir)
+	server := start(t, nil, "server", "--listen", "127.0.0.1:0", "--data-dir", dataDir)
 	tokenLine := server.waitLine(t, "hr_", 30*time.Second)
 	token := strings.TrimSpace(tokenLine)
 	if !strings.HasPrefix(token, "hr_") {
@@ -179,7 +199,7 @@ func TestBinaryAsAUserWouldUseIt(t *testing.T) {
 	if err != nil || strings.TrimSpace(string(saved)) != token {
 		t.Fatalf("admin token not saved in the data dir: %q %v", saved, err)
 	}
-	server.waitLine(t, "listening", 5*time.Second)
+	addr, _ := server.waitAddr(t, 5*time.Second)
 
 	env := []string{"HOOKRELAY_SERVER=http://" + addr, "HOOKRELAY_TOKEN=" + token}
 	out, code := run(t, env, "channel", "create", "--json")
@@ -237,11 +257,12 @@ func TestBinaryAsAUserWouldUseIt(t *testing.T) {
 		t.Fatalf("relay-secret in the data dir: %v %v", fi, err)
 	}
 
-	// A second start on the same data dir keeps the token and prints no new one.
+	// A second start on the same data dir keeps the token and prints no new
+	// one. It takes the port the first start had: the cursor's URLs name it.
 	_ = server.cmd.Process.Signal(os.Interrupt)
 	<-server.done
 	again := start(t, nil, "server", "--listen", addr, "--data-dir", dataDir)
-	again.waitLine(t, "listening", 30*time.Second)
+	again.waitAddr(t, 30*time.Second)
 	if strings.Contains(again.output(), "hr_") {
 		t.Fatalf("second start printed a token again:\n%s", again.output())
 	}
@@ -286,11 +307,14 @@ func TestCLIErrors(t *testing.T) {
 // profile there; the public listener does not serve it.
 func TestServerAdminListen(t *testing.T) {
 	t.Parallel()
-	addr, admin := freePort(t), freePort(t)
-	server := start(t, nil, "server", "--listen", addr, "--data-dir", t.TempDir(),
-		"--admin-token", "hr_admin_listen_test", "--admin-listen", admin)
-	server.waitLine(t, "admin listener (pprof) on http://"+admin+"/debug/pprof/", 30*time.Second)
-	server.waitLine(t, "listening", 5*time.Second)
+	server := start(t, nil, "server", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(),
+		"--admin-token", "hr_admin_listen_test", "--admin-listen", "127.0.0.1:0")
+	adminLine := server.waitLine(t, "admin listener (pprof) on http://", 30*time.Second)
+	admin := strings.TrimSuffix(strings.TrimPrefix(adminLine[strings.Index(adminLine, "http://"):], "http://"), "/debug/pprof/")
+	if strings.HasSuffix(admin, ":0") || !strings.HasPrefix(admin, "127.0.0.1:") {
+		t.Fatalf("the admin line does not name the port bound: %q", adminLine)
+	}
+	addr, _ := server.waitAddr(t, 5*time.Second)
 	resp, err := http.Get("http://" + admin + "/debug/pprof/goroutine?debug=1")
 	if err != nil {
 		t.Fatal(err)
@@ -310,7 +334,7 @@ func TestServerAdminListen(t *testing.T) {
 	}
 
 	// An address already taken stops the relay with a message.
-	out, code := run(t, nil, "server", "--listen", freePort(t), "--data-dir", t.TempDir(),
+	out, code := run(t, nil, "server", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(),
 		"--admin-token", "hr_admin_listen_test", "--admin-listen", admin)
 	if code == 0 || !strings.Contains(out, "admin_listen "+admin) {
 		t.Errorf("a taken admin address: exit %d, %q", code, out)

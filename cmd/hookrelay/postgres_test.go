@@ -19,14 +19,13 @@ func TestServersShareAPostgresDatabase(t *testing.T) {
 	db := pgtest.Schema(t)
 	const token = "hr_postgres_cli_test_admin_token"
 	env := []string{"HOOKRELAY_DATABASE=" + db, "HOOKRELAY_ADMIN_TOKEN=" + token}
-	addr1, addr2 := freePort(t), freePort(t)
-	node1 := start(t, env, "server", "--listen", addr1, "--data-dir", t.TempDir())
-	node2 := start(t, env, "server", "--listen", addr2, "--data-dir", t.TempDir())
-	line := node1.waitLine(t, "listening", 30*time.Second)
+	node1 := start(t, env, "server", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
+	node2 := start(t, env, "server", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
+	addr1, line := node1.waitAddr(t, 30*time.Second)
 	if strings.Contains(line, "hr_") || !strings.Contains(line, "postgres://") {
 		t.Errorf("listening line should name the database and no token: %q", line)
 	}
-	node2.waitLine(t, "listening", 30*time.Second)
+	addr2, _ := node2.waitAddr(t, 30*time.Second)
 
 	out, code := run(t, []string{"HOOKRELAY_SERVER=http://" + addr1, "HOOKRELAY_TOKEN=" + token},
 		"channel", "create", "--json")

@@ -166,11 +166,7 @@ func runServer(cmd *cobra.Command, _ []string) error {
 	publicURL := v.GetString("public_url")
 	shownURL := publicURL
 	if shownURL == "" {
-		scheme := "http://"
-		if tlsConfig != nil {
-			scheme = "https://"
-		}
-		shownURL = scheme + displayAddr(ln.Addr())
+		shownURL = listenURL(tlsConfig != nil, ln.Addr())
 	}
 	if tlsConfig != nil {
 		ln = tls.NewListener(ln, tlsConfig)
@@ -238,15 +234,21 @@ func runServer(cmd *cobra.Command, _ []string) error {
 	}
 	defer relay.Close()
 	if addr := v.GetString("admin_listen"); addr != "" {
-		stop, err := serveAdmin(addr, logger)
+		adminAddr, stop, err := serveAdmin(addr, logger)
 		if err != nil {
 			return err
 		}
 		defer stop()
-		fmt.Fprintf(cmd.OutOrStdout(), "admin listener (pprof) on http://%s/debug/pprof/\n", addr)
+		fmt.Fprintf(cmd.OutOrStdout(), "admin listener (pprof) on http://%s/debug/pprof/\n", adminAddr)
 	}
 	logger.Info("relay listening", "addr", ln.Addr().String(), "public_url", shownURL, "data", where)
-	fmt.Fprintf(cmd.OutOrStdout(), "hookrelay relay listening on %s (data in %s)\n", shownURL, where)
+	// The line names the address bound, so a relay started on port 0 says
+	// which port it got; a public URL, when set, follows it.
+	listening := listenURL(tlsConfig != nil, ln.Addr())
+	if publicURL != "" {
+		listening += ", public URL " + publicURL
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "hookrelay relay listening on %s (data in %s)\n", listening, where)
 	err = relay.Serve(cmd.Context(), ln)
 	if errors.Is(err, context.Canceled) {
 		err = nil
@@ -315,11 +317,12 @@ func isPostgresURL(s string) bool {
 	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
 }
 
-// serveAdmin serves server.AdminHandler on addr until stop is called.
-func serveAdmin(addr string, logger *slog.Logger) (stop func(), err error) {
+// serveAdmin serves server.AdminHandler on addr until stop is called. It
+// returns the address bound (addr with port 0 gets a free port).
+func serveAdmin(addr string, logger *slog.Logger) (bound string, stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("admin_listen %s: %w", addr, err)
+		return "", nil, fmt.Errorf("admin_listen %s: %w", addr, err)
 	}
 	srv := &http.Server{Handler: server.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
@@ -329,7 +332,7 @@ func serveAdmin(addr string, logger *slog.Logger) (stop func(), err error) {
 			logger.Error("admin listener", "err", err)
 		}
 	}()
-	return func() {
+	return ln.Addr().String(), func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if srv.Shutdown(ctx) != nil {
@@ -337,6 +340,14 @@ func serveAdmin(addr string, logger *slog.Logger) (stop func(), err error) {
 		}
 		<-done
 	}, nil
+}
+
+// listenURL is the base URL of a listener, with a host a user can paste.
+func listenURL(tls bool, a net.Addr) string {
+	if tls {
+		return "https://" + displayAddr(a)
+	}
+	return "http://" + displayAddr(a)
 }
 
 // displayAddr turns a listen address into one a user can paste.

@@ -13,10 +13,9 @@ import (
 // that channel create prints, on a relay whose stream caps come from flags.
 func TestChannelCreatePrintsAStreamURL(t *testing.T) {
 	t.Parallel()
-	addr := freePort(t)
-	server := start(t, nil, "server", "--listen", addr, "--data-dir", t.TempDir(),
+	server := start(t, nil, "server", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(),
 		"--admin-token", "hr_cli_smee_admin", "--max-sse-per-channel", "1", "--sse-buffer", "1MiB")
-	server.waitLine(t, "listening", 30*time.Second)
+	addr, _ := server.waitAddr(t, 30*time.Second)
 
 	env := []string{"HOOKRELAY_SERVER=http://" + addr, "HOOKRELAY_TOKEN=hr_cli_smee_admin"}
 	out, code := run(t, env, "channel", "create", "smee-cli")
@@ -56,7 +55,7 @@ func TestChannelCreatePrintsAStreamURL(t *testing.T) {
 		t.Errorf("a second stream with --max-sse-per-channel 1: %d, want 429", second.StatusCode)
 	}
 
-	out, code = run(t, nil, "server", "--listen", freePort(t), "--data-dir", t.TempDir(), "--sse-buffer", "lots")
+	out, code = run(t, nil, "server", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--sse-buffer", "lots")
 	if code == 0 || !strings.Contains(out, "sse_buffer") {
 		t.Errorf("--sse-buffer lots: exit %d: %s", code, out)
 	}
