@@ -18,9 +18,10 @@ import (
 type ConnConfig struct {
 	// PingInterval is how often a WebSocket ping is sent.
 	PingInterval time.Duration
-	// PongTimeout is how long a ping may take to be written, and how much
-	// longer than PingInterval a Read waits with nothing received before the
-	// peer is declared dead and the connection closed.
+	// PongTimeout is how long a ping may take to be written, and how long
+	// its pong may take to come back: a Read that has waited PingInterval +
+	// PongTimeout with nothing received, and PongTimeout since a ping went
+	// out, declares the peer dead and closes the connection.
 	PongTimeout time.Duration
 }
 
@@ -36,14 +37,18 @@ func (c ConnConfig) withDefaults() ConnConfig {
 
 // ErrPeerUnresponsive is returned (wrapped) by Read when nothing, not even
 // a pong, arrived from the peer for PingInterval + PongTimeout while a Read
-// was waiting. The Conn has closed itself by then.
+// was waiting, and no pong came PongTimeout after a ping. The Conn has
+// closed itself by then.
 var ErrPeerUnresponsive = errors.New("protocol: the peer stopped answering pings")
 
 // Conn is a net.Conn whose bytes travel in binary WebSocket messages. It is
 // safe for one reader and any number of writers at once; the bytes of one
 // Write call stay together. It pings the peer every PingInterval and closes
 // itself when a Read has waited PingInterval + PongTimeout without anything
-// (data, ping or pong) arriving. As with gorilla/websocket, a failed read,
+// (data, ping or pong) arriving, and at least PongTimeout since a ping went
+// out in that silence: a timer that fires late, on a loaded machine, sends
+// a ping and waits for its pong before it blames the peer. As with
+// gorilla/websocket, a failed read,
 // including one past the read deadline, breaks reading for good: every
 // later Read returns the same error. The same holds for writes.
 //
@@ -65,15 +70,24 @@ type Conn struct {
 	flushArmed bool        // flushTimer is set
 	writeErr   error       // a failed write of pending by flushTimer, returned by later Writes
 
-	lastSeen    atomic.Int64 // unix nanos: a frame arrived, or a Read began waiting
-	lastHeard   atomic.Int64 // unix nanos: a frame arrived (LastHeard)
-	reading     atomic.Bool  // a Read is waiting: silence counts against the peer
-	silent      atomic.Bool  // the Conn closed itself because the peer went silent
-	userWriteDL atomic.Int64 // unix nanos, 0: none
+	lastSeen  atomic.Int64 // unix nanos: a frame arrived, or a Read began waiting
+	lastHeard atomic.Int64 // unix nanos: a frame arrived (LastHeard)
+	reading   atomic.Bool  // a Read is waiting: silence counts against the peer
+	silent    atomic.Bool  // the Conn closed itself because the peer went silent
+
+	// gorilla applies the write deadline a message began with to each of
+	// its frames, so a deadline set while a message is on its way would be
+	// undone by the message's next frame; deadlineTimer enforces it.
+	dlMu          sync.Mutex
+	userWriteDL   time.Time   // set by SetWriteDeadline; zero: none
+	msgWriteDL    time.Time   // the deadline the message being written began with
+	inMessage     bool        // a message is being written
+	deadlineTimer *time.Timer // runs enforceDeadline; nil until first needed
 
 	tickMu   sync.Mutex  // held by tick; Close takes it to wait for a running tick
 	timer    *time.Timer // runs tick
 	nextPing time.Time   // guarded by tickMu
+	pingSent time.Time   // guarded by tickMu: when the first ping since the peer was last heard was written (or tried)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -126,6 +140,12 @@ func (c *Conn) silence() time.Duration { return c.cfg.PingInterval + c.cfg.PongT
 
 // tick sends a ping when one is due, closes the Conn when a Read has
 // waited in silence too long, and sets the timer for the next of the two.
+//
+// The peer is blamed only for a ping it had the time to answer: the
+// silence must have lasted PingInterval + PongTimeout and include a ping
+// sent PongTimeout ago. A tick that runs late (a loaded machine, a paused
+// process) and finds the silence long first sends a ping, then waits
+// PongTimeout for its pong.
 func (c *Conn) tick() {
 	c.tickMu.Lock()
 	defer c.tickMu.Unlock()
@@ -133,27 +153,51 @@ func (c *Conn) tick() {
 		return
 	}
 	now := time.Now()
-	deadline := time.Unix(0, c.lastSeen.Load()).Add(c.silence())
-	if c.reading.Load() && !now.Before(deadline) {
+	seen := time.Unix(0, c.lastSeen.Load())
+	deadline := c.blameAt(seen)
+	reading := c.reading.Load()
+	if reading && !deadline.IsZero() && !now.Before(deadline) {
 		c.silent.Store(true)
 		c.close()
 		return
 	}
+	// With no ping since the peer was last heard, the next ping is due
+	// before the silence is long enough: nextPing is at most PingInterval
+	// after the last ping.
 	if !now.Before(c.nextPing) {
-		// A ping that times out is not fatal here: the peer's silence
-		// ends the connection through the check above.
+		// A ping that times out is not fatal here: it was not answered
+		// within PongTimeout, which the check above counts against the
+		// peer at the next tick.
+		if !c.pingSent.After(seen) {
+			c.pingSent = now // the first ping of this silence
+		}
 		if err := c.ws.WriteControl(websocket.PingMessage, nil, now.Add(c.cfg.PongTimeout)); err != nil && !isTimeout(err) {
 			c.close()
 			return
 		}
 		now = time.Now()
 		c.nextPing = now.Add(c.cfg.PingInterval)
+		deadline = c.blameAt(seen)
 	}
 	next := c.nextPing
-	if c.reading.Load() && deadline.Before(next) {
+	if reading && !deadline.IsZero() && deadline.Before(next) {
 		next = deadline
 	}
 	c.timer.Reset(max(next.Sub(now), time.Millisecond))
+}
+
+// blameAt is when a Read's silence since seen ends the Conn: PingInterval +
+// PongTimeout after seen, and PongTimeout after the first ping sent since
+// seen. It is zero while no ping has gone out since seen. c.tickMu is held.
+func (c *Conn) blameAt(seen time.Time) time.Time {
+	if !c.pingSent.After(seen) {
+		return time.Time{}
+	}
+	deadline := seen.Add(c.silence())
+	if answerBy := c.pingSent.Add(c.cfg.PongTimeout); answerBy.After(deadline) {
+		return answerBy
+	}
+	return deadline
 }
 
 // Read reads bytes from the current binary message, moving to the next one
@@ -318,7 +362,11 @@ func (c *Conn) writeMessage(head, body []byte) error {
 	if len(head)+len(body) == 0 {
 		return nil
 	}
-	_ = c.ws.SetWriteDeadline(c.writeDeadline())
+	c.dlMu.Lock()
+	c.msgWriteDL, c.inMessage = c.userWriteDL, true
+	_ = c.ws.SetWriteDeadline(c.msgWriteDL)
+	c.dlMu.Unlock()
+	defer c.endMessage()
 	w, err := c.ws.NextWriter(websocket.BinaryMessage)
 	if err != nil {
 		return err
@@ -333,6 +381,40 @@ func (c *Conn) writeMessage(head, body []byte) error {
 	}
 	return w.Close()
 }
+
+// endMessage notes that no message is being written.
+func (c *Conn) endMessage() {
+	c.dlMu.Lock()
+	c.inMessage = false
+	if c.deadlineTimer != nil {
+		c.deadlineTimer.Stop()
+	}
+	c.dlMu.Unlock()
+}
+
+// enforceDeadline runs on deadlineTimer when a deadline set during a
+// message has passed: while that message is still being written with the
+// deadline it began with, it sets the socket's deadline again, which ends
+// a write blocked in the socket, and looks again shortly, since gorilla
+// sets the old deadline before each frame.
+func (c *Conn) enforceDeadline() {
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
+	dl := c.userWriteDL
+	if !c.inMessage || dl.IsZero() || dl.Equal(c.msgWriteDL) {
+		return
+	}
+	if wait := time.Until(dl); wait > 0 {
+		c.deadlineTimer.Reset(wait)
+		return
+	}
+	_ = c.ws.NetConn().SetWriteDeadline(dl)
+	c.deadlineTimer.Reset(deadlineRecheck)
+}
+
+// deadlineRecheck is how often enforceDeadline looks again at a message
+// that is past its deadline and still being written.
+const deadlineRecheck = 5 * time.Millisecond
 
 // isMuxHeader reports whether p is exactly a yamux frame header (version
 // 0, a known type), as yamux writes one on its own.
@@ -391,7 +473,7 @@ func (c *Conn) close() {
 		// Frames held back go out first, unless a write is stuck.
 		if c.writeMu.TryLock() {
 			if c.writeErr == nil {
-				c.userWriteDL.Store(time.Now().Add(time.Second).UnixNano())
+				_ = c.SetWriteDeadline(time.Now().Add(time.Second))
 				_ = c.flushPending()
 			}
 			c.writeMu.Unlock()
@@ -429,24 +511,24 @@ func (c *Conn) SetReadDeadline(t time.Time) error {
 }
 
 // SetWriteDeadline sets the write deadline for data messages. It reaches a
-// Write blocked in the socket at once.
+// Write blocked in the socket at once, and holds for a message already on
+// its way.
 func (c *Conn) SetWriteDeadline(t time.Time) error {
-	if t.IsZero() {
-		c.userWriteDL.Store(0)
-	} else {
-		c.userWriteDL.Store(t.UnixNano())
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
+	c.userWriteDL = t
+	// ws.SetWriteDeadline is not safe beside a running write; the next
+	// message hands the stored deadline to ws, the socket's own deadline
+	// stops a write that is blocked now, and deadlineTimer holds it for the
+	// rest of the message being written.
+	if c.inMessage && !t.IsZero() && !t.Equal(c.msgWriteDL) {
+		if c.deadlineTimer == nil {
+			c.deadlineTimer = time.AfterFunc(time.Until(t), c.enforceDeadline)
+		} else {
+			c.deadlineTimer.Reset(time.Until(t))
+		}
 	}
-	// ws.SetWriteDeadline is not safe beside a running write; Write hands
-	// the stored deadline to ws, and the socket's own deadline stops a
-	// write that is blocked now.
 	return c.ws.NetConn().SetWriteDeadline(t)
-}
-
-func (c *Conn) writeDeadline() time.Time {
-	if u := c.userWriteDL.Load(); u != 0 {
-		return time.Unix(0, u)
-	}
-	return time.Time{}
 }
 
 func isTimeout(err error) bool {

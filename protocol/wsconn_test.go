@@ -2,6 +2,7 @@ package protocol_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,8 +25,10 @@ import (
 // instead of hanging when it does not.
 const waitLimit = 10 * time.Second
 
-// fastLiveness makes a silent peer show within a fraction of a second, with
-// room for a loaded machine running the race detector.
+// fastLiveness makes a silent peer show within a fraction of a second. A
+// Conn blames its peer only PongTimeout after a ping it sent, however late
+// its timer runs; PongTimeout leaves a pong's round trip room on a loaded
+// machine running the race detector.
 var fastLiveness = protocol.ConnConfig{PingInterval: 50 * time.Millisecond, PongTimeout: 500 * time.Millisecond}
 
 // tunnelServer starts an httptest server that answers /tunnel the way the
@@ -427,6 +431,131 @@ func TestConnWriteDeadline(t *testing.T) {
 		}
 	case <-time.After(waitLimit):
 		t.Fatal("Write blocked past its deadline")
+	}
+}
+
+// gateConn is a connection whose writes, once it is armed, act as if the
+// peer stopped reading right after one more frame: the first Write waits
+// until the test lets it go and then goes through; every later one blocks
+// until its write deadline, as a full socket does.
+type gateConn struct {
+	net.Conn
+	armed   atomic.Bool
+	first   sync.Once
+	entered chan struct{}
+	release chan struct{}
+
+	mu       sync.Mutex
+	deadline time.Time
+	changed  chan struct{} // closed and replaced when the deadline changes
+}
+
+func newGateConn() *gateConn {
+	return &gateConn{entered: make(chan struct{}), release: make(chan struct{}), changed: make(chan struct{})}
+}
+
+func (g *gateConn) Write(p []byte) (int, error) {
+	if !g.armed.Load() {
+		return g.Conn.Write(p)
+	}
+	passed := false
+	g.first.Do(func() {
+		close(g.entered)
+		<-g.release
+		passed = true
+	})
+	if passed {
+		return g.Conn.Write(p)
+	}
+	for {
+		g.mu.Lock()
+		deadline, changed := g.deadline, g.changed
+		g.mu.Unlock()
+		if deadline.IsZero() {
+			<-changed
+			continue
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return 0, os.ErrDeadlineExceeded
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-changed:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+func (g *gateConn) SetWriteDeadline(t time.Time) error {
+	g.mu.Lock()
+	g.deadline = t
+	close(g.changed)
+	g.changed = make(chan struct{})
+	g.mu.Unlock()
+	return g.Conn.SetWriteDeadline(t)
+}
+
+func (g *gateConn) SetDeadline(t time.Time) error {
+	if err := g.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return g.Conn.SetReadDeadline(t)
+}
+
+// TestConnWriteDeadlineHoldsMidMessage sets the write deadline while a
+// message is half written, to a peer that does not read. gorilla sets the
+// deadline a message began with (none) before each of its frames; the
+// deadline set in the middle must still end the Write.
+func TestConnWriteDeadlineHoldsMidMessage(t *testing.T) {
+	t.Parallel()
+	url, accepted := tunnelServer(t)
+	gate := newGateConn()
+	dialer := websocket.Dialer{
+		Subprotocols:     []string{protocol.Subprotocol},
+		HandshakeTimeout: waitLimit,
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			gate.Conn = conn
+			return gate, err
+		},
+	}
+	cws, resp, err := dialer.Dial(url, http.Header{"Authorization": {"Bearer test-token"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	select {
+	case sws := <-accepted: // stays unread
+		t.Cleanup(func() { sws.Close() })
+	case <-time.After(waitLimit):
+		t.Fatal("the server did not accept the WebSocket")
+	}
+	client := protocol.NewConn(cws, protocol.ConnConfig{})
+	defer client.Close()
+	gate.armed.Store(true)
+	written := make(chan error, 1)
+	go func() {
+		_, err := client.Write(make([]byte, 256<<20)) // more than the socket buffers hold
+		written <- err
+	}()
+	select {
+	case <-gate.entered: // the first frame of the first message is on its way; the next one sticks
+	case <-time.After(waitLimit):
+		t.Fatal("the Write did not start")
+	}
+	if err := client.SetWriteDeadline(time.Now().Add(100 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	close(gate.release)
+	select {
+	case err := <-written:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("Write past the deadline = %v", err)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("Write blocked past a deadline set in the middle of a message")
 	}
 }
 
