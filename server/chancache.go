@@ -27,6 +27,7 @@ const channelLookupTimeout = 10 * time.Second
 // the store.
 type channelCache struct {
 	lookups singleflight.Group
+	now     func() time.Time // the clock; nil: time.Now. Tests stop it to see one TTL.
 
 	mu      sync.Mutex
 	entries map[string]cachedChannel // found, by id; at most maxCachedChannels
@@ -54,8 +55,15 @@ func (cc *channelCache) cached(id string, now time.Time) (ch store.Channel, ok b
 	return store.Channel{}, false, nil
 }
 
+func (cc *channelCache) clock() time.Time {
+	if cc.now != nil {
+		return cc.now()
+	}
+	return time.Now()
+}
+
 func (cc *channelCache) get(ctx context.Context, st store.Store, id string) (store.Channel, error) {
-	if ch, ok, err := cc.cached(id, time.Now()); ok {
+	if ch, ok, err := cc.cached(id, cc.clock()); ok {
 		return ch, err
 	}
 	// Concurrent lookups of one id wait for one store read, bounded by
@@ -63,7 +71,7 @@ func (cc *channelCache) get(ctx context.Context, st store.Store, id string) (sto
 	// happened to start it.
 	v, err, _ := cc.lookups.Do(id, func() (any, error) {
 		// A lookup that started after another one finished finds its answer.
-		if ch, ok, err := cc.cached(id, time.Now()); ok {
+		if ch, ok, err := cc.cached(id, cc.clock()); ok {
 			return ch, err
 		}
 		cc.mu.Lock()
@@ -71,7 +79,7 @@ func (cc *channelCache) get(ctx context.Context, st store.Store, id string) (sto
 		cc.mu.Unlock()
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), channelLookupTimeout)
 		defer cancel()
-		fetched := time.Now()
+		fetched := cc.clock()
 		ch, err := st.GetChannel(lctx, id)
 		cc.mu.Lock()
 		defer cc.mu.Unlock()

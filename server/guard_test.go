@@ -42,6 +42,12 @@ func serveRelay(t *testing.T, cfg Config) (*Relay, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r, serveBuilt(t, r)
+}
+
+// serveBuilt serves r on 127.0.0.1 until cleanup and returns its base URL.
+func serveBuilt(t *testing.T, r *Relay) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -56,16 +62,42 @@ func serveRelay(t *testing.T, cfg Config) (*Relay, string) {
 		}
 		_ = r.Close()
 	})
-	return r, "http://" + ln.Addr().String()
+	return "http://" + ln.Addr().String()
+}
+
+// manualClock is a clock that moves only when the test moves it.
+type manualClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *manualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *manualClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
 }
 
 // TestUnknownChannelFloodReadsTheStoreOnce: concurrent and repeated
 // webhooks to a channel that does not exist are answered 404 from one
-// store read; creating the channel makes it known at once.
+// store read within the cache's TTL, however long the flood takes (the
+// cache's clock is the test's); past the TTL the store is asked again;
+// creating the channel makes it known at once.
 func TestUnknownChannelFloodReadsTheStoreOnce(t *testing.T) {
 	t.Parallel()
 	st := &countingStore{Store: memstore.New(store.Limits{}), lookups: map[string]int{}}
-	_, base := serveRelay(t, Config{Store: st, AdminToken: uiAdminToken})
+	clock := &manualClock{now: time.Now()}
+	r, err := New(Config{Store: st, AdminToken: uiAdminToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.channels.now = clock.Now // before the relay serves a request
+	base := serveBuilt(t, r)
 	post := func(id string) int {
 		resp, err := http.Post(base+"/h/"+id+"/x", "text/plain", strings.NewReader("x"))
 		if err != nil {
@@ -89,6 +121,13 @@ func TestUnknownChannelFloodReadsTheStoreOnce(t *testing.T) {
 	}
 	if n := st.count("no-such-channel"); n != 1 {
 		t.Errorf("200 webhooks to an unknown channel read the store %d times, want once", n)
+	}
+	clock.advance(channelCacheTTL)
+	for range 10 {
+		post("no-such-channel")
+	}
+	if n := st.count("no-such-channel"); n != 2 {
+		t.Errorf("after the TTL, 10 more webhooks brought the store reads to %d, want 2", n)
 	}
 
 	req, _ := http.NewRequest("POST", base+"/api/v1/channels", strings.NewReader(`{"id":"no-such-channel"}`))
