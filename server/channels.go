@@ -108,6 +108,16 @@ func (r *Relay) createChannel(c *gin.Context) {
 		}
 		ch.ExpiresAt = ch.CreatedAt.Add(ttl)
 	}
+	if !authed {
+		// Anonymous channels expire, at the latest after the relay's
+		// anonymous TTL, and each address may create only so many.
+		if limit := ch.CreatedAt.Add(r.cfg.AnonymousChannelTTL); ch.ExpiresAt.IsZero() || ch.ExpiresAt.After(limit) {
+			ch.ExpiresAt = limit
+		}
+		if !r.admitAnonymous(c) {
+			return
+		}
+	}
 	readKey := newReadKey(ch.ID)
 	ch.ReadKeyHash = hashToken(readKey)
 	if err := r.store.CreateChannel(c.Request.Context(), ch); err != nil {

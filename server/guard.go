@@ -25,11 +25,12 @@ const maxHeaderCount = 256
 // drops those: the map holds only channels busy in the last moments.
 type limiters struct {
 	mu sync.Mutex
-	m  map[string]*channelLimiter // by channel id
+	m  map[string]*channelLimiter // by channel id (or, for anonymous channels, source address)
 }
 
 type channelLimiter struct {
 	limit   float64
+	burst   int
 	limiter *rate.Limiter
 }
 
@@ -61,21 +62,26 @@ func (l *limiters) size() int {
 // allow takes one token from the channel's bucket at eventsPerSecond (burst
 // twice that). It returns how long to wait when the bucket is empty.
 func (l *limiters) allow(channelID string, eventsPerSecond float64) (bool, time.Duration) {
-	if eventsPerSecond <= 0 {
+	return l.allowBurst(channelID, eventsPerSecond, max(1, int(math.Ceil(2*eventsPerSecond))))
+}
+
+// allowBurst takes one token from key's bucket, which refills at perSecond
+// and holds burst tokens. It returns how long to wait when it is empty.
+func (l *limiters) allowBurst(key string, perSecond float64, burst int) (bool, time.Duration) {
+	if perSecond <= 0 {
 		return true, 0
 	}
 	l.mu.Lock()
-	cl := l.m[channelID]
-	if cl == nil || cl.limit != eventsPerSecond {
-		burst := max(1, int(math.Ceil(2*eventsPerSecond)))
-		cl = &channelLimiter{limit: eventsPerSecond, limiter: rate.NewLimiter(rate.Limit(eventsPerSecond), burst)}
+	cl := l.m[key]
+	if cl == nil || cl.limit != perSecond || cl.burst != burst {
+		cl = &channelLimiter{limit: perSecond, burst: burst, limiter: rate.NewLimiter(rate.Limit(perSecond), burst)}
 		if l.m == nil {
 			l.m = make(map[string]*channelLimiter)
 		}
 		if len(l.m) >= sweepLimitersAt {
 			l.sweepLocked(time.Now())
 		}
-		l.m[channelID] = cl
+		l.m[key] = cl
 	}
 	l.mu.Unlock()
 	res := cl.limiter.Reserve()

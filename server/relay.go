@@ -43,6 +43,15 @@ const (
 	maxHeaderBytes          = 64 << 10 // per request; larger header blocks get 431
 )
 
+// Defaults for the channels anyone may create where AllowAnonymous is on.
+const (
+	// DefaultAnonymousChannelTTL is how long an anonymous channel lives.
+	DefaultAnonymousChannelTTL = 24 * time.Hour
+	// DefaultAnonymousChannelsPerMinute is how many anonymous channels one
+	// source address may create a minute (ten at once, then one every 6 s).
+	DefaultAnonymousChannelsPerMinute = 10
+)
+
 // Config configures a Relay. Store is required; everything else has a
 // default.
 type Config struct {
@@ -77,6 +86,16 @@ type Config struct {
 	// AllowAnonymous lets anyone create a channel (public relays); such a
 	// channel is read with the read key it comes with.
 	AllowAnonymous bool
+	// AnonymousChannelTTL is how long a channel created without a token
+	// (GET /new, or POST /api/v1/channels with none) lives; retention then
+	// deletes it with its events. A shorter ttl asked for is kept, a longer
+	// one is cut to this (default 24h).
+	AnonymousChannelTTL time.Duration
+	// AnonymousChannelsPerMinute is how many channels one source address
+	// (an IPv6 address counts by its /64) may create without a token a
+	// minute, all at once and then evenly; more are answered 429 with
+	// Retry-After (default 10).
+	AnonymousChannelsPerMinute float64
 	// MaxChannelsPerTeam caps channels per team (0: no cap).
 	MaxChannelsPerTeam int
 	// MaxAgentsPerToken caps the tunnels one token may hold open at once
@@ -178,6 +197,12 @@ func (c *Config) setDefaults() error {
 	if c.SSEKeepAlive <= 0 {
 		c.SSEKeepAlive = DefaultSSEKeepAlive
 	}
+	if c.AnonymousChannelTTL <= 0 {
+		c.AnonymousChannelTTL = DefaultAnonymousChannelTTL
+	}
+	if c.AnonymousChannelsPerMinute <= 0 {
+		c.AnonymousChannelsPerMinute = DefaultAnonymousChannelsPerMinute
+	}
 	if c.MaxAgentsPerReadKey <= 0 {
 		c.MaxAgentsPerReadKey = 20
 	}
@@ -233,6 +258,7 @@ type Relay struct {
 	hub            *hub
 	metrics        *metrics
 	limiters       limiters
+	anonLimiters   limiters // anonymous channel creation, by source address
 	channels       channelCache
 	sseCaps        streamCaps
 	engine         *gin.Engine

@@ -22,6 +22,7 @@ func (r *Relay) retentionLoop() {
 			return
 		case <-t.C:
 			r.limiters.sweep(time.Now())
+			r.anonLimiters.sweep(time.Now())
 			if _, err := r.prune(r.ctx, time.Now()); err != nil && r.ctx.Err() == nil {
 				r.log.Error("retention", "err", err)
 			}

@@ -3,9 +3,12 @@ package server
 import (
 	"errors"
 	"fmt"
+	"math"
 	"mime"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +26,10 @@ import (
 //	GET  /h/CHANNEL            Authorization: Bearer TOKEN  the same, with a team token
 //	GET  /h/events/CHANNEL?key=rk_…                         the same, where gosmee looks for it
 //	GET|HEAD /new                                           307 to a new anonymous channel's stream URL
+//
+// Anonymous channels live Config.AnonymousChannelTTL (retention deletes
+// them with their events), and one source address may create
+// Config.AnonymousChannelsPerMinute of them a minute.
 //
 // Reading needs the channel's read key in the URL (the one place
 // smee-client can carry it) or a token in Authorization. A URL that
@@ -223,7 +230,11 @@ func (r *Relay) newChannel(c *gin.Context) {
 				"its URL plus ?key=READ_KEY")
 		return
 	}
+	if !r.admitAnonymous(c) {
+		return
+	}
 	ch := store.Channel{ID: NewChannelID(), CreatedAt: time.Now().UTC()}
+	ch.ExpiresAt = ch.CreatedAt.Add(r.cfg.AnonymousChannelTTL)
 	readKey := newReadKey(ch.ID)
 	ch.ReadKeyHash = hashToken(readKey)
 	if err := r.store.CreateChannel(c.Request.Context(), ch); err != nil {
@@ -236,8 +247,43 @@ func (r *Relay) newChannel(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
 	c.JSON(http.StatusTemporaryRedirect, gin.H{
 		"channel": ch.ID, "url": ingress, "stream_url": stream, "read_key": readKey,
-		"message": "send webhooks to url; read them with smee-client or EventSource at stream_url, or with 'hookrelay connect' and the read key as token",
+		"expires_at": ch.ExpiresAt,
+		"message": "send webhooks to url; read them with smee-client or EventSource at stream_url, or with 'hookrelay connect' " +
+			"and the read key as token; the channel and its webhooks are deleted at expires_at",
 	})
+}
+
+// admitAnonymous applies the per-address rate limit on creating channels
+// without a token. It answers 429 and returns false when the address has
+// created its share.
+func (r *Relay) admitAnonymous(c *gin.Context) bool {
+	perMinute := r.cfg.AnonymousChannelsPerMinute
+	burst := max(1, int(math.Ceil(perMinute)))
+	ok, wait := r.anonLimiters.allowBurst(sourceKey(c.ClientIP()), perMinute/60, burst)
+	if ok {
+		return true
+	}
+	c.Header("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+	abortJSON(c, http.StatusTooManyRequests, "rate_limited", fmt.Sprintf(
+		"your address has created its share of anonymous channels (%g a minute); retry after %s, "+
+			"or ask the relay's operator for a token", perMinute, wait.Round(time.Second)))
+	return false
+}
+
+// sourceKey is what the anonymous rate limit counts by: the client's IP
+// address, or for IPv6 its /64, which one subscriber usually holds whole.
+func sourceKey(clientIP string) string {
+	ip, err := netip.ParseAddr(clientIP)
+	if err != nil {
+		return clientIP
+	}
+	ip = ip.Unmap()
+	if ip.Is6() {
+		if p, err := ip.Prefix(64); err == nil {
+			return p.String()
+		}
+	}
+	return ip.String()
 }
 
 // baseURL is the relay's public base URL as seen by req.

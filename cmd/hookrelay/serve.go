@@ -65,6 +65,8 @@ over the file):
   max_streams_per_token   --max-streams-per-token   100 (live streams and long-polls)
   max_channels_per_team   --max-channels-per-team   0 (no cap)
   allow_anonymous         --allow-anonymous         false
+  anonymous_channel_ttl   --anonymous-channel-ttl   24h (anonymous channels are deleted after this)
+  anonymous_channels_per_minute  --anonymous-channels-per-minute  10 (per source address; IPv6 per /64)
   trusted_proxies         --trusted-proxies         (none; e.g. 10.0.0.0/8,127.0.0.1)
   tls_cert, tls_key       --tls-cert, --tls-key     (serve plain HTTP)
   acme_domain             --acme-domain             (automatic certificates for this domain)
@@ -118,6 +120,10 @@ func newServerCmd() *cobra.Command {
 	f.Int("max-streams-per-token", 100, "live streams and long-polls one token or read key may hold open at once")
 	f.Int("max-channels-per-team", 0, "channels per team (0: no cap)")
 	f.Bool("allow-anonymous", false, "let anyone create a channel (it comes with its read key)")
+	f.Duration("anonymous-channel-ttl", server.DefaultAnonymousChannelTTL,
+		"how long a channel created without a token (GET /new) lives; retention then deletes it with its webhooks")
+	f.Float64("anonymous-channels-per-minute", server.DefaultAnonymousChannelsPerMinute,
+		"channels one source address (IPv6: its /64) may create without a token a minute; more get 429 with Retry-After")
 	f.StringSlice("trusted-proxies", nil, "reverse proxies (IPs or CIDRs) whose X-Forwarded-For is believed")
 	f.String("tls-cert", "", "TLS certificate file (PEM)")
 	f.String("tls-key", "", "TLS key file (PEM)")
@@ -228,6 +234,9 @@ func runServer(cmd *cobra.Command, _ []string) error {
 		Version:             version,
 		NodeName:            v.GetString("node_name"),
 		Logger:              logger,
+
+		AnonymousChannelTTL:        v.GetDuration("anonymous_channel_ttl"),
+		AnonymousChannelsPerMinute: v.GetFloat64("anonymous_channels_per_minute"),
 	})
 	if err != nil {
 		return err
