@@ -87,8 +87,8 @@ var providers = map[string]provider{
 				{Name: "X-GitHub-Hook-ID", Value: "481516234"},
 				{Name: "X-GitHub-Hook-Installation-Target-ID", Value: "702345871"},
 				{Name: "X-GitHub-Hook-Installation-Target-Type", Value: "repository"},
-				{Name: headerGitHub1, Value: ""},
-				{Name: headerGitHub256, Value: ""},
+				{Name: HeaderGitHubSHA1, Value: ""},
+				{Name: HeaderGitHub, Value: ""},
 			}
 		},
 		fresh: func(body []byte, _ time.Time) ([]byte, error) { return body, nil },
@@ -102,7 +102,7 @@ var providers = map[string]provider{
 				{Name: "Cache-Control", Value: "no-cache"},
 				{Name: "User-Agent", Value: "Stripe/1.0 (+https://stripe.com/docs/webhooks)"},
 				{Name: "Accept", Value: "*/*; q=0.5, application/xml"},
-				{Name: headerStripe, Value: ""},
+				{Name: HeaderStripe, Value: ""},
 			}
 		},
 		fresh: func(body []byte, now time.Time) ([]byte, error) {
@@ -120,8 +120,8 @@ var providers = map[string]provider{
 				{Name: "Content-Type", Value: ctype},
 				{Name: "User-Agent", Value: "Slackbot 1.0 (+https://api.slack.com/robots)"},
 				{Name: "Accept", Value: "application/json,*/*"},
-				{Name: headerSlackSignature, Value: ""},
-				{Name: headerSlackTimestamp, Value: ""},
+				{Name: HeaderSlackSignature, Value: ""},
+				{Name: HeaderSlackTimestamp, Value: ""},
 			}
 		},
 		fresh: func(body []byte, now time.Time) ([]byte, error) {
@@ -148,9 +148,9 @@ var providers = map[string]provider{
 			return []protocol.Header{
 				{Name: "Content-Type", Value: "application/json"},
 				{Name: "User-Agent", Value: "hookrelay-trigger"},
-				{Name: headerWebhookID, Value: NewMessageID()},
-				{Name: headerWebhookTime, Value: ""},
-				{Name: headerWebhookSig, Value: ""},
+				{Name: HeaderWebhookID, Value: NewMessageID()},
+				{Name: HeaderWebhookTimestamp, Value: ""},
+				{Name: HeaderWebhookSignature, Value: ""},
 			}
 		},
 		fresh: func(body []byte, now time.Time) ([]byte, error) {
@@ -234,7 +234,7 @@ func BuildSample(providerName, event string, opts SampleOptions) (Request, error
 		if p.scheme != GitHub {
 			return Request{}, fmt.Errorf("%s signs every webhook: pass its signing secret: %w", providerName, ErrNoSecret)
 		}
-		req.Headers = Remove(Remove(req.Headers, headerGitHub1), headerGitHub256)
+		req.Headers = Remove(Remove(req.Headers, HeaderGitHubSHA1), HeaderGitHub)
 		return req, nil
 	}
 	signer := Signer{Scheme: p.scheme, Secret: opts.Secret}

@@ -32,22 +32,22 @@ func Schemes() []string { return []string{GitHub, Stripe, Slack, StandardWebhook
 // DefaultHMACHeader carries the signature of the hmac scheme when Signer.Header is empty.
 const DefaultHMACHeader = "X-Signature"
 
-// standardSecretPrefix starts a Standard Webhooks secret (and Stripe's).
-const standardSecretPrefix = "whsec_"
+// StandardSecretPrefix starts a Standard Webhooks secret (and Stripe's).
+const StandardSecretPrefix = "whsec_"
 
-// Header names as the providers send them.
+// Header names as the providers send them; server/verify reads the same.
 const (
-	headerGitHub256      = "X-Hub-Signature-256"
-	headerGitHub1        = "X-Hub-Signature"
-	headerStripe         = "Stripe-Signature"
-	headerSlackTimestamp = "X-Slack-Request-Timestamp"
-	headerSlackSignature = "X-Slack-Signature"
-	headerWebhookID      = "webhook-id"
-	headerWebhookTime    = "webhook-timestamp"
-	headerWebhookSig     = "webhook-signature"
-	headerSvixID         = "svix-id"
-	headerSvixTime       = "svix-timestamp"
-	headerSvixSig        = "svix-signature"
+	HeaderGitHub           = "X-Hub-Signature-256"
+	HeaderGitHubSHA1       = "X-Hub-Signature" // legacy, signed only where a request has it
+	HeaderStripe           = "Stripe-Signature"
+	HeaderSlackTimestamp   = "X-Slack-Request-Timestamp"
+	HeaderSlackSignature   = "X-Slack-Signature"
+	HeaderWebhookID        = "webhook-id"
+	HeaderWebhookTimestamp = "webhook-timestamp"
+	HeaderWebhookSignature = "webhook-signature"
+	HeaderSvixID           = "svix-id" // Svix's names for the webhook-* headers
+	HeaderSvixTimestamp    = "svix-timestamp"
+	HeaderSvixSignature    = "svix-signature"
 )
 
 // ErrNoSecret is returned by Sign when the signer has no secret.
@@ -76,17 +76,47 @@ func (s Signer) key() ([]byte, error) {
 	if s.Secret == "" {
 		return nil, fmt.Errorf("%s: %w", s.Scheme, ErrNoSecret)
 	}
-	if s.Scheme == StandardWebhooks {
-		key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(s.Secret, standardSecretPrefix))
-		if err != nil || len(key) == 0 {
-			return nil, fmt.Errorf("standard-webhooks secret must be %s followed by base64", standardSecretPrefix)
-		}
-		return key, nil
-	}
 	if s.Scheme == HMAC && !ValidHeaderName(s.hmacHeader()) {
 		return nil, fmt.Errorf("signature header %q is not a valid header name", s.Header)
 	}
-	return []byte(s.Secret), nil
+	return SigningKey(s.Scheme, s.Secret)
+}
+
+// SigningKey returns the HMAC key a provider's secret stands for. For
+// standard-webhooks it is the base64 after an optional "whsec_" (standard
+// alphabet, padded), as the reference libraries read it; for every other
+// scheme the secret's own bytes (Stripe's "whsec_" secret is used as is,
+// as Stripe does).
+func SigningKey(scheme, secret string) ([]byte, error) {
+	if scheme != StandardWebhooks {
+		return []byte(secret), nil
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, StandardSecretPrefix))
+	if err != nil {
+		return nil, fmt.Errorf("standard-webhooks secret must be %s followed by base64: %w", StandardSecretPrefix, err)
+	}
+	if len(key) == 0 {
+		return nil, fmt.Errorf("standard-webhooks secret holds no key after %s", StandardSecretPrefix)
+	}
+	return key, nil
+}
+
+// Digest returns the HMAC-SHA256 that scheme signs, keyed with key (see
+// SigningKey): of the body (github, hmac), of TS "." body (stripe), of
+// "v0:" TS ":" body (slack), or of ID "." TS "." body (standard-webhooks),
+// where TS is the Unix time in seconds as sent and ID the message id.
+// Signer writes it; server/verify compares a request's signatures with it.
+func Digest(scheme string, key []byte, id, ts string, body []byte) []byte {
+	switch scheme {
+	case Stripe:
+		return mac(sha256.New, key, []byte(ts), []byte("."), body)
+	case Slack:
+		return mac(sha256.New, key, []byte("v0:"+ts+":"), body)
+	case StandardWebhooks:
+		return mac(sha256.New, key, []byte(id+"."+ts+"."), body)
+	default: // github, hmac
+		return mac(sha256.New, key, body)
+	}
 }
 
 func (s Signer) hmacHeader() string {
@@ -105,26 +135,27 @@ func (s Signer) Sign(headers []protocol.Header, body []byte, now time.Time) ([]p
 	if err != nil {
 		return nil, err
 	}
+	if now.Unix() < 0 && (s.Scheme == Stripe || s.Scheme == Slack || s.Scheme == StandardWebhooks) {
+		return nil, fmt.Errorf("cannot sign at %s: %s timestamps start at 1970", now.UTC().Format(time.RFC3339), s.Scheme)
+	}
 	out := append([]protocol.Header(nil), headers...)
 	ts := strconv.FormatInt(now.Unix(), 10)
 	switch s.Scheme {
 	case GitHub:
-		if _, ok := Get(out, headerGitHub1); ok {
-			out = Set(out, headerGitHub1, "sha1="+hex.EncodeToString(mac(sha1.New, key, body)))
+		if _, ok := Get(out, HeaderGitHubSHA1); ok {
+			out = Set(out, HeaderGitHubSHA1, "sha1="+hex.EncodeToString(mac(sha1.New, key, body)))
 		}
-		out = Set(out, headerGitHub256, "sha256="+hex.EncodeToString(mac(sha256.New, key, body)))
+		out = Set(out, HeaderGitHub, "sha256="+hex.EncodeToString(Digest(GitHub, key, "", "", body)))
 	case Stripe:
-		sig := mac(sha256.New, key, []byte(ts), []byte("."), body)
-		out = Set(out, headerStripe, "t="+ts+",v1="+hex.EncodeToString(sig))
+		out = Set(out, HeaderStripe, "t="+ts+",v1="+hex.EncodeToString(Digest(Stripe, key, "", ts, body)))
 	case Slack:
-		sig := mac(sha256.New, key, []byte("v0:"+ts+":"), body)
-		out = Set(out, headerSlackTimestamp, ts)
-		out = Set(out, headerSlackSignature, "v0="+hex.EncodeToString(sig))
+		out = Set(out, HeaderSlackTimestamp, ts)
+		out = Set(out, HeaderSlackSignature, "v0="+hex.EncodeToString(Digest(Slack, key, "", ts, body)))
 	case StandardWebhooks:
-		idName, tsName, sigName := headerWebhookID, headerWebhookTime, headerWebhookSig
-		if _, ok := Get(out, headerWebhookID); !ok {
-			if _, ok := Get(out, headerSvixID); ok {
-				idName, tsName, sigName = headerSvixID, headerSvixTime, headerSvixSig
+		idName, tsName, sigName := HeaderWebhookID, HeaderWebhookTimestamp, HeaderWebhookSignature
+		if _, ok := Get(out, HeaderWebhookID); !ok {
+			if _, ok := Get(out, HeaderSvixID); ok {
+				idName, tsName, sigName = HeaderSvixID, HeaderSvixTimestamp, HeaderSvixSignature
 			}
 		}
 		id, ok := Get(out, idName)
@@ -132,16 +163,15 @@ func (s Signer) Sign(headers []protocol.Header, body []byte, now time.Time) ([]p
 			id = NewMessageID()
 			out = Set(out, idName, id)
 		}
-		sig := mac(sha256.New, key, []byte(id+"."+ts+"."), body)
 		out = Set(out, tsName, ts)
-		out = Set(out, sigName, "v1,"+base64.StdEncoding.EncodeToString(sig))
+		out = Set(out, sigName, "v1,"+base64.StdEncoding.EncodeToString(Digest(StandardWebhooks, key, id, ts, body)))
 	case HMAC:
 		name := s.hmacHeader()
 		prefix := ""
 		if old, ok := Get(out, name); ok && len(old) >= 7 && strings.EqualFold(old[:7], "sha256=") {
 			prefix = old[:7]
 		}
-		out = Set(out, name, prefix+hex.EncodeToString(mac(sha256.New, key, body)))
+		out = Set(out, name, prefix+hex.EncodeToString(Digest(HMAC, key, "", "", body)))
 	}
 	return out, nil
 }
@@ -167,13 +197,13 @@ func NewSecret(scheme string) (string, error) {
 	case GitHub, HMAC:
 		return randomHex(32), nil
 	case Stripe:
-		return standardSecretPrefix + randomHex(24), nil
+		return StandardSecretPrefix + randomHex(24), nil
 	case Slack:
 		return randomHex(16), nil
 	case StandardWebhooks:
 		var b [24]byte
 		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
-		return standardSecretPrefix + base64.StdEncoding.EncodeToString(b[:]), nil
+		return StandardSecretPrefix + base64.StdEncoding.EncodeToString(b[:]), nil
 	}
 	return "", fmt.Errorf("unknown signature scheme %q (want one of %s)", scheme, strings.Join(Schemes(), ", "))
 }

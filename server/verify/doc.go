@@ -12,8 +12,10 @@
 // that does not wrap ErrSignature means the Config itself is unusable: the
 // fault is the channel owner's, not the sender's.
 //
-// [Sign] is the other side of each scheme: it produces the headers a
-// provider would send, for tests and for users' documentation.
+// The other side of each scheme, the headers a provider would send, is
+// the webhook package's Signer; the recipe of each scheme (header names,
+// what its HMAC covers, how a secret becomes a key) is written once, there,
+// and Verify uses it.
 //
 // The package does not read the clock or the network by itself beyond
 // [Request.Now] defaulting to time.Now, and holds no state.

@@ -7,38 +7,30 @@ import (
 	"encoding/hex"
 	"strings"
 	"time"
+
+	"github.com/hookrelay/hookrelay/webhook"
 )
 
-// Header names, spelled as the providers document them.
-const (
-	headerGitHub         = "X-Hub-Signature-256"
-	headerStripe         = "Stripe-Signature"
-	headerSlackTimestamp = "X-Slack-Request-Timestamp"
-	headerSlackSignature = "X-Slack-Signature"
-	headerWebhookID      = "webhook-id"
-	headerWebhookTime    = "webhook-timestamp"
-	headerWebhookSig     = "webhook-signature"
-	headerSvixID         = "svix-id"
-	headerSvixTime       = "svix-timestamp"
-	headerSvixSig        = "svix-signature"
-)
+// The header names, and what each scheme's HMAC covers (webhook.Digest),
+// are the webhook package's, which signs what these functions check: one
+// recipe for each provider's scheme.
 
 // verifyGitHub checks X-Hub-Signature-256: "sha256=" + hex(HMAC-SHA256(secret, body)).
 // https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries
 func verifyGitHub(key []byte, r Request) error {
-	v, ok := r.header(headerGitHub)
+	v, ok := r.header(webhook.HeaderGitHub)
 	if !ok {
-		return missing(headerGitHub)
+		return missing(webhook.HeaderGitHub)
 	}
 	encoded, ok := strings.CutPrefix(v, "sha256=")
 	if !ok {
-		return malformed(headerGitHub, "want sha256=<hex>")
+		return malformed(webhook.HeaderGitHub, "want sha256=<hex>")
 	}
 	got, ok := decodeHexMAC(encoded)
 	if !ok {
-		return malformed(headerGitHub, "want sha256= followed by 64 hex digits")
+		return malformed(webhook.HeaderGitHub, "want sha256= followed by 64 hex digits")
 	}
-	if !hmac.Equal(got, mac(key, r.Body)) {
+	if !hmac.Equal(got, webhook.Digest(webhook.GitHub, key, "", "", r.Body)) {
 		return mismatch()
 	}
 	return nil
@@ -50,9 +42,9 @@ func verifyGitHub(key []byte, r Request) error {
 // schemes are ignored, as Stripe's libraries do.
 // https://docs.stripe.com/webhooks#verify-manually
 func verifyStripe(key []byte, r Request, now time.Time, tolerance time.Duration) error {
-	v, ok := r.header(headerStripe)
+	v, ok := r.header(webhook.HeaderStripe)
 	if !ok {
-		return missing(headerStripe)
+		return missing(webhook.HeaderStripe)
 	}
 	var (
 		rawTS  string
@@ -63,12 +55,12 @@ func verifyStripe(key []byte, r Request, now time.Time, tolerance time.Duration)
 	for item := range strings.SplitSeq(v, ",") {
 		k, val, ok := strings.Cut(strings.TrimSpace(item), "=")
 		if !ok {
-			return malformed(headerStripe, "want t=<timestamp>,v1=<signature>")
+			return malformed(webhook.HeaderStripe, "want t=<timestamp>,v1=<signature>")
 		}
 		switch k {
 		case "t":
 			if sawTS {
-				return malformed(headerStripe, "more than one t= timestamp")
+				return malformed(webhook.HeaderStripe, "more than one t= timestamp")
 			}
 			rawTS, sawTS = val, true
 		case "v1":
@@ -79,16 +71,16 @@ func verifyStripe(key []byte, r Request, now time.Time, tolerance time.Duration)
 		}
 	}
 	if !sawTS {
-		return malformed(headerStripe, "no t= timestamp")
+		return malformed(webhook.HeaderStripe, "no t= timestamp")
 	}
 	ts, ok := parseTimestamp(rawTS)
 	if !ok {
-		return malformed(headerStripe, "t= is not a Unix time in seconds")
+		return malformed(webhook.HeaderStripe, "t= is not a Unix time in seconds")
 	}
 	if !sawSig {
-		return malformed(headerStripe, "no v1= signature")
+		return malformed(webhook.HeaderStripe, "no v1= signature")
 	}
-	want := mac(key, []byte(rawTS), []byte("."), r.Body)
+	want := webhook.Digest(webhook.Stripe, key, "", rawTS, r.Body)
 	if !anyEqual(sigs, want) {
 		return mismatch()
 	}
@@ -99,27 +91,27 @@ func verifyStripe(key []byte, r Request, now time.Time, tolerance time.Duration)
 // "v0:" + X-Slack-Request-Timestamp + ":" + body)).
 // https://api.slack.com/authentication/verifying-requests-from-slack
 func verifySlack(key []byte, r Request, now time.Time, tolerance time.Duration) error {
-	rawTS, ok := r.header(headerSlackTimestamp)
+	rawTS, ok := r.header(webhook.HeaderSlackTimestamp)
 	if !ok {
-		return missing(headerSlackTimestamp)
+		return missing(webhook.HeaderSlackTimestamp)
 	}
-	v, ok := r.header(headerSlackSignature)
+	v, ok := r.header(webhook.HeaderSlackSignature)
 	if !ok {
-		return missing(headerSlackSignature)
+		return missing(webhook.HeaderSlackSignature)
 	}
 	ts, ok := parseTimestamp(rawTS)
 	if !ok {
-		return malformed(headerSlackTimestamp, "want a Unix time in seconds")
+		return malformed(webhook.HeaderSlackTimestamp, "want a Unix time in seconds")
 	}
 	encoded, ok := strings.CutPrefix(v, "v0=")
 	if !ok {
-		return malformed(headerSlackSignature, "want v0=<hex>")
+		return malformed(webhook.HeaderSlackSignature, "want v0=<hex>")
 	}
 	got, ok := decodeHexMAC(encoded)
 	if !ok {
-		return malformed(headerSlackSignature, "want v0= followed by 64 hex digits")
+		return malformed(webhook.HeaderSlackSignature, "want v0= followed by 64 hex digits")
 	}
-	want := mac(key, []byte("v0:"+rawTS+":"), r.Body)
+	want := webhook.Digest(webhook.Slack, key, "", rawTS, r.Body)
 	if !hmac.Equal(got, want) {
 		return mismatch()
 	}
@@ -133,15 +125,15 @@ func verifySlack(key []byte, r Request, now time.Time, tolerance time.Duration) 
 // headers are accepted where the webhook-* ones are absent.
 // https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md
 func verifyStandard(key []byte, r Request, now time.Time, tolerance time.Duration) error {
-	id, _, err := standardHeader(r, headerWebhookID, headerSvixID)
+	id, _, err := standardHeader(r, webhook.HeaderWebhookID, webhook.HeaderSvixID)
 	if err != nil {
 		return err
 	}
-	rawTS, tsName, err := standardHeader(r, headerWebhookTime, headerSvixTime)
+	rawTS, tsName, err := standardHeader(r, webhook.HeaderWebhookTimestamp, webhook.HeaderSvixTimestamp)
 	if err != nil {
 		return err
 	}
-	v, sigName, err := standardHeader(r, headerWebhookSig, headerSvixSig)
+	v, sigName, err := standardHeader(r, webhook.HeaderWebhookSignature, webhook.HeaderSvixSignature)
 	if err != nil {
 		return err
 	}
@@ -166,7 +158,7 @@ func verifyStandard(key []byte, r Request, now time.Time, tolerance time.Duratio
 	if !sawSig {
 		return malformed(sigName, "no v1,<base64> signature (only the symmetric v1 scheme is supported)")
 	}
-	want := mac(key, []byte(id+"."+rawTS+"."), r.Body)
+	want := webhook.Digest(webhook.StandardWebhooks, key, id, rawTS, r.Body)
 	if !anyEqual(sigs, want) {
 		return mismatch()
 	}
@@ -208,7 +200,7 @@ func verifyHMAC(key []byte, name string, r Request) error {
 	if len(candidates) == 0 {
 		return malformed(name, "want the HMAC-SHA256 of the body as hex or base64")
 	}
-	if !anyEqual(candidates, mac(key, r.Body)) {
+	if !anyEqual(candidates, webhook.Digest(webhook.HMAC, key, "", "", r.Body)) {
 		return mismatch()
 	}
 	return nil

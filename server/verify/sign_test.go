@@ -6,7 +6,35 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hookrelay/hookrelay/protocol"
+	"github.com/hookrelay/hookrelay/webhook"
 )
+
+// Sign signs r as cfg's sender would, with webhook.Signer (the one
+// implementation of each scheme's signing), at r.Now (time.Now() when
+// zero), and returns r's headers with the signature's set: the tests in
+// this file check that Verify accepts what the signer makes, and that the
+// signer reproduces the providers' published signatures.
+func Sign(cfg Config, r Request) ([]Header, error) {
+	now := r.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	in := make([]protocol.Header, len(r.Headers))
+	for i, h := range r.Headers {
+		in[i] = protocol.Header(h)
+	}
+	out, err := webhook.Signer{Scheme: cfg.Scheme, Secret: cfg.Secret, Header: cfg.Header}.Sign(in, r.Body, now)
+	if err != nil {
+		return nil, err
+	}
+	hs := make([]Header, len(out))
+	for i, h := range out {
+		hs[i] = Header(h)
+	}
+	return hs, nil
+}
 
 // signConfigs has one valid Config per scheme (two for hmac).
 func signConfigs() []Config {
@@ -93,8 +121,9 @@ func TestSignTimestamp(t *testing.T) {
 	}
 }
 
-// TestSignPublishedVectors: Sign reproduces the providers' published
-// signatures exactly (see verify_test.go for the sources).
+// TestSignPublishedVectors: the webhook package's signer reproduces the
+// providers' published signatures exactly (see verify_test.go for the
+// sources).
 func TestSignPublishedVectors(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -129,7 +158,7 @@ func TestSignPublishedVectors(t *testing.T) {
 				Body:    []byte(stdPayload),
 				Now:     time.Unix(1614265330, 0),
 			},
-			want: []Header{{"webhook-id", stdMsgID}, {"webhook-timestamp", stdTS}, {"webhook-signature", stdSig}},
+			want: []Header{{"Webhook-Id", stdMsgID}, {"webhook-timestamp", stdTS}, {"webhook-signature", stdSig}},
 		},
 		{
 			name: "standard-webhooks, id from svix-id",
@@ -139,7 +168,7 @@ func TestSignPublishedVectors(t *testing.T) {
 				Body:    []byte(stdPayload),
 				Now:     time.Unix(1614265330, 999_000_000), // sub-second part dropped
 			},
-			want: []Header{{"webhook-id", stdMsgID}, {"webhook-timestamp", stdTS}, {"webhook-signature", stdSig}},
+			want: []Header{{"svix-id", stdMsgID}, {"svix-timestamp", stdTS}, {"svix-signature", stdSig}},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

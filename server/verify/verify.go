@@ -1,15 +1,14 @@
 package verify
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hookrelay/hookrelay/webhook"
 )
 
 // ErrSignature is wrapped by every verification failure: the request is not
@@ -37,24 +36,12 @@ type Config struct {
 	Tolerance time.Duration // timestamp tolerance for stripe, slack, standard-webhooks (default 5 min)
 }
 
-const (
-	schemeGitHub   = "github"
-	schemeStripe   = "stripe"
-	schemeSlack    = "slack"
-	schemeStandard = "standard-webhooks"
-	schemeHMAC     = "hmac"
+// defaultTolerance is how far a signed timestamp may be from now.
+const defaultTolerance = 5 * time.Minute
 
-	defaultHMACHeader = "X-Signature"
-	defaultTolerance  = 5 * time.Minute
-
-	// standardSecretPrefix marks a Standard Webhooks secret; the rest is base64.
-	standardSecretPrefix = "whsec_"
-)
-
-// Schemes returns the names Config.Scheme accepts, in the order to show them.
-func Schemes() []string {
-	return []string{schemeGitHub, schemeStripe, schemeSlack, schemeStandard, schemeHMAC}
-}
+// Schemes returns the names Config.Scheme accepts, in the order to show them:
+// the webhook package's.
+func Schemes() []string { return webhook.Schemes() }
 
 // Validate reports whether c can verify anything: a known scheme, a non-empty
 // secret (for standard-webhooks: valid base64, with or without "whsec_"), a
@@ -79,15 +66,15 @@ func (c Config) Verify(r Request) error {
 		now = time.Now()
 	}
 	switch c.Scheme {
-	case schemeGitHub:
+	case webhook.GitHub:
 		return verifyGitHub(key, r)
-	case schemeStripe:
+	case webhook.Stripe:
 		return verifyStripe(key, r, now, c.tolerance())
-	case schemeSlack:
+	case webhook.Slack:
 		return verifySlack(key, r, now, c.tolerance())
-	case schemeStandard:
+	case webhook.StandardWebhooks:
 		return verifyStandard(key, r, now, c.tolerance())
-	default: // schemeHMAC; key has rejected every other name
+	default: // webhook.HMAC; key has rejected every other name
 		return verifyHMAC(key, c.hmacHeader(), r)
 	}
 }
@@ -95,7 +82,7 @@ func (c Config) Verify(r Request) error {
 // key validates c and returns the HMAC key its scheme signs with.
 func (c Config) key() ([]byte, error) {
 	switch c.Scheme {
-	case schemeGitHub, schemeStripe, schemeSlack, schemeStandard, schemeHMAC:
+	case webhook.GitHub, webhook.Stripe, webhook.Slack, webhook.StandardWebhooks, webhook.HMAC:
 	case "":
 		return nil, fmt.Errorf("no verification scheme set (want one of %s)", strings.Join(Schemes(), ", "))
 	default:
@@ -107,26 +94,12 @@ func (c Config) key() ([]byte, error) {
 	if c.Tolerance < 0 {
 		return nil, fmt.Errorf("timestamp tolerance %s is negative", c.Tolerance)
 	}
-	switch c.Scheme {
-	case schemeStandard:
-		// As the reference libraries do: the prefix is optional, the rest is
-		// standard base64 with padding, and the decoded bytes are the key.
-		encoded := strings.TrimPrefix(c.Secret, standardSecretPrefix)
-		key, err := base64.StdEncoding.DecodeString(encoded)
-		if err != nil {
-			return nil, fmt.Errorf("standard-webhooks secret must be %s followed by base64: %w", standardSecretPrefix, err)
-		}
-		if len(key) == 0 {
-			return nil, fmt.Errorf("standard-webhooks secret holds no key after %s", standardSecretPrefix)
-		}
-		return key, nil
-	case schemeHMAC:
-		if name := c.hmacHeader(); !validHeaderName(name) {
+	if c.Scheme == webhook.HMAC {
+		if name := c.hmacHeader(); !webhook.ValidHeaderName(name) {
 			return nil, fmt.Errorf("signature header %q is not a valid HTTP header name", name)
 		}
 	}
-	// Stripe's whsec_ secret is used as is, not decoded: that is what Stripe does.
-	return []byte(c.Secret), nil
+	return webhook.SigningKey(c.Scheme, c.Secret)
 }
 
 func (c Config) tolerance() time.Duration {
@@ -138,23 +111,9 @@ func (c Config) tolerance() time.Duration {
 
 func (c Config) hmacHeader() string {
 	if c.Header == "" {
-		return defaultHMACHeader
+		return webhook.DefaultHMACHeader
 	}
 	return c.Header
-}
-
-// validHeaderName reports whether name is an RFC 9110 token.
-func validHeaderName(name string) bool {
-	for i := 0; i < len(name); i++ {
-		ch := name[i]
-		switch {
-		case 'a' <= ch && ch <= 'z', 'A' <= ch && ch <= 'Z', '0' <= ch && ch <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", ch) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // header returns the value of the first header line named name (compared
@@ -186,15 +145,6 @@ func missing(name string) error { return fail("missing header %s", name) }
 func malformed(name, why string) error { return fail("malformed %s header: %s", name, why) }
 
 func mismatch() error { return fail("signature does not match (check the secret)") }
-
-// mac returns HMAC-SHA256(key, the concatenation of parts).
-func mac(key []byte, parts ...[]byte) []byte {
-	h := hmac.New(sha256.New, key)
-	for _, p := range parts {
-		h.Write(p)
-	}
-	return h.Sum(nil)
-}
 
 // parseTimestamp parses a Unix time in seconds as the providers send it:
 // decimal digits only, no sign.
