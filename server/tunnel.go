@@ -308,8 +308,16 @@ func (a *agentSession) controlLoop() {
 		if errors.Is(err, protocol.ErrUnknownType) {
 			continue // a newer agent's message this relay does not know: ignored, as SPEC.md says
 		}
+		if errors.Is(err, io.EOF) {
+			// The agent's goodbye: answer its close with ours before the
+			// session ends. An agent whose half-closed control stream never
+			// hears back keeps the stream, and with it the session and the
+			// WebSocket's buffers, until yamux's StreamCloseTimeout.
+			_ = a.control.Close()
+			return
+		}
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !a.sess.IsClosed() {
+			if !a.sess.IsClosed() {
 				a.sendError(protocol.CodeBadRequest, "bad control message: "+err.Error())
 			}
 			return

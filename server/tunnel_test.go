@@ -26,6 +26,7 @@ const (
 	yamuxGoAway       = 3
 	yamuxSYN          = 1
 	yamuxACK          = 2
+	yamuxFIN          = 4
 	yamuxRST          = 8
 )
 
@@ -36,6 +37,7 @@ type rawAgent struct {
 	control *io.PipeWriter // stream 1's bytes from the relay
 	resets  atomic.Int32   // streams the relay reset
 	goAway  atomic.Bool
+	ctrlFIN atomic.Bool // the relay closed its side of the control stream
 	pongs   chan uint32
 	done    chan struct{}
 }
@@ -93,6 +95,9 @@ func (a *rawAgent) read() {
 		stream, length := binary.BigEndian.Uint32(h[4:]), binary.BigEndian.Uint32(h[8:])
 		if flags&yamuxRST != 0 && stream != 1 {
 			a.resets.Add(1)
+		}
+		if flags&yamuxFIN != 0 && stream == 1 {
+			a.ctrlFIN.Store(true)
 		}
 		switch typ {
 		case yamuxData:
@@ -191,6 +196,38 @@ func TestAgentOpenedStreamsAreRefused(t *testing.T) {
 	// which the relay has closed (its 256 KiB go within the close timeout).
 	if n := sess[0].sess.NumStreams(); n > 2 {
 		t.Errorf("the relay holds %d streams of the agent", n)
+	}
+}
+
+// TestGoodbyeIsAnswered: an agent says goodbye by closing its control
+// stream; the relay closes its side too before it ends the session. An
+// agent whose half-closed stream is never answered keeps the stream, its
+// session and the WebSocket's buffers (about 150 KB) for yamux's
+// StreamCloseTimeout after every reconnect (the soak test saw it).
+func TestGoodbyeIsAnswered(t *testing.T) {
+	t.Parallel()
+	e := startUI(t, nil)
+	e.channel(uiAdminToken, "goodbye")
+	a, control := dialRawAgent(t, e.URL, uiAdminToken)
+	var hello bytes.Buffer
+	_ = protocol.WriteControl(&hello, &protocol.ControlMessage{Type: protocol.TypeHello, Hello: &protocol.Hello{
+		Version: protocol.Version, Host: "leaving", Subscriptions: []protocol.Subscription{{Channel: "goodbye"}}}})
+	if err := a.open(1, hello.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := protocol.ReadControl(control); err != nil || msg.Type != protocol.TypeWelcome {
+		t.Fatalf("handshake: %+v %v", msg, err)
+	}
+	if err := a.frame(yamuxWindowUpdate, yamuxFIN, 1, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.done: // the relay ended the session
+	case <-time.After(10 * time.Second):
+		t.Fatal("the relay did not end the session after the goodbye")
+	}
+	if !a.ctrlFIN.Load() {
+		t.Error("the relay ended the session without closing its side of the control stream")
 	}
 }
 
