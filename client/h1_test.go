@@ -73,17 +73,18 @@ func TestKeepAliveAndClosedIdleConnection(t *testing.T) {
 	}
 }
 
-// flakyTarget answers the first request of its first connection and then
-// reads the next request on it and hangs up without an answer, as an app
-// closing an idle connection at the wrong moment does, or one that crashed
-// while handling it. Other connections are answered. It counts the
-// requests it read by event id.
+// flakyTarget answers the first request it reads, then reads the second
+// and hangs up without an answer, as an app closing an idle connection at
+// the wrong moment does (when the agent reuses the first connection), or
+// one that crashed while handling it (when the agent's pool had not taken
+// the first connection back yet and it opened another). Later requests are
+// answered. It counts the requests it read by event id.
 type flakyTarget struct {
-	ln    net.Listener
-	wg    sync.WaitGroup
-	conns atomic.Int32
-	mu    sync.Mutex
-	seen  map[string]int
+	ln       net.Listener
+	wg       sync.WaitGroup
+	requests atomic.Int32
+	mu       sync.Mutex
+	seen     map[string]int
 }
 
 func newFlakyTarget(t *testing.T) *flakyTarget {
@@ -98,8 +99,7 @@ func newFlakyTarget(t *testing.T) *flakyTarget {
 			if err != nil {
 				return
 			}
-			first := ft.conns.Add(1) == 1
-			ft.wg.Go(func() { ft.serve(c, first) })
+			ft.wg.Go(func() { ft.serve(c) })
 		}
 	})
 	t.Cleanup(func() {
@@ -109,11 +109,11 @@ func newFlakyTarget(t *testing.T) *flakyTarget {
 	return ft
 }
 
-func (ft *flakyTarget) serve(c net.Conn, first bool) {
+func (ft *flakyTarget) serve(c net.Conn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(testTimeout))
 	br := bufio.NewReader(c)
-	for i := 0; ; i++ {
+	for {
 		req, err := http.ReadRequest(br)
 		if err != nil {
 			return
@@ -122,7 +122,7 @@ func (ft *flakyTarget) serve(c net.Conn, first bool) {
 		ft.mu.Lock()
 		ft.seen[req.Header.Get(HeaderEventID)]++
 		ft.mu.Unlock()
-		if first && i == 1 {
+		if ft.requests.Add(1) == 2 {
 			return // hang up instead of answering
 		}
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
