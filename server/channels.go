@@ -180,6 +180,18 @@ func (r *Relay) channelFor(c *gin.Context, param string) (store.Channel, bool) {
 	return ch, true
 }
 
+// managedChannel is channelFor for a change to the channel (or a read of
+// its secrets): it answers 403 with forbidden when the caller may read the
+// channel but not manage it.
+func (r *Relay) managedChannel(c *gin.Context, forbidden string) (store.Channel, bool) {
+	ch, ok := r.channelFor(c, "id")
+	if ok && !principalOf(c).canManage(ch) {
+		abortJSON(c, http.StatusForbidden, "forbidden", forbidden)
+		return store.Channel{}, false
+	}
+	return ch, ok
+}
+
 func (r *Relay) getChannel(c *gin.Context) {
 	if ch, ok := r.channelFor(c, "id"); ok {
 		c.JSON(http.StatusOK, r.channelView(c, ch))
@@ -197,12 +209,8 @@ type updateChannelRequest struct {
 
 // updateChannel handles PATCH /api/v1/channels/:id.
 func (r *Relay) updateChannel(c *gin.Context) {
-	ch, ok := r.channelFor(c, "id")
+	ch, ok := r.managedChannel(c, "agent tokens cannot change channels")
 	if !ok {
-		return
-	}
-	if !principalOf(c).canManage(ch) {
-		abortJSON(c, http.StatusForbidden, "forbidden", "agent tokens cannot change channels")
 		return
 	}
 	var in updateChannelRequest
@@ -260,12 +268,8 @@ func (r *Relay) updateChannel(c *gin.Context) {
 // deleteChannel handles DELETE /api/v1/channels/:id: the channel, its
 // events and groups go, and its agents are disconnected.
 func (r *Relay) deleteChannel(c *gin.Context) {
-	ch, ok := r.channelFor(c, "id")
+	ch, ok := r.managedChannel(c, "agent tokens cannot delete channels")
 	if !ok {
-		return
-	}
-	if !principalOf(c).canManage(ch) {
-		abortJSON(c, http.StatusForbidden, "forbidden", "agent tokens cannot delete channels")
 		return
 	}
 	if err := r.store.DeleteChannel(c.Request.Context(), ch.ID); err != nil {
@@ -282,12 +286,8 @@ func (r *Relay) deleteChannel(c *gin.Context) {
 // gets a new read key, shown once; the old one stops working at once, and
 // the tunnels, live streams and long-polls opened with it end.
 func (r *Relay) rotateReadKey(c *gin.Context) {
-	ch, ok := r.channelFor(c, "id")
+	ch, ok := r.managedChannel(c, "only admin and member tokens can replace a channel's read key")
 	if !ok {
-		return
-	}
-	if !principalOf(c).canManage(ch) {
-		abortJSON(c, http.StatusForbidden, "forbidden", "only admin and member tokens can replace a channel's read key")
 		return
 	}
 	readKey := newReadKey(ch.ID)

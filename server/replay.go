@@ -183,12 +183,8 @@ type signingSecretJSON struct {
 // read keys may not: they receive webhooks, and must not be able to forge
 // them.
 func (r *Relay) channelSecret(c *gin.Context) {
-	ch, ok := r.channelFor(c, "id")
+	ch, ok := r.managedChannel(c, "agent tokens and read keys cannot read a channel's signing secret; use a member token")
 	if !ok {
-		return
-	}
-	if !principalOf(c).canManage(ch) {
-		abortJSON(c, http.StatusForbidden, "forbidden", "agent tokens and read keys cannot read a channel's signing secret; use a member token")
 		return
 	}
 	c.JSON(http.StatusOK, signingSecretJSON{Verify: ch.VerifyScheme, Secret: ch.VerifySecret, Header: ch.VerifyHeader})
