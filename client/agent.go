@@ -151,6 +151,18 @@ func (a *Agent) targetChanged(st TargetStatus) {
 	}
 }
 
+// groupState reports what the relay said about one of the agent's groups.
+func (a *Agent) groupState(m *protocol.GroupState) {
+	st := GroupStatus{Channel: m.Channel, Group: m.Group, Paused: m.State == protocol.GroupPaused, Err: m.Error}
+	if st.Paused {
+		st.NextTry = time.Now().Add(time.Duration(m.RetryInMS) * time.Millisecond)
+	}
+	a.out.groupState(st)
+	if a.cfg.OnGroupState != nil {
+		a.cfg.OnGroupState(st)
+	}
+}
+
 // deliveryEvent reports a delivery that starts (resp nil) or ends.
 func (a *Agent) deliveryEvent(e DeliveryEvent) {
 	a.metrics.delivery(e)

@@ -118,6 +118,11 @@ type Config struct {
 	// delivery that reached it or failed to, and when a target that was
 	// down accepts connections again (checked every 5s). It must not block.
 	OnTarget func(TargetStatus)
+	// OnGroupState, when set, is called when the relay says that one of
+	// the agent's groups paused because its target refuses connections,
+	// after each probe that found it still down, and when the group flows
+	// again (SPEC.md 5.8). It must not block.
+	OnGroupState func(GroupStatus)
 	// TargetCheckInterval is how often a target that is down is checked
 	// again (default 5s).
 	TargetCheckInterval time.Duration

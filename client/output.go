@@ -150,6 +150,19 @@ func (p *printer) target(st TargetStatus) {
 	p.text("target %s is DOWN: %s (deliveries to it fail with 502 until it answers)", st.URL, st.Err)
 }
 
+// groupState prints what the relay said about a group: its target is down
+// and it sends one probe at a time, or it flows again.
+func (p *printer) groupState(st GroupStatus) {
+	if !st.Paused {
+		p.state(StateLine{State: "group_flowing", Channel: st.Channel, Group: st.Group},
+			"channel %s (group %s): the target answers again; queued webhooks follow, oldest first", st.Channel, st.Group)
+		return
+	}
+	wait := max(time.Until(st.NextTry), 0)
+	p.state(StateLine{State: "group_paused", Channel: st.Channel, Group: st.Group, RetryInMS: wait.Milliseconds(), Error: st.Err},
+		"channel %s (group %s): target down, next try in %s (webhooks wait at the relay): %s", st.Channel, st.Group, roundDuration(wait), st.Err)
+}
+
 func (p *printer) reconnecting(wait time.Duration, attempt int, reason error) {
 	p.state(StateLine{State: "reconnecting", Attempt: attempt, RetryInMS: wait.Milliseconds(), Error: errText(reason)},
 		"reconnecting in %s (attempt %d): %v", roundDuration(wait), attempt, reason)

@@ -30,6 +30,18 @@ type TargetStatus struct {
 	Since time.Time // when it entered this state
 }
 
+// GroupStatus is how one of the agent's groups is doing on the relay
+// (Config.OnGroupState).
+type GroupStatus struct {
+	Channel string
+	Group   string
+	// Paused: the target refused connections; the relay sends one event at
+	// a time as a probe, the next at NextTry, and holds the rest back.
+	Paused  bool
+	NextTry time.Time
+	Err     string // paused: the target's last error
+}
+
 // target is one URL the agent forwards to, with its connection pool and its
 // health.
 type target struct {

@@ -230,6 +230,8 @@ func (t *tunnel) readControl() sessionEnd {
 			err := relayError(m.Error)
 			t.a.out.relayError(err)
 			return sessionEnd{err: err, fatal: isFatal(err)}
+		case protocol.TypeGroupState:
+			t.a.groupState(m.GroupState)
 		default:
 			t.a.log.Debug("ignoring control message", "type", m.Type)
 		}

@@ -17,6 +17,13 @@ const (
 	TypeSubscribed  = "subscribed"  // relay → agent, the answer to subscribe
 	TypeDrain       = "drain"       // relay → agent: reconnect, this relay is going away
 	TypeHealth      = "health"      // agent → relay: how the agent's targets are doing (optional)
+	TypeGroupState  = "group_state" // relay → agent: a group paused because its target is down, or flowing again (optional)
+)
+
+// GroupState.State values.
+const (
+	GroupPaused  = "paused"  // the target refuses connections: one probe at a time, the rest wait
+	GroupFlowing = "flowing" // deliveries flow
 )
 
 // Error codes carried in Error.Code.
@@ -54,6 +61,7 @@ type ControlMessage struct {
 	Subscribed  []ChannelInfo  `json:"subscribed,omitempty"`
 	Drain       string         `json:"drain,omitempty"` // reason
 	Health      *Health        `json:"health,omitempty"`
+	GroupState  *GroupState    `json:"group_state,omitempty"`
 }
 
 // Subscription asks for the events of one channel, as one group.
@@ -130,6 +138,41 @@ type TargetHealth struct {
 	Since time.Time `json:"since"`           // when it entered this state
 }
 
+// Limits on a GroupState message.
+const maxGroupStateError = 1024 // bytes of GroupState.Error
+
+// GroupState tells an agent how one of its groups is doing on the relay:
+// paused, because the agent's target refused connections (the relay sends
+// one event at a time as a probe, and the next one in RetryInMS), or
+// flowing again. The relay sends it when the state changes and after each
+// probe that found the target still down.
+type GroupState struct {
+	Channel   string `json:"channel"`
+	Group     string `json:"group"`
+	State     string `json:"state"`                 // GroupPaused or GroupFlowing
+	RetryInMS int64  `json:"retry_in_ms,omitempty"` // paused: the next probe goes out in this many milliseconds
+	Error     string `json:"error,omitempty"`       // paused: the target's last error
+}
+
+func (g *GroupState) validate() error {
+	if g == nil {
+		return errors.New("protocol: group_state message without group_state")
+	}
+	if err := (Subscription{Channel: g.Channel, Group: g.Group}).Validate(); err != nil {
+		return err
+	}
+	if g.State != GroupPaused && g.State != GroupFlowing {
+		return fmt.Errorf("protocol: group_state state %q is neither %s nor %s", g.State, GroupPaused, GroupFlowing)
+	}
+	if g.RetryInMS < 0 {
+		return errors.New("protocol: group_state retry_in_ms is negative")
+	}
+	if len(g.Error) > maxGroupStateError {
+		return fmt.Errorf("protocol: group_state error longer than %d bytes", maxGroupStateError)
+	}
+	return nil
+}
+
 // Error refuses a Hello or a Subscribe, or ends a session.
 type Error struct {
 	Code    string `json:"code"`
@@ -196,6 +239,8 @@ func (m *ControlMessage) validate() error {
 	case TypeDrain:
 	case TypeHealth:
 		return m.Health.validate()
+	case TypeGroupState:
+		return m.GroupState.validate()
 	default:
 		return fmt.Errorf("%w %q", ErrUnknownType, m.Type)
 	}
@@ -223,6 +268,8 @@ func (m *ControlMessage) dropOthers() {
 		keep.Drain = m.Drain
 	case TypeHealth:
 		keep.Health = m.Health
+	case TypeGroupState:
+		keep.GroupState = m.GroupState
 	}
 	*m = keep
 }

@@ -47,6 +47,9 @@ func TestControlRoundTrip(t *testing.T) {
 			{URL: "http://localhost:4000", Error: "connection refused", Since: time.Date(2025, 3, 1, 12, 31, 2, 0, time.UTC)},
 		}}},
 		{Type: protocol.TypeWelcome, Welcome: &protocol.Welcome{SessionID: "ses_2", Node: "relay-b", Channels: []protocol.ChannelInfo{}}},
+		{Type: protocol.TypeGroupState, GroupState: &protocol.GroupState{Channel: "ch_1", Group: "g", State: protocol.GroupPaused,
+			RetryInMS: 4000, Error: "connection refused"}},
+		{Type: protocol.TypeGroupState, GroupState: &protocol.GroupState{Channel: "ch_1", Group: "g", State: protocol.GroupFlowing}},
 	}
 	var stream bytes.Buffer
 	for _, m := range messages {
@@ -90,6 +93,13 @@ func TestReadControlValidation(t *testing.T) {
 		json    string
 		wantErr string // "" for a valid message
 	}{
+		// group_state
+		{"group_state", `{"type":"group_state","group_state":{"channel":"c","group":"g","state":"paused","retry_in_ms":1000}}`, ""},
+		{"group_state missing body", `{"type":"group_state"}`, "without group_state"},
+		{"group_state bad state", `{"type":"group_state","group_state":{"channel":"c","group":"g","state":"sleepy"}}`, "neither"},
+		{"group_state no channel", `{"type":"group_state","group_state":{"channel":"","group":"g","state":"flowing"}}`, "channel"},
+		{"group_state negative retry", `{"type":"group_state","group_state":{"channel":"c","group":"g","state":"paused","retry_in_ms":-1}}`, "negative"},
+		{"group_state long error", `{"type":"group_state","group_state":{"channel":"c","group":"g","state":"paused","error":"` + strings.Repeat("e", 1025) + `"}}`, "error"},
 		// hello
 		{"hello", `{"type":"hello","hello":{"version":2,"subscriptions":[{"channel":"c"}]}}`, ""},
 		{"hello without subscriptions", `{"type":"hello","hello":{"version":2}}`, ""},

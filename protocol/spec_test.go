@@ -45,6 +45,7 @@ func TestSpecMatchesCode(t *testing.T) {
 	for _, code := range []string{
 		protocol.TypeHello, protocol.TypeWelcome, protocol.TypeError, protocol.TypeSubscribe,
 		protocol.TypeSubscribed, protocol.TypeUnsubscribe, protocol.TypeDrain, protocol.TypeHealth,
+		protocol.TypeGroupState, protocol.GroupPaused, protocol.GroupFlowing,
 		protocol.CodeVersionMismatch, protocol.CodeUnauthorized, protocol.CodeChannelNotFound,
 		protocol.CodeBadRequest, protocol.CodeLimit, protocol.CodeDraining, protocol.CodeRevoked, protocol.CodeInternal,
 		protocol.ErrCodeConnectionRefused, protocol.ErrCodeTimeout, protocol.ErrCodeTarget,

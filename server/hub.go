@@ -57,6 +57,8 @@ func newHub(r *Relay) *hub {
 		RetryMaxBackoff:   r.cfg.RetryMaxBackoff,
 		ResponseTimeout:   r.cfg.ResponseTimeout,
 		MaxStoredResponse: maxStoredResponse,
+		ProbeMin:          r.cfg.ProbeMin,
+		ProbeMax:          r.cfg.ProbeMax,
 		OnAttempt:         r.metrics.observeDelivery,
 		OnRecorded:        h.publishDelivery,
 	})
@@ -121,6 +123,12 @@ func (h *hub) sessionsOf(channelID string) []agentInfo {
 			SessionID: a.id, Group: m.Group.Name, Host: a.host, Version: a.agentVersion,
 			Since: a.since, InFlight: int(a.inflight.Load()), Concurrency: cap(a.slots),
 			LastSeen: a.conn.LastHeard().UTC(), Targets: targets, TargetFailing: failing,
+			GroupState: protocol.GroupFlowing,
+		}
+		if st := m.State; st.Paused {
+			next := st.NextTry.UTC()
+			info.GroupState, info.NextTryAt, info.GroupError = protocol.GroupPaused, &next, st.Reason
+			info.NextTryInMS = max(time.Until(next), 0).Milliseconds()
 		}
 		out = append(out, info)
 	}
@@ -144,6 +152,13 @@ type agentInfo struct {
 	Targets []protocol.TargetHealth `json:"targets,omitempty"`
 	// TargetFailing is true when one of Targets is down.
 	TargetFailing bool `json:"target_failing"`
+	// GroupState is "paused" while the group's target refuses connections
+	// (the relay sends one probe at a time, the next at NextTryAt, and
+	// holds the rest back), else "flowing".
+	GroupState  string     `json:"group_state"`
+	NextTryAt   *time.Time `json:"next_try_at,omitempty"`
+	NextTryInMS int64      `json:"next_try_in_ms,omitempty"`
+	GroupError  string     `json:"group_error,omitempty"` // paused: the target's last error
 }
 
 // closeSessions ends sessions matching keep==false (revoked tokens, deleted channels).

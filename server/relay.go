@@ -72,6 +72,10 @@ type Config struct {
 	MaxAttempts int
 	// RetryMaxBackoff caps the wait between attempts.
 	RetryMaxBackoff time.Duration
+	// ProbeMin and ProbeMax bound the wait between probes of a paused
+	// group, one whose target refuses connections: it doubles from
+	// ProbeMin (default 1s) to ProbeMax (default 30s).
+	ProbeMin, ProbeMax time.Duration
 	// MaxConcurrency caps deliveries in flight per agent.
 	MaxConcurrency int
 	// Retention: events older than this are deleted, and groups idle longer are dropped.

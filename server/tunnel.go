@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"github.com/gorilla/websocket"
@@ -43,6 +44,10 @@ type agentSession struct {
 
 	healthMu sync.Mutex              // guards targets
 	targets  []protocol.TargetHealth // the agent's last health message; nil: it sent none
+
+	stateMu   sync.Mutex                     // guards states
+	states    map[string]dispatch.GroupState // channel, group → the latest state not yet sent
+	statesOut chan struct{}                  // capacity 1: states has something
 
 	closeOnce sync.Once
 }
@@ -116,6 +121,7 @@ func (r *Relay) tunnel(c *gin.Context) {
 		since:     time.Now().UTC(),
 		baseURL:   strings.TrimSuffix(r.ingressURL(c.Request, ""), "/h/"),
 		conn:      protocol.NewConn(ws, protocol.ConnConfig{}),
+		statesOut: make(chan struct{}, 1),
 	}
 	if !r.hub.track(a.serve) {
 		_ = a.conn.Close()
@@ -148,6 +154,7 @@ func (a *agentSession) run() {
 	defer r.hub.d.Unregister(a)
 	r.metrics.agentsConnected.Inc()
 	defer r.metrics.agentsConnected.Dec()
+	r.hub.track(a.sendStates)
 	a.controlLoop()
 	r.log.Info("agent disconnected", "session", a.id)
 }
@@ -412,8 +419,62 @@ func (a *agentSession) Release() {
 func (a *agentSession) FreeSlots() int { return cap(a.slots) - len(a.slots) }
 
 // GroupState tells the agent how one of its groups is doing
-// (dispatch.Agent).
-func (a *agentSession) GroupState(dispatch.GroupState) {}
+// (dispatch.Agent): sendStates writes it, the latest of each group only.
+func (a *agentSession) GroupState(st dispatch.GroupState) {
+	a.stateMu.Lock()
+	if a.states == nil {
+		a.states = make(map[string]dispatch.GroupState)
+	}
+	a.states[st.ChannelID+"\x00"+st.Group] = st
+	a.stateMu.Unlock()
+	select {
+	case a.statesOut <- struct{}{}:
+	default:
+	}
+}
+
+// sendStates writes the group states the workers hand over (GroupState)
+// as group_state control messages until the session ends.
+func (a *agentSession) sendStates() {
+	for {
+		select {
+		case <-a.statesOut:
+		case <-a.sess.CloseChan():
+			return
+		}
+		a.stateMu.Lock()
+		states := a.states
+		a.states = nil
+		a.stateMu.Unlock()
+		for _, st := range states {
+			if err := a.sendControl(&protocol.ControlMessage{Type: protocol.TypeGroupState, GroupState: groupStateMessage(st)}); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// groupStateMessage is a group's state as SPEC.md 5.8 says it.
+func groupStateMessage(st dispatch.GroupState) *protocol.GroupState {
+	m := &protocol.GroupState{Channel: st.ChannelID, Group: st.Group, State: protocol.GroupFlowing}
+	if st.Paused {
+		m.State = protocol.GroupPaused
+		m.RetryInMS = max(time.Until(st.NextTry), 0).Milliseconds()
+		m.Error = truncateUTF8(st.Reason, 1024)
+	}
+	return m
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
 
 // unsubscribes matches the groups an unsubscribe message names.
 func unsubscribes(subs []protocol.Subscription) func(store.Group) bool {

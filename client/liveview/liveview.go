@@ -54,15 +54,16 @@ type View struct {
 	mu         sync.Mutex // guards the fields below
 	state      client.State
 	targets    []client.TargetStatus
-	routes     []string               // in the order of Config.Routes, then as seen
-	counts     map[string]*[6]int     // route → 2xx, 3xx, 4xx, 5xx, other status, failed
-	recent     []client.DeliveryEvent // the last deliveries, newest last, in flight ones too
-	byDelivery map[string]int         // delivery id → index in recent while in flight
-	connected  time.Time              // when the current session began
-	note       string                 // the last warning
-	inFlight   map[string]struct{}    // deliveries in flight
-	stopping   bool                   // Stop was asked for
-	width      int                    // the terminal's width; 0 until known
+	groups     map[string]client.GroupStatus // channel → its group's state on the relay, while paused
+	routes     []string                      // in the order of Config.Routes, then as seen
+	counts     map[string]*[6]int            // route → 2xx, 3xx, 4xx, 5xx, other status, failed
+	recent     []client.DeliveryEvent        // the last deliveries, newest last, in flight ones too
+	byDelivery map[string]int                // delivery id → index in recent while in flight
+	connected  time.Time                     // when the current session began
+	note       string                        // the last warning
+	inFlight   map[string]struct{}           // deliveries in flight
+	stopping   bool                          // Stop was asked for
+	width      int                           // the terminal's width; 0 until known
 }
 
 // New returns a view; Start shows it.
@@ -73,6 +74,7 @@ func New(cfg Config) *View {
 		routes:     slices.Clone(cfg.Routes),
 		counts:     make(map[string]*[6]int),
 		byDelivery: make(map[string]int),
+		groups:     make(map[string]client.GroupStatus),
 		inFlight:   make(map[string]struct{}),
 	}
 	for _, r := range cfg.Routes {
@@ -128,6 +130,18 @@ func (v *View) Target(st client.TargetStatus) {
 		}
 	}
 	v.targets = append(v.targets, st)
+}
+
+// GroupState takes what the relay said about a group
+// (client.Config.OnGroupState).
+func (v *View) GroupState(st client.GroupStatus) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if st.Paused {
+		v.groups[st.Channel] = st
+	} else {
+		delete(v.groups, st.Channel)
+	}
 }
 
 // Delivery takes a delivery that starts or ends (client.Config.OnDelivery).
@@ -262,6 +276,10 @@ func (m model) View() string {
 	if v.state.Status == client.StatusConnected {
 		for _, c := range v.state.Channels {
 			line("  channel %s  %s  %s", bold.Render(c.Channel), c.URL, faint.Render("(group "+c.Group+")"))
+			if g, ok := v.groups[c.Channel]; ok && g.Group == c.Group {
+				line("    %s next try in %s %s", bad.Render("target down:"), roundSeconds(max(time.Until(g.NextTry), 0)),
+					faint.Render("(webhooks wait at the relay, in order)"))
+			}
 		}
 	}
 	if len(v.targets) > 0 {

@@ -298,6 +298,7 @@ func runLive(ctx context.Context, cfg client.Config, tty *os.File) error {
 		func(ctx context.Context, view *liveview.View) error {
 			cfg.Out = io.Discard // the view shows it all
 			cfg.OnState, cfg.OnDelivery, cfg.OnTarget = view.State, view.Delivery, view.Target
+			cfg.OnGroupState = view.GroupState
 			cfg.Logger = slog.New(slog.NewTextHandler(noteWriter{view}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			agent, err := client.New(cfg)
 			if err != nil {

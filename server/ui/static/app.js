@@ -125,6 +125,13 @@ function crumbs(items) {
 }
 
 /** groupLabel shortens the default groups' names ("default:TOKEN:HOST"). */
+// pausedText says when a paused group (its target refuses connections)
+// sends its next probe: "target down, next try in 4 s".
+function pausedText(agent) {
+  const left = agent.next_try_at ? Math.max(0, Math.round((Date.parse(agent.next_try_at) - Date.now()) / 1000)) : 0;
+  return `target down, next try in ${left} s`;
+}
+
 function groupLabel(name) {
   return name.startsWith('default:') ? `default (${name.slice(name.lastIndexOf(':') + 1)})` : name;
 }
@@ -905,13 +912,15 @@ class ChannelPage {
         const down = (a.targets || []).filter((t) => !t.up);
         const failing = down.map((t) => `target ${t.url} down: ${t.error || 'no answer'}`).join('; ');
         const seen = a.last_seen ? `, last seen ${ago(a.last_seen)} ago` : '';
-        const label = `${a.host || 'unknown host'}, group ${a.group}, version ${a.version || '?'}, connected since ${fmtTime(a.since, true)}${seen}, ${busy ? `busy with ${a.in_flight}` : 'idle'}${failing ? `, ${failing}` : ''}`;
-        const cls = ['agent', busy && 'busy', down.length && 'failing'].filter(Boolean).join(' ');
+        const paused = a.group_state === 'paused' ? pausedText(a) : '';
+        const label = `${a.host || 'unknown host'}, group ${a.group}, version ${a.version || '?'}, connected since ${fmtTime(a.since, true)}${seen}, ${busy ? `busy with ${a.in_flight}` : 'idle'}${failing ? `, ${failing}` : ''}${paused ? `, ${paused}: ${a.group_error || ''}` : ''}`;
+        const cls = ['agent', busy && 'busy', (down.length || paused) && 'failing'].filter(Boolean).join(' ');
         return el('li', { class: cls, 'aria-label': label, title: label },
           el('strong', {}, a.host || '?'), ` · ${groupLabel(a.group)} · ${a.version || '?'} · ${ago(a.since)} · `,
           el('span', { class: 'state' }, busy ? `busy (${a.in_flight})` : 'idle'),
           a.last_seen ? ` · seen ${ago(a.last_seen)} ago` : '',
-          down.length ? el('span', { class: 'target-down' }, ` · target down: ${down.map((t) => t.url).join(', ')}`) : '');
+          down.length ? el('span', { class: 'target-down' }, ` · target down: ${down.map((t) => t.url).join(', ')}`) : '',
+          paused ? el('span', { class: 'target-down group-paused', title: a.group_error || '' }, ` · ${paused}`) : '');
       }));
     }
     const groups = [...new Set(agents.map((a) => a.group))].sort();
