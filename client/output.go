@@ -159,8 +159,12 @@ func (p *printer) groupState(st GroupStatus) {
 		return
 	}
 	wait := max(time.Until(st.NextTry), 0)
+	shown := wait.Round(time.Second)
+	if shown == 0 {
+		shown = roundDuration(wait)
+	}
 	p.state(StateLine{State: "group_paused", Channel: st.Channel, Group: st.Group, RetryInMS: wait.Milliseconds(), Error: st.Err},
-		"channel %s (group %s): target down, next try in %s (webhooks wait at the relay): %s", st.Channel, st.Group, roundDuration(wait), st.Err)
+		"channel %s (group %s): target down, next try in %s (webhooks wait at the relay): %s", st.Channel, st.Group, shown, st.Err)
 }
 
 func (p *printer) reconnecting(wait time.Duration, attempt int, reason error) {

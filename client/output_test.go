@@ -156,3 +156,42 @@ func TestTextStateLines(t *testing.T) {
 		t.Errorf("output:\n%s", out)
 	}
 }
+
+// TestGroupStateLines: what the relay says about a paused group (SPEC.md
+// 5.8) is printed, as text and as JSON lines.
+func TestGroupStateLines(t *testing.T) {
+	t.Parallel()
+	paused := GroupStatus{Channel: "ch1", Group: "g", Paused: true, NextTry: time.Now().Add(4200 * time.Millisecond),
+		Err: "dial tcp 127.0.0.1:3000: connect: connection refused"}
+	flowing := GroupStatus{Channel: "ch1", Group: "g"}
+
+	var text strings.Builder
+	p := newPrinter(&text, false, false, nil)
+	p.groupState(paused)
+	p.groupState(flowing)
+	lines := strings.Split(strings.TrimSpace(text.String()), "\n")
+	if len(lines) != 2 ||
+		!strings.HasPrefix(lines[0], "channel ch1 (group g): target down, next try in 4s") ||
+		!strings.HasSuffix(lines[0], ": dial tcp 127.0.0.1:3000: connect: connection refused") ||
+		!strings.Contains(lines[1], "the target answers again") {
+		t.Errorf("text lines:\n%s", text.String())
+	}
+
+	var js strings.Builder
+	p = newPrinter(&js, true, false, nil)
+	p.groupState(paused)
+	p.groupState(flowing)
+	var got []StateLine
+	for l := range strings.SplitSeq(strings.TrimSpace(js.String()), "\n") {
+		var s StateLine
+		if err := json.Unmarshal([]byte(l), &s); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		got = append(got, s)
+	}
+	if len(got) != 2 || got[0].State != "group_paused" || got[0].Channel != "ch1" || got[0].Group != "g" ||
+		got[0].RetryInMS <= 3000 || got[0].RetryInMS > 4200 || got[0].Error != paused.Err ||
+		got[1].State != "group_flowing" || got[1].RetryInMS != 0 {
+		t.Errorf("JSON lines:\n%s", js.String())
+	}
+}
