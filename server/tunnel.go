@@ -342,6 +342,11 @@ func (a *agentSession) controlLoop() {
 			a.relay.hub.d.Leave(a, unsubscribes(msg.Unsubscribe))
 		case protocol.TypeHealth:
 			a.setHealth(msg.Health.Targets)
+			if _, failing := a.health(); !failing {
+				// A paused group of this agent need not wait for its next
+				// probe: the agent found its targets up.
+				a.relay.hub.d.TargetUp(a)
+			}
 		default:
 			a.sendError(protocol.CodeBadRequest, "unexpected control message "+msg.Type)
 			return

@@ -413,6 +413,20 @@ func (h *Hub) retired(w *worker) {
 	}
 }
 
+// TargetUp says that an agent's targets all answer again (the agent said
+// so): its paused groups send their probe now rather than at the end of
+// the wait.
+func (h *Hub) TargetUp(a Agent) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if m := h.agents[a.ID()]; m != nil {
+		for _, w := range m.workers {
+			w.probeNow.Store(true)
+			w.notify()
+		}
+	}
+}
+
 // Subscribes reports whether the agent receives the channel's events.
 func (h *Hub) Subscribes(agentID, channelID string) bool {
 	h.mu.Lock()

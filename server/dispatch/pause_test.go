@@ -187,3 +187,28 @@ func countOf(ids []string, id string) int {
 	}
 	return n
 }
+
+// TestTargetUpProbesAtOnce: when an agent says its target is back, its
+// paused group probes at once instead of at the end of a long wait.
+func TestTargetUpProbesAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{ProbeMin: time.Hour, ProbeMax: time.Hour})
+	ids := e.post(3)
+	a := newFakeAgent("ses_a", 1)
+	var down atomic.Bool
+	down.Store(true)
+	a.answer = func(*protocol.DeliveryRequest) (*protocol.DeliveryResponse, error) {
+		if down.Load() {
+			return refused()
+		}
+		return &protocol.DeliveryResponse{Status: 200}, nil
+	}
+	e.connect(a, "g")
+	eventually(t, "paused", func() bool {
+		ms := e.hub.Sessions(e.channel)
+		return len(ms) == 1 && ms[0].State.Paused
+	})
+	down.Store(false)
+	e.hub.TargetUp(a)
+	eventually(t, "all delivered well before the hour's wait", func() bool { return len(successes(a.got(), ids[:1])) == 3 })
+}

@@ -53,6 +53,7 @@ type worker struct {
 	wake     chan struct{}       // capacity 1: something changed
 	incoming chan *store.Event   // new events handed over by publish
 	overflow atomic.Bool         // publish found incoming full, or a resync: rescan the store
+	probeNow atomic.Bool         // an agent says its target is back: probe without waiting
 	results  chan deliveryResult // finished attempts
 	replays  chan *store.Event   // events to deliver again (replay); pointers keep an idle worker small
 	written  chan progressWrite  // capacity 1: the progress write in flight has ended
@@ -284,6 +285,9 @@ func (w *worker) run() {
 			w.live, w.scanFrom = false, w.horizon
 		}
 		now := time.Now()
+		if w.probeNow.Swap(false) && w.paused {
+			w.nextProbe = now
+		}
 		w.promoteDue(now)
 		if len(w.inflight) > 0 && now.Sub(w.renewedAt) >= lease/3 {
 			w.renew()
