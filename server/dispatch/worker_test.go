@@ -243,13 +243,13 @@ func TestClaimsLostToAnotherNode(t *testing.T) {
 	ids := e.post(3)
 	ctx := context.Background()
 	const lease = 300 * time.Millisecond
+	claimedAt := time.Now() // before the claim: its lease ends at least lease after this
 	if _, err := other.Claim(ctx, g.ID, []int64{e.seq(ids[1]), e.seq(ids[2])}, lease); err != nil {
 		t.Fatal(err)
 	}
 	if err := other.Finish(ctx, g.ID, []int64{e.seq(ids[2])}); err != nil {
 		t.Fatal(err)
 	}
-	claimedAt := time.Now()
 	e.connect(a, "g")
 	eventually(t, "the held event delivered after the lease", func() bool { return a.count() == 2 })
 	got := a.got()
