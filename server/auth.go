@@ -1,7 +1,6 @@
 package server
 
 import (
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
@@ -74,14 +73,39 @@ func (r *Relay) authenticate(req *http.Request) (principal, error) {
 // authenticateToken resolves a token or read key (from a header or the
 // inspector's session) to a principal.
 func (r *Relay) authenticateToken(req *http.Request, token string) (principal, error) {
-	if strings.HasPrefix(token, readKeyPrefix) {
-		return r.authenticateReadKey(req, token)
+	return r.authenticateCredential(req, credentialOf(token))
+}
+
+// credential is what a token is checked by: the hex SHA-256 of the token
+// (the admin token's, a team token's and a read key's hash alike), and for
+// a read key the channel it names. The inspector's sessions keep this, not
+// the token.
+type credential struct {
+	hash    string
+	readKey bool
+	channel string // a read key's
+}
+
+func credentialOf(token string) credential {
+	c := credential{hash: hashToken(token)}
+	if rest, ok := strings.CutPrefix(token, readKeyPrefix); ok {
+		c.readKey = true
+		if dot := strings.LastIndexByte(rest, '.'); dot > 0 {
+			c.channel = rest[:dot]
+		}
 	}
-	sum := sha256.Sum256([]byte(token))
-	if r.adminTokenHash != nil && subtle.ConstantTimeCompare(sum[:], r.adminTokenHash) == 1 {
+	return c
+}
+
+// authenticateCredential resolves a credential to a principal.
+func (r *Relay) authenticateCredential(req *http.Request, cred credential) (principal, error) {
+	if cred.readKey {
+		return r.authenticateReadKey(req, cred)
+	}
+	if r.adminTokenHash != nil && subtle.ConstantTimeCompare([]byte(cred.hash), []byte(hex.EncodeToString(r.adminTokenHash))) == 1 {
 		return principal{TokenID: "admin", Role: store.RoleAdmin}, nil
 	}
-	t, err := r.store.TokenByHash(req.Context(), hex.EncodeToString(sum[:]))
+	t, err := r.store.TokenByHash(req.Context(), cred.hash)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return principal{}, errBadToken
@@ -90,7 +114,7 @@ func (r *Relay) authenticateToken(req *http.Request, token string) (principal, e
 	}
 	// The lookup is by hash; compare again in constant time so timing does
 	// not depend on how the index matched.
-	if subtle.ConstantTimeCompare([]byte(t.Hash), []byte(hex.EncodeToString(sum[:]))) != 1 {
+	if subtle.ConstantTimeCompare([]byte(t.Hash), []byte(cred.hash)) != 1 {
 		return principal{}, errBadToken
 	}
 	now := time.Now()
@@ -113,20 +137,18 @@ func newReadKey(channelID string) string {
 }
 
 // authenticateReadKey checks a channel read key against its channel's hash.
-func (r *Relay) authenticateReadKey(req *http.Request, key string) (principal, error) {
-	rest := key[len(readKeyPrefix):]
-	dot := strings.LastIndexByte(rest, '.')
-	if dot <= 0 {
+func (r *Relay) authenticateReadKey(req *http.Request, cred credential) (principal, error) {
+	if cred.channel == "" {
 		return principal{}, errBadToken
 	}
-	ch, err := r.store.GetChannel(req.Context(), rest[:dot])
+	ch, err := r.store.GetChannel(req.Context(), cred.channel)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return principal{}, errBadToken
 		}
 		return principal{}, err
 	}
-	if ch.ReadKeyHash == "" || subtle.ConstantTimeCompare([]byte(ch.ReadKeyHash), []byte(hashToken(key))) != 1 {
+	if ch.ReadKeyHash == "" || subtle.ConstantTimeCompare([]byte(ch.ReadKeyHash), []byte(cred.hash)) != 1 {
 		return principal{}, errBadToken
 	}
 	return principal{TokenID: readKeyTokenID(ch.ID), Role: roleReader, ChannelID: ch.ID}, nil

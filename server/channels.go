@@ -309,9 +309,10 @@ func (r *Relay) channelAgents(c *gin.Context) {
 	if !ok {
 		return
 	}
-	agents := r.hub.sessionsOf(ch.ID)
-	if agents == nil {
-		agents = []agentInfo{}
+	agents, partial := r.channelAgentList(c.Request.Context(), ch.ID)
+	resp := gin.H{"agents": agents}
+	if partial {
+		resp["partial"] = true // other nodes' agents could not be read
 	}
-	c.JSON(http.StatusOK, gin.H{"agents": agents})
+	c.JSON(http.StatusOK, resp)
 }

@@ -325,6 +325,7 @@ func (r *Relay) replayEvent(c *gin.Context) {
 		return
 	}
 	groups := r.hub.d.Replay(ch.ID, in.Group, ev)
+	groups = append(groups, r.remoteReplays(c.Request.Context(), ev, in.Group, groups)...)
 	if len(groups) == 0 {
 		msg := "no agent of this channel is connected; start 'hookrelay connect " + ch.ID + "' and replay again"
 		if in.Group != "" {

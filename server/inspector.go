@@ -1,10 +1,6 @@
 package server
 
 import (
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -35,9 +30,9 @@ import (
 //	GET  /api/v1/channels/:id/stream           live events and deliveries (SSE)
 //	GET  /api/v1/channels/:id/event-summaries  ?ids=… provider event names and last deliveries
 //
-// A session maps a random cookie value to the token it was opened with;
-// the token is authenticated again on every request, so revoking it ends
-// the session at once. Requests that change state with a cookie (not a
+// A session maps a random cookie value to the hash of the token it was
+// opened with (sessions.go); the token is authenticated again by its hash
+// on every request, so revoking it ends the session at once. Requests that change state with a cookie (not a
 // bearer token) must come from the relay's own origin.
 
 const (
@@ -52,7 +47,7 @@ var errSessionEnded = errors.New("the inspector session ended; sign in again")
 type inspector struct {
 	relay    *Relay
 	assets   *ui.Handler
-	sessions sessionStore
+	sessions sessionKeeper // sessions.go
 }
 
 func newInspector(r *Relay) (*inspector, error) {
@@ -60,7 +55,7 @@ func newInspector(r *Relay) (*inspector, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &inspector{relay: r, assets: assets, sessions: sessionStore{max: maxSessions, ttl: sessionTTL}}, nil
+	return &inspector{relay: r, assets: assets, sessions: newSessionKeeper(r.cluster)}, nil
 }
 
 // register adds the page, the session endpoints and the UI's API routes;
@@ -78,85 +73,6 @@ func (in *inspector) register(e *gin.Engine, api *gin.RouterGroup) {
 	e.GET("/ui/session", in.session)
 	api.GET("/channels/:id/stream", in.stream)
 	api.GET("/channels/:id/event-summaries", in.eventSummaries)
-}
-
-// sessionStore keeps sign-in sessions in memory, keyed by the SHA-256 of
-// the cookie value (so the map's lookups reveal nothing about valid
-// values). Sessions end at expiry, on sign-out, when their token stops
-// authenticating, or when the relay restarts. At most max are kept: the
-// ones closest to expiry make room for new ones.
-type sessionStore struct {
-	max int
-	ttl time.Duration
-
-	mu sync.Mutex
-	m  map[string]uiSession
-}
-
-type uiSession struct {
-	token   string // the token or read key the session was opened with
-	expires time.Time
-}
-
-func sessionKey(cookie string) string {
-	sum := sha256.Sum256([]byte(cookie))
-	return hex.EncodeToString(sum[:])
-}
-
-// create opens a session for token and returns the cookie value.
-func (s *sessionStore) create(token string, now time.Time) (string, time.Time) {
-	var b [32]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
-	id := base64.RawURLEncoding.EncodeToString(b[:])
-	expires := now.Add(s.ttl)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.m == nil {
-		s.m = make(map[string]uiSession)
-	}
-	if len(s.m) >= s.max {
-		for k, v := range s.m {
-			if now.After(v.expires) {
-				delete(s.m, k)
-			}
-		}
-	}
-	for len(s.m) >= s.max {
-		oldest := ""
-		for k, v := range s.m {
-			if oldest == "" || v.expires.Before(s.m[oldest].expires) {
-				oldest = k
-			}
-		}
-		delete(s.m, oldest)
-	}
-	s.m[sessionKey(id)] = uiSession{token: token, expires: expires}
-	return id, expires
-}
-
-// lookup returns the token of a live session.
-func (s *sessionStore) lookup(cookie string, now time.Time) (uiSession, bool) {
-	key := sessionKey(cookie)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sess, ok := s.m[key]
-	if ok && now.After(sess.expires) {
-		delete(s.m, key)
-		return uiSession{}, false
-	}
-	return sess, ok
-}
-
-func (s *sessionStore) remove(cookie string) {
-	s.mu.Lock()
-	delete(s.m, sessionKey(cookie))
-	s.mu.Unlock()
-}
-
-func (s *sessionStore) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.m)
 }
 
 // secure reports whether cookies must be marked Secure: the request came
@@ -212,13 +128,18 @@ func (in *inspector) withSession(next gin.HandlerFunc) gin.HandlerFunc {
 // sessionPrincipal authenticates the session's token again. A session
 // whose token no longer authenticates is removed.
 func (in *inspector) sessionPrincipal(c *gin.Context, cookie string) (principal, error) {
-	sess, ok := in.sessions.lookup(cookie, time.Now())
+	sess, ok, err := in.sessions.lookup(c.Request.Context(), cookie, time.Now())
+	if err != nil {
+		return principal{}, err
+	}
 	if !ok {
 		return principal{}, errSessionEnded
 	}
-	p, err := in.relay.authenticateToken(c.Request, sess.token)
+	p, err := in.relay.authenticateCredential(c.Request, sess.cred)
 	if errors.Is(err, errBadToken) {
-		in.sessions.remove(cookie)
+		if err := in.sessions.remove(c.Request.Context(), cookie); err != nil {
+			in.relay.log.Warn("remove a session whose token was revoked", "err", err)
+		}
 		return principal{}, errSessionEnded
 	}
 	return p, err
@@ -301,7 +222,15 @@ func (in *inspector) login(c *gin.Context) {
 		in.authFailed(c, err)
 		return
 	}
-	id, expires := in.sessions.create(token, time.Now())
+	id, expires, err := in.sessions.create(c.Request.Context(), credentialOf(token), time.Now())
+	if err != nil {
+		if form {
+			c.Redirect(http.StatusSeeOther, "/#/signin/unavailable")
+			return
+		}
+		in.authFailed(c, err)
+		return
+	}
 	in.setCookie(c, id, expires)
 	c.Header("Cache-Control", "no-store")
 	if form {
@@ -318,7 +247,11 @@ func (in *inspector) logout(c *gin.Context) {
 			abortJSON(c, http.StatusForbidden, "cross_origin", "sign out from the relay's own page")
 			return
 		}
-		in.sessions.remove(ck.Value)
+		if err := in.sessions.remove(c.Request.Context(), ck.Value); err != nil {
+			// The session would live on: say so rather than pretend.
+			in.authFailed(c, err)
+			return
+		}
 	}
 	in.setCookie(c, "", time.Time{})
 	if isForm(c.Request) {
@@ -370,7 +303,7 @@ func (in *inspector) session(c *gin.Context) {
 		in.authFailed(c, err)
 		return
 	}
-	sess, _ := in.sessions.lookup(ck.Value, time.Now())
+	sess, _, _ := in.sessions.lookup(c.Request.Context(), ck.Value, time.Now()) // just read by sessionPrincipal
 	c.JSON(http.StatusOK, in.sessionView(c, p, sess.expires))
 }
 

@@ -374,10 +374,10 @@ func TestSessionStoreIsBounded(t *testing.T) {
 	t.Parallel()
 	s := sessionStore{max: 3, ttl: time.Hour}
 	now := time.Now()
-	first, _ := s.create("a", now)
+	first, _ := s.create(credentialOf("a"), now)
 	var last string
 	for i := range 5 {
-		last, _ = s.create("b", now.Add(time.Duration(i+1)*time.Second))
+		last, _ = s.create(credentialOf("b"), now.Add(time.Duration(i+1)*time.Second))
 	}
 	if n := s.count(); n != 3 {
 		t.Errorf("%d sessions, want the cap of 3", n)
@@ -385,7 +385,7 @@ func TestSessionStoreIsBounded(t *testing.T) {
 	if _, ok := s.lookup(first, now); ok {
 		t.Error("the oldest session survived the cap")
 	}
-	if sess, ok := s.lookup(last, now); !ok || sess.token != "b" {
+	if sess, ok := s.lookup(last, now); !ok || sess.cred != credentialOf("b") {
 		t.Error("the newest session is gone")
 	}
 	if _, ok := s.lookup(last, now.Add(2*time.Hour)); ok {

@@ -21,7 +21,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/hookrelay/hookrelay/server/dispatch"
+	"github.com/hookrelay/hookrelay/server/cluster"
 	"github.com/hookrelay/hookrelay/server/store"
 	"github.com/hookrelay/hookrelay/server/wireheader"
 )
@@ -151,14 +151,20 @@ type Config struct {
 	Secret []byte
 	// Version is reported to agents and in /healthz.
 	Version string
-	// Cluster links the relay nodes that share Store (server/cluster on
-	// PostgreSQL); nil: this node alone (dispatch.Single).
-	Cluster dispatch.Cluster
 	// NodeName names this relay node to agents (welcome.node), so that a
 	// user of a relay of several nodes sees which one holds the session
 	// (default: the host name).
 	NodeName string
-	Logger   *slog.Logger
+	// NodeID names this node among the relay nodes sharing a database: in
+	// claims, answers sent between nodes and the agents list. It must be
+	// unique per running process, and Cluster's ID when Cluster is set.
+	// Default: cluster.DefaultNodeID(NodeName).
+	NodeID string
+	// Cluster links the relay nodes that share Store (server/cluster);
+	// the caller creates and closes it. Nil: cluster.NewLocal, a relay
+	// alone.
+	Cluster cluster.Node
+	Logger  *slog.Logger
 }
 
 func (c *Config) setDefaults() error {
@@ -225,8 +231,16 @@ func (c *Config) setDefaults() error {
 	if c.NodeName == "" {
 		c.NodeName, _ = os.Hostname() // best effort: "" names none
 	}
+	switch {
+	case c.Cluster != nil && c.NodeID == "":
+		c.NodeID = c.Cluster.ID()
+	case c.Cluster != nil && c.NodeID != c.Cluster.ID():
+		return fmt.Errorf("server: Config.NodeID %q differs from Config.Cluster's id %q", c.NodeID, c.Cluster.ID())
+	case c.NodeID == "":
+		c.NodeID = cluster.DefaultNodeID(c.NodeName)
+	}
 	if c.Cluster == nil {
-		c.Cluster = dispatch.Single(c.NodeName)
+		c.Cluster = cluster.NewLocal(c.NodeID)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -260,6 +274,8 @@ type Relay struct {
 	adminTokenHash []byte
 	secret         []byte // Config.Secret
 	hub            *hub
+	cluster        cluster.Node // Config.Cluster
+	remote         *remote      // what other nodes tell this one (remote.go)
 	metrics        *metrics
 	limiters       limiters
 	anonLimiters   limiters // anonymous channel creation, by source address
@@ -284,15 +300,19 @@ func New(cfg Config) (*Relay, error) {
 		r.adminTokenHash = sum[:]
 	}
 	r.metrics = newMetrics()
+	r.cluster = cfg.Cluster
 	r.hub = newHub(r)
+	r.remote = newRemote(r)
+	r.cluster.Subscribe(r.remote)
 	engine, err := r.routes()
 	if err != nil {
 		cancel()
 		return nil, err
 	}
 	r.engine = engine
-	r.wg.Add(1)
+	r.wg.Add(2)
 	go r.retentionLoop()
+	go r.remote.loop()
 	return r, nil
 }
 

@@ -160,7 +160,8 @@ func (r *Relay) replayEdited(c *gin.Context, ev store.Event, ch store.Channel, i
 	}
 	r.hub.publish(replay, false)
 	groups := []string{}
-	for _, a := range r.hub.sessionsOf(ch.ID) {
+	agents, _ := r.channelAgentList(c.Request.Context(), ch.ID) // every node's: they all take the new event
+	for _, a := range agents {
 		if !slices.Contains(groups, a.Group) {
 			groups = append(groups, a.Group)
 		}

@@ -159,9 +159,12 @@ func newLiveDelivery(d store.Delivery) liveDelivery {
 	}
 }
 
-// publishDelivery tells the channel's streams about a recorded attempt.
+// publishDelivery tells the channel's streams about a recorded attempt,
+// here and on the relay's other nodes.
 func (h *hub) publishDelivery(d store.Delivery) {
-	h.pushLive(d.ChannelID, "delivery", func() any { return newLiveDelivery(d) })
+	ld := newLiveDelivery(d)
+	h.pushLive(d.ChannelID, "delivery", func() any { return ld })
+	h.relay.announceLive(d.ChannelID, "delivery", ld)
 }
 
 // stream handles GET /api/v1/channels/:id/stream.

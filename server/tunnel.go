@@ -151,7 +151,9 @@ func (a *agentSession) serve() {
 func (a *agentSession) run() {
 	r := a.relay
 	defer a.end()
+	defer r.remote.agentsChanged() // after Unregister: the other nodes' lists
 	defer r.hub.d.Unregister(a)
+	r.remote.agentsChanged()
 	r.metrics.agentsConnected.Inc()
 	defer r.metrics.agentsConnected.Dec()
 	r.hub.track(a.sendStates)
@@ -337,9 +339,11 @@ func (a *agentSession) controlLoop() {
 				continue
 			}
 			a.relay.hub.d.Join(a, groups)
+			a.relay.remote.agentsChanged()
 			a.sendControl(&protocol.ControlMessage{Type: protocol.TypeSubscribed, Subscribed: infos})
 		case protocol.TypeUnsubscribe:
 			a.relay.hub.d.Leave(a, unsubscribes(msg.Unsubscribe))
+			a.relay.remote.agentsChanged()
 		case protocol.TypeHealth:
 			a.setHealth(msg.Health.Targets)
 			if _, failing := a.health(); !failing {

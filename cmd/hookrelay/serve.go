@@ -24,6 +24,7 @@ import (
 	"golang.org/x/crypto/acme/autocert"
 
 	"github.com/hookrelay/hookrelay/server"
+	"github.com/hookrelay/hookrelay/server/cluster"
 	"github.com/hookrelay/hookrelay/server/store"
 	"github.com/hookrelay/hookrelay/server/store/postgres"
 	"github.com/hookrelay/hookrelay/server/store/sqlite"
@@ -72,6 +73,7 @@ over the file):
   acme_domain             --acme-domain             (automatic certificates for this domain)
   read_timeout            --read-timeout            30s (+1s per 64 KiB of body)
   node_name               --node-name               (the host name; shown to agents)
+  node_id                 --node-id                 (node_name-8 random hex digits; unique per process)
   max_sse_per_channel     --max-sse-per-channel     100 (smee-compatible streams per channel)
   max_sse_per_address     --max-sse-per-address     20 (smee-compatible streams per client address)
   sse_buffer              --sse-buffer              4MiB (webhooks held for a slow stream reader)
@@ -130,6 +132,7 @@ func newServerCmd() *cobra.Command {
 	f.String("acme-domain", "", "get certificates automatically (ACME TLS-ALPN-01) for this domain; cache in data_dir/acme")
 	f.Duration("read-timeout", 30*time.Second, "base time a sender gets to send a body (+1s per 64 KiB)")
 	f.String("node-name", "", "name of this relay node, shown to agents (default: the host name)")
+	f.String("node-id", "", "id of this relay node among those sharing a PostgreSQL database, unique per process (default: the node name and 8 random hex digits)")
 	f.Int("max-sse-per-channel", server.DefaultMaxSSEPerChannel, "smee-compatible event streams open at once per channel (429 beyond)")
 	f.Int("max-sse-per-address", server.DefaultMaxSSEPerAddress, "smee-compatible event streams open at once per client address (429 beyond)")
 	f.String("sse-buffer", "4MiB", "webhook bytes held for one event stream's reader; one that falls further behind is dropped and resumes")
@@ -207,6 +210,21 @@ func runServer(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
+	nodeID := strings.TrimSpace(v.GetString("node_id"))
+	if nodeID == "" {
+		nodeID = cluster.DefaultNodeID(v.GetString("node_name"))
+	}
+	var node cluster.Node
+	if database := strings.TrimSpace(v.GetString("database")); isPostgresURL(database) {
+		pg, err := cluster.NewPostgres(cmd.Context(), cluster.PostgresConfig{
+			URL: database, NodeID: nodeID, ClaimRetention: v.GetDuration("retention"), Logger: logger,
+		})
+		if err != nil {
+			return err
+		}
+		defer pg.Close() // after the relay's: deferred first
+		node = pg
+	}
 	relay, err := server.New(server.Config{
 		Store:               st,
 		Secret:              secret,
@@ -233,6 +251,8 @@ func runServer(cmd *cobra.Command, _ []string) error {
 		SSEBuffer:           sseBuffer,
 		Version:             version,
 		NodeName:            v.GetString("node_name"),
+		NodeID:              nodeID,
+		Cluster:             node,
 		Logger:              logger,
 
 		AnonymousChannelTTL:        v.GetDuration("anonymous_channel_ttl"),
