@@ -56,6 +56,7 @@ func newHub(r *Relay) *hub {
 		MaxAttempts:       r.cfg.MaxAttempts,
 		RetryMaxBackoff:   r.cfg.RetryMaxBackoff,
 		ResponseTimeout:   r.cfg.ResponseTimeout,
+		Lease:             r.cfg.ClaimLease,
 		MaxStoredResponse: maxStoredResponse,
 		ProbeMin:          r.cfg.ProbeMin,
 		ProbeMax:          r.cfg.ProbeMax,

@@ -117,7 +117,7 @@ func (r *Relay) ingress(c *gin.Context) {
 		return
 	}
 
-	sync := !ch.Async && r.hub.d.HasAgents(channelID)
+	sync := !ch.Async && (r.hub.d.HasAgents(channelID) || r.remote.agentsElsewhere(ctx, channelID))
 	var w *dispatch.Waiter
 	if sync {
 		w = r.hub.d.AddWaiter(ev.ID)

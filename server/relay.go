@@ -160,6 +160,10 @@ type Config struct {
 	// unique per running process, and Cluster's ID when Cluster is set.
 	// Default: cluster.DefaultNodeID(NodeName).
 	NodeID string
+	// ClaimLease is how long a node's claim on delivering an event to a
+	// group lasts unless renewed (default dispatch.DefaultLease): how long
+	// the events a dead node was delivering wait before another takes them.
+	ClaimLease time.Duration
 	// Cluster links the relay nodes that share Store (server/cluster);
 	// the caller creates and closes it. Nil: cluster.NewLocal, a relay
 	// alone.

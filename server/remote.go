@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/hookrelay/hookrelay/server/cluster"
@@ -27,9 +28,64 @@ import (
 // what needs the store goes to remoteLoop.
 type remote struct {
 	r     *Relay
+	alone bool                // r.cluster is cluster.Local
 	live  chan liveItem       // for this node's live streams, in the order heard
 	plays chan cluster.Replay // replays asked of this node, to load and hand over
 	kick  chan struct{}       // capacity 1: the hub's sessions changed; sync the registry
+
+	mu        sync.Mutex // guards elsewhere
+	elsewhere map[string]presence
+}
+
+// presence is whether a channel had agents on other nodes, as read at.
+type presence struct {
+	has bool
+	at  time.Time
+}
+
+// Presence of agents on other nodes is read from the registry at most once
+// a second per channel, and remembered for at most maxPresence channels.
+const (
+	presenceTTL = time.Second
+	maxPresence = 10000
+)
+
+// agentsElsewhere reports whether another node holds an agent of the
+// channel, so that a sync sender here waits for the answer it will post.
+// What it read is kept for presenceTTL: an agent that just connected
+// elsewhere may miss a webhook's sync answer (the webhook is queued and
+// delivered all the same). A registry that cannot be read says no.
+func (rm *remote) agentsElsewhere(ctx context.Context, channelID string) bool {
+	if rm.alone {
+		return false
+	}
+	now := time.Now()
+	rm.mu.Lock()
+	p, ok := rm.elsewhere[channelID]
+	rm.mu.Unlock()
+	if ok && now.Sub(p.at) < presenceTTL {
+		return p.has
+	}
+	recs, err := rm.r.cluster.Agents(ctx, channelID)
+	if err != nil {
+		rm.r.log.Warn("cluster: read the agents of other nodes", "channel", channelID, "err", err)
+		return false
+	}
+	has := slices.ContainsFunc(recs, func(a cluster.AgentRecord) bool { return a.Node != rm.r.cluster.ID() })
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	if len(rm.elsewhere) >= maxPresence {
+		for id, p := range rm.elsewhere {
+			if now.Sub(p.at) >= presenceTTL {
+				delete(rm.elsewhere, id)
+			}
+		}
+		if len(rm.elsewhere) >= maxPresence {
+			clear(rm.elsewhere)
+		}
+	}
+	rm.elsewhere[channelID] = presence{has: has, at: now}
+	return has
 }
 
 // liveItem is an event to load and show, or a message to pass on, for the
@@ -50,7 +106,9 @@ const remoteQueue = 1024
 const agentsSyncInterval = 10 * time.Second
 
 func newRemote(r *Relay) *remote {
-	return &remote{r: r, live: make(chan liveItem, remoteQueue), plays: make(chan cluster.Replay, 64), kick: make(chan struct{}, 1)}
+	_, alone := r.cluster.(*cluster.Local)
+	return &remote{r: r, alone: alone, live: make(chan liveItem, remoteQueue), plays: make(chan cluster.Replay, 64),
+		kick: make(chan struct{}, 1), elsewhere: make(map[string]presence)}
 }
 
 // RemoteEvent wakes the channel's long-polls and smee feed (both read the
@@ -139,8 +197,8 @@ func (rm *remote) agentsChanged() {
 func (rm *remote) loop() {
 	defer rm.r.wg.Done()
 	r := rm.r
-	sync := time.NewTicker(agentsSyncInterval)
-	defer sync.Stop()
+	resync := time.NewTicker(agentsSyncInterval)
+	defer resync.Stop()
 	registered := make(map[agentKey]bool)
 	for {
 		select {
@@ -173,7 +231,7 @@ func (rm *remote) loop() {
 			}
 		case <-rm.kick:
 			rm.syncAgents(registered)
-		case <-sync.C:
+		case <-resync.C:
 			rm.syncAgents(registered)
 		}
 	}
@@ -332,7 +390,7 @@ func (f *smeeFeed) nudge() {
 // the channel. A delivery's error can be long: it is cut to fit a
 // notification (the whole of it is read from the API).
 func (r *Relay) announceLive(channelID, name string, ld liveDelivery) {
-	if _, alone := r.cluster.(*cluster.Local); alone {
+	if r.remote.alone {
 		return // nobody to tell: skip the encoding
 	}
 	b, err := json.Marshal(ld)
