@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/hookrelay/hookrelay/server/store"
@@ -233,6 +235,13 @@ func (n *Postgres) Close() error {
 // call runs fn bounded by QueryTimeout and the node's life, and wraps its
 // error: the caller's own cancellation as it is, anything else with
 // store.ErrUnavailable, so the relay answers 503 and tries again.
+//
+// A call whose connection broke (a backend terminated, a server restarted:
+// the pool connects anew) runs again, up to maxTries times in all. Every
+// statement of this package may: each is one statement, idempotent or
+// harmless twice (a claim already this node's is won again; a finished or
+// released claim stays so; a second notification is skipped by seq; an
+// answer deleted by a call whose reply was lost is lost either way).
 func (n *Postgres) call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
 	if n.ctx.Err() != nil {
 		return fmt.Errorf("cluster: %s: %w: %w", op, store.ErrUnavailable, ErrClosed)
@@ -242,6 +251,13 @@ func (n *Postgres) call(ctx context.Context, op string, fn func(ctx context.Cont
 	stop := context.AfterFunc(n.ctx, cancel)
 	defer stop()
 	err := fn(cctx)
+	for try := 1; try < maxTries && err != nil && cctx.Err() == nil && connectionLost(err); try++ {
+		// What broke one connection (a restart, pg_terminate_backend of
+		// the node's backends) broke the idle ones too, most likely:
+		// close them rather than try each.
+		n.pool.Reset()
+		err = fn(cctx)
+	}
 	switch {
 	case err == nil:
 		return nil
@@ -250,6 +266,21 @@ func (n *Postgres) call(ctx context.Context, op string, fn func(ctx context.Cont
 	default:
 		return fmt.Errorf("cluster: %s: %w: %v", op, store.ErrUnavailable, err)
 	}
+}
+
+// maxTries bounds the runs of one call whose connection broke.
+const maxTries = 3
+
+// connectionLost reports whether err is the end of the connection rather
+// than the statement's own failure: a network error, or PostgreSQL's
+// connection exception (class 08) or operator intervention (class 57:
+// pg_terminate_backend, a shutdown).
+func connectionLost(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57")
+	}
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
 // leaseSeconds is a lease for SQL (make_interval's secs).

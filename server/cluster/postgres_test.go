@@ -409,3 +409,36 @@ func TestSessionsShared(t *testing.T) {
 		t.Fatal("a session deleted on one node lives on on the other")
 	}
 }
+
+// TestCallsSurviveKilledConnections: with its connections killed by
+// pg_terminate_backend between calls, a node's calls still succeed: a
+// call whose connection broke runs again on a new one.
+func TestCallsSurviveKilledConnections(t *testing.T) {
+	t.Parallel()
+	nodes, _, apps := newNodes(t, 1, PostgresConfig{})
+	a := nodes[0]
+	ctx := t.Context()
+	for i := range 5 {
+		// Fill the pool with idle connections, then kill them all.
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				if _, err := a.Agents(ctx, "warm"); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if pgtest.Terminate(t, apps[0]) == 0 {
+			t.Fatal("no connection to kill")
+		}
+		seq := int64(i + 1)
+		claims, err := a.Claim(ctx, 9, []int64{seq}, time.Minute)
+		if err != nil || claims[0].State != ClaimWon {
+			t.Fatalf("claim %d after the connections were killed: %+v %v", i, claims, err)
+		}
+		if err := a.Finish(ctx, 9, []int64{seq}); err != nil {
+			t.Fatalf("finish %d after a kill: %v", i, err)
+		}
+	}
+}
