@@ -13,15 +13,16 @@ import (
 	"github.com/hookrelay/hookrelay/server/store/postgres/pgtest"
 )
 
-// BenchmarkClusterPublishCost sends the load of
+// BenchmarkClusterNodeVsAlone sends the load of
 // BenchmarkThroughput32Senders1KiB (sync webhooks, an agent on the node)
 // through two relays on PostgreSQL in one run: one alone (cluster.Local)
-// and one node of a cluster (cluster.Postgres, which notifies the other
-// nodes of each event: one NOTIFY statement per batch of webhooks). It
-// reports both rates and cluster ÷ alone, what telling other nodes costs.
+// and one node of a cluster (cluster.Postgres: a NOTIFY per batch of
+// webhooks, and a claim and a finish per batch of deliveries). It reports
+// both rates and cluster ÷ alone, what being ready for other nodes costs
+// one node (hookrelay server on PostgreSQL always runs as a cluster node).
 //
-//	HOOKRELAY_TEST_POSTGRES=postgres://... go test ./e2e -run '^$' -bench ClusterPublishCost -benchtime 3x
-func BenchmarkClusterPublishCost(b *testing.B) {
+//	HOOKRELAY_TEST_POSTGRES=postgres://... go test ./e2e -run '^$' -bench ClusterNodeVsAlone -benchtime 3x
+func BenchmarkClusterNodeVsAlone(b *testing.B) {
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 	}))
@@ -38,4 +39,33 @@ func BenchmarkClusterPublishCost(b *testing.B) {
 		runs[i].url = env.ingress(ch)
 	}
 	alternate(b, runs[1], runs[0])
+}
+
+// BenchmarkClusterTwoNodesVsOne sends the load of
+// BenchmarkThroughput32Senders1KiB (32 senders, sync webhooks answered 200)
+// through a cluster of one node and one of two nodes in one run, each
+// behind the harness's balancer, which spreads the senders' connections
+// over the nodes. The two-node cluster's channel has one group with an
+// agent on each node, so webhooks posted to either node are delivered by
+// either (claims, notifications and answers between the nodes). It
+// reports both rates and two ÷ one. Both clusters share this machine's
+// cores, so it measures what coordinating costs, not what a second machine
+// adds.
+//
+//	HOOKRELAY_TEST_POSTGRES=postgres://... go test ./e2e -run '^$' -bench ClusterTwoNodesVsOne -benchtime 3x
+func BenchmarkClusterTwoNodesVsOne(b *testing.B) {
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	b.Cleanup(target.Close)
+	runs := []*relayRun{{name: "two"}, {name: "one"}}
+	for i, n := range []int{2, 1} {
+		c := startCluster(b, n)
+		ch := c.Nodes[0].channel(b, client.CreateChannel{})
+		for _, nd := range c.Nodes {
+			nd.startAgent(b, ch, target.URL, group("bench"))
+		}
+		runs[i].url = c.LB.URL + "/h/" + ch
+	}
+	alternate(b, runs...)
 }
