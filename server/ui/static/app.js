@@ -913,12 +913,14 @@ class ChannelPage {
         const failing = down.map((t) => `target ${t.url} down: ${t.error || 'no answer'}`).join('; ');
         const seen = a.last_seen ? `, last seen ${ago(a.last_seen)} ago` : '';
         const paused = a.group_state === 'paused' ? pausedText(a) : '';
-        const label = `${a.host || 'unknown host'}, group ${a.group}, version ${a.version || '?'}, connected since ${fmtTime(a.since, true)}${seen}, ${busy ? `busy with ${a.in_flight}` : 'idle'}${failing ? `, ${failing}` : ''}${paused ? `, ${paused}: ${a.group_error || ''}` : ''}`;
+        const node = a.node ? `, on relay node ${a.node}` : '';
+        const label = `${a.host || 'unknown host'}, group ${a.group}, version ${a.version || '?'}, connected since ${fmtTime(a.since, true)}${seen}${node}, ${busy ? `busy with ${a.in_flight}` : 'idle'}${failing ? `, ${failing}` : ''}${paused ? `, ${paused}: ${a.group_error || ''}` : ''}`;
         const cls = ['agent', busy && 'busy', (down.length || paused) && 'failing'].filter(Boolean).join(' ');
         return el('li', { class: cls, 'aria-label': label, title: label },
           el('strong', {}, a.host || '?'), ` · ${groupLabel(a.group)} · ${a.version || '?'} · ${ago(a.since)} · `,
           el('span', { class: 'state' }, busy ? `busy (${a.in_flight})` : 'idle'),
           a.last_seen ? ` · seen ${ago(a.last_seen)} ago` : '',
+          a.node ? ` · node ${a.node}` : '',
           down.length ? el('span', { class: 'target-down' }, ` · target down: ${down.map((t) => t.url).join(', ')}`) : '',
           paused ? el('span', { class: 'target-down group-paused', title: a.group_error || '' }, ` · ${paused}`) : '');
       }));
