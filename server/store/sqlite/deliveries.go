@@ -61,7 +61,14 @@ func (s *Store) RecordProgress(ctx context.Context, p store.Progress) error {
 				seq       int64
 				channelID string
 			)
-			err := w.row(`SELECT seq, channel_id FROM events WHERE id = ?`, d.EventID).Scan(&seq, &channelID)
+			var err error
+			if d.EventSeq > 0 {
+				// The worker knows the seq: the primary key finds the row
+				// at once, and the id confirms it is that event.
+				err = w.row(`SELECT seq, channel_id FROM events WHERE seq = ? AND id = ?`, d.EventSeq, d.EventID).Scan(&seq, &channelID)
+			} else {
+				err = w.row(`SELECT seq, channel_id FROM events WHERE id = ?`, d.EventID).Scan(&seq, &channelID)
+			}
 			if errors.Is(err, sql.ErrNoRows) {
 				continue // deleted, or its append failed
 			}

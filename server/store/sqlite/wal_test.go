@@ -18,7 +18,7 @@ func TestWALBytesPerDelivery(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "hookrelay.db")
-	s := openTest(t, path, Options{})
+	s := openTest(t, path, Options{noCheckpointer: true})
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -51,7 +51,9 @@ func TestWALBytesPerDelivery(t *testing.T) {
 	}
 	per := total / n
 	t.Logf("WAL bytes per delivery of a 1 MiB event: %d (%.3f MiB)", per, float64(per)/(1<<20))
-	if per > 64<<10 {
+	// A few 16 KiB pages (the delivery's row, its indexes, the status and
+	// the group) are expected; a rewritten body is about 1 MiB.
+	if per > 256<<10 {
 		t.Errorf("recording a delivery wrote %d bytes of WAL: the body was rewritten", per)
 	}
 }

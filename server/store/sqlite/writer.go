@@ -204,6 +204,7 @@ func (s *Store) runWriter() {
 				}
 			} else if committed {
 				s.reserved = reserve
+				s.wakeCheckpointer()
 			}
 		}
 		s.batches.Add(1)
