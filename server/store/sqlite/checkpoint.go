@@ -3,7 +3,6 @@ package sqlite
 import (
 	"database/sql"
 	"log/slog"
-	"time"
 )
 
 // Checkpoints off the writer's path.
@@ -16,17 +15,23 @@ import (
 // of the writer's time (a checkpoint every four events).
 //
 // So the store runs its checkpoints on a goroutine of its own, with a
-// connection of its own: after a commit, the writer wakes it (without
-// waiting), and it runs a PASSIVE checkpoint, which copies what is
-// committed without blocking the writer or readers, at most once per
-// checkpointInterval. The writer restarts the WAL from its beginning at its
-// next transaction once everything is copied, so the file stays small.
-// The writer's own automatic checkpoint stays on with a higher threshold
-// (walBackstopPages) for when this goroutine falls behind.
+// connection of its own. The writer counts the pages its commits add to
+// the WAL (an estimate: the payload's pages and a few for the rows and
+// indexes of each batch) and wakes the goroutine, without waiting, every
+// checkpointPages; the goroutine then runs a PASSIVE checkpoint, which
+// copies what is committed without blocking the writer or readers. The
+// writer restarts the WAL from its beginning at its next transaction once
+// everything is copied, so the file stays small. The writer's own
+// automatic checkpoint stays on with a higher threshold (walBackstopPages)
+// for when the goroutine falls behind.
 
 const (
-	// checkpointInterval is the least time between two checkpoints.
-	checkpointInterval = 50 * time.Millisecond
+	// checkpointPages is how many WAL pages wake the checkpoint goroutine:
+	// the threshold of SQLite's automatic checkpoint.
+	checkpointPages = 1000
+	// batchPages is the estimate of the pages a batch writes besides its
+	// payload: the rows and index entries of its jobs, on a few pages.
+	batchPages = 8
 	// walBackstopPages is the writer's wal_autocheckpoint: 64 MiB of 16 KiB pages.
 	walBackstopPages = 4096
 )
@@ -48,17 +53,18 @@ func (s *Store) runCheckpointer(db *sql.DB) {
 			slog.Warn("sqlite checkpoint failed", "path", s.path, "err", err)
 		}
 		s.checkpoints.Add(1)
-		select {
-		case <-time.After(checkpointInterval):
-		case <-s.quit:
-			return
-		}
 	}
 }
 
-// wakeCheckpointer tells the checkpoint goroutine that a batch committed.
-// It never blocks.
-func (s *Store) wakeCheckpointer() {
+// committed counts a committed batch of payload bytes in the WAL and
+// wakes the checkpoint goroutine, without blocking, once checkpointPages
+// have gathered. Only the writer goroutine calls it.
+func (s *Store) committed(payload int) {
+	s.walPages += batchPages + payload/s.pageSize
+	if s.walPages < checkpointPages {
+		return
+	}
+	s.walPages = 0
 	select {
 	case s.checkpointWake <- struct{}{}:
 	default:

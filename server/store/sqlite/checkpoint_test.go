@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/hookrelay/hookrelay/server/store"
 )
 
-// TestCheckpointerCopiesTheWAL writes 10 MiB and checks that the
+// TestCheckpointerCopiesTheWAL writes 25 MiB and checks that the
 // checkpoint goroutine ran checkpoints, and that the file, reopened after
 // Close (which waits for that goroutine), holds every event in pages of
 // defaultPageSize.
@@ -25,14 +26,18 @@ func TestCheckpointerCopiesTheWAL(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := make([]byte, 256<<10)
-	const n = 40
+	const n = 100 // 1,600 pages of 16 KiB: the writer wakes the checkpointer once at least
 	for i := range n {
 		if err := s.AppendEvent(ctx, &store.Event{ID: fmt.Sprint("e", i), ChannelID: "c", Method: "POST", Path: "/", Body: body}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if s.checkpoints.Load() == 0 {
-		t.Error("no checkpoint ran on the checkpoint goroutine")
+	// The wake-up does not wait for the checkpoint: poll for it.
+	for deadline := time.Now().Add(10 * time.Second); s.checkpoints.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("no checkpoint ran on the checkpoint goroutine")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
@@ -68,7 +69,33 @@ func BenchmarkHotPath(b *testing.B) {
 	}
 }
 
+// BenchmarkHotPathPages compares the page size of a new file (4 KiB,
+// SQLite's default, and 16 KiB, the store's) and the checkpoint goroutine
+// against SQLite's automatic checkpoint in the writer's commits, with 1 KiB
+// bodies from one sender and 1 MiB bodies from 16.
+func BenchmarkHotPathPages(b *testing.B) {
+	for _, tc := range []struct {
+		size, parallelism int
+	}{{1 << 10, 1}, {1 << 20, 8}} {
+		for _, pageSize := range []int{4096, 16384} {
+			for _, auto := range []bool{false, true} {
+				name := fmt.Sprintf("body=%dKiB/senders=%d/page=%d/autocheckpoint=%v", tc.size>>10,
+					tc.parallelism*runtime.GOMAXPROCS(0), pageSize, auto)
+				b.Run(name, func(b *testing.B) {
+					benchmarkHotPathN(b, tc.size, timeOrderedID, Options{pageSize: pageSize, noCheckpointer: auto}, tc.parallelism)
+				})
+			}
+		}
+	}
+}
+
 func benchmarkHotPath(b *testing.B, size int, newID func(string) string, opts Options) {
+	benchmarkHotPathN(b, size, newID, opts, 8)
+}
+
+// benchmarkHotPathN runs BenchmarkHotPath's load with parallelism
+// goroutines per GOMAXPROCS appending.
+func benchmarkHotPathN(b *testing.B, size int, newID func(string) string, opts Options, parallelism int) {
 	ctx := b.Context()
 	s := openTest(b, filepath.Join(b.TempDir(), "hookrelay.db"), opts)
 	if err := s.CreateChannel(ctx, store.Channel{ID: "c"}); err != nil {
@@ -121,7 +148,7 @@ func benchmarkHotPath(b *testing.B, size int, newID func(string) string, opts Op
 		}
 		flush()
 	})
-	b.SetParallelism(8) // 16 senders on 2 cores
+	b.SetParallelism(parallelism)
 	cpu0, batches0, jobs0 := cpuTime(b), s.batches.Load(), s.batchedJobs.Load()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {

@@ -87,6 +87,8 @@ type Store struct {
 	wdb  *sql.DB // one connection, used only by the writer goroutine (and migrations before it starts)
 	rdb  *sql.DB // read-only pool
 	cdb  *sql.DB // one connection, used only by the checkpoint goroutine; nil with noCheckpointer
+	// pageSize is the file's page size.
+	pageSize int
 
 	jobs       chan *job     // unbuffered: a job sent is a job the writer owns
 	quit       chan struct{} // closed by Close
@@ -105,6 +107,9 @@ type Store struct {
 	// reserved is the stored seq_reserve.reserve: every seq handed out is
 	// at most this. Owned by the writer goroutine.
 	reserved int64
+	// walPages estimates the pages committed to the WAL since the
+	// checkpoint goroutine was last woken. Owned by the writer goroutine.
+	walPages int
 
 	// Counters for tests and benchmarks: transactions the writer ran and
 	// the jobs in them.
@@ -230,7 +235,7 @@ func (s *Store) openDBs() error {
 	if err := rdb.Ping(); err != nil {
 		return errors.Join(err, rdb.Close(), wdb.Close())
 	}
-	s.wdb, s.rdb = wdb, rdb
+	s.wdb, s.rdb, s.pageSize = wdb, rdb, pageSize
 	if !s.opts.noCheckpointer {
 		// The writer's connection but for the automatic checkpoint, which
 		// only the writer runs (see checkpoint.go).

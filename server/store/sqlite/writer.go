@@ -204,7 +204,7 @@ func (s *Store) runWriter() {
 				}
 			} else if committed {
 				s.reserved = reserve
-				s.wakeCheckpointer()
+				s.committed(size)
 			}
 		}
 		s.batches.Add(1)
