@@ -22,6 +22,12 @@ const upsertStatus = `INSERT INTO event_status (seq, attempts, last_status, deli
 		last_status = CASE WHEN ?2 > 0 THEN ?2 ELSE last_status END,
 		delivered_any = delivered_any OR ?3`
 
+// insertDeliveryOfSeq inserts a delivery record of event ?13 when that
+// event has id ?14 and channel ?15; it inserts nothing otherwise.
+const insertDeliveryOfSeq = `INSERT INTO deliveries (` + deliveryColumns + `)
+	SELECT ?1, seq, id, channel_id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12
+	FROM events WHERE seq = ?13 AND id = ?14 AND channel_id = ?15`
+
 // RecordProgress writes the worker's report in one write job (one commit),
 // as store.Store documents.
 func (s *Store) RecordProgress(ctx context.Context, p store.Progress) error {
@@ -61,26 +67,37 @@ func (s *Store) RecordProgress(ctx context.Context, p store.Progress) error {
 				seq       int64
 				channelID string
 			)
-			var err error
-			if d.EventSeq > 0 {
-				// The worker knows the seq: the primary key finds the row
-				// at once, and the id confirms it is that event.
-				err = w.row(`SELECT seq, channel_id FROM events WHERE seq = ? AND id = ?`, d.EventSeq, d.EventID).Scan(&seq, &channelID)
-			} else {
-				err = w.row(`SELECT seq, channel_id FROM events WHERE id = ?`, d.EventID).Scan(&seq, &channelID)
+			if d.EventSeq > 0 && d.ChannelID != "" {
+				// The worker knows the event's seq and channel: one
+				// statement finds the event by its primary key (the id and
+				// channel confirm it is that one) and inserts the record.
+				res, err := w.exec(insertDeliveryOfSeq, d.ID, d.GroupID, d.GroupName, d.AgentID, d.Attempt,
+					micros(nowOr(d.StartedAt)), int64(d.Duration), d.Status, d.Error, d.Done, r.headers, r.body,
+					d.EventSeq, d.EventID, d.ChannelID)
+				if err != nil {
+					return constraintErr(err, "delivery id "+d.ID+" taken", "event "+d.EventID)
+				}
+				if n, err := res.RowsAffected(); err != nil {
+					return err
+				} else if n == 1 {
+					seq, channelID = d.EventSeq, d.ChannelID
+				}
 			}
-			if errors.Is(err, sql.ErrNoRows) {
-				continue // deleted, or its append failed
-			}
-			if err != nil {
-				return err
-			}
-			_, err = w.exec(`INSERT INTO deliveries (`+deliveryColumns+`)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				d.ID, seq, d.EventID, channelID, d.GroupID, d.GroupName, d.AgentID, d.Attempt,
-				micros(nowOr(d.StartedAt)), int64(d.Duration), d.Status, d.Error, d.Done, r.headers, r.body)
-			if err != nil {
-				return constraintErr(err, "delivery id "+d.ID+" taken", "event "+d.EventID)
+			if seq == 0 { // no seq given, or not that event's: by its id
+				err := w.row(`SELECT seq, channel_id FROM events WHERE id = ?`, d.EventID).Scan(&seq, &channelID)
+				if errors.Is(err, sql.ErrNoRows) {
+					continue // deleted, or its append failed
+				}
+				if err != nil {
+					return err
+				}
+				_, err = w.exec(`INSERT INTO deliveries (`+deliveryColumns+`)
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+					d.ID, seq, d.EventID, channelID, d.GroupID, d.GroupName, d.AgentID, d.Attempt,
+					micros(nowOr(d.StartedAt)), int64(d.Duration), d.Status, d.Error, d.Done, r.headers, r.body)
+				if err != nil {
+					return constraintErr(err, "delivery id "+d.ID+" taken", "event "+d.EventID)
+				}
 			}
 			deliveredAny := d.Status > 0 || (d.Done && d.Error == "")
 			if _, err := w.exec(upsertStatus, seq, d.Status, deliveredAny); err != nil {
