@@ -29,7 +29,9 @@ const insertDeliveryOfSeq = `INSERT INTO deliveries (` + deliveryColumns + `)
 	FROM events WHERE seq = ?13 AND id = ?14 AND channel_id = ?15`
 
 // RecordProgress writes the worker's report in one write job (one commit),
-// as store.Store documents.
+// as store.Store documents. The commit is lazy (see writer.go): it reaches
+// the operating system before RecordProgress returns, and the disk with the
+// next append's fsync.
 func (s *Store) RecordProgress(ctx context.Context, p store.Progress) error {
 	type record struct {
 		d       store.Delivery
@@ -48,7 +50,7 @@ func (s *Store) RecordProgress(ctx context.Context, p store.Progress) error {
 		size += len(body)
 	}
 	op := fmt.Sprintf("record progress of group %d", p.GroupID)
-	err := s.write(ctx, size, func(w *writeConn) error {
+	err := s.writeLazy(ctx, size, func(w *writeConn) error {
 		var (
 			groupChannel string
 			doneThrough  int64

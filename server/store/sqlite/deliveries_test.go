@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"context"
 	"path/filepath"
 	"testing"
 
@@ -56,6 +57,36 @@ func TestRecordProgressBySeq(t *testing.T) {
 		}
 		if len(ds) != want.count || (want.count == 1 && (ds[0].EventSeq != want.seq || ds[0].Status != want.status)) {
 			t.Errorf("deliveries of %s: %+v, want %d with seq %d, status %d", id, ds, want.count, want.seq, want.status)
+		}
+	}
+}
+
+// TestLazyBatchesSkipTheFsync checks the synchronous setting batches run
+// with: NORMAL for a batch of lazy jobs only (progress), the store's FULL
+// for any other, and NORMAL throughout on a store opened with NORMAL.
+func TestLazyBatchesSkipTheFsync(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	for _, tc := range []struct {
+		store         string
+		lazy, durable int // PRAGMA synchronous: 1 NORMAL, 2 FULL
+	}{{"FULL", 1, 2}, {"NORMAL", 1, 1}} {
+		s := openTest(t, filepath.Join(t.TempDir(), "hookrelay.db"), Options{Synchronous: tc.store})
+		read := func(write func(context.Context, int, func(*writeConn) error) error) int {
+			var mode int
+			if err := write(ctx, 0, func(w *writeConn) error { return w.row(`PRAGMA synchronous`).Scan(&mode) }); err != nil {
+				t.Fatal(err)
+			}
+			return mode
+		}
+		// Alternated, so that each switch is seen both ways.
+		for range 2 {
+			if got := read(s.writeLazy); got != tc.lazy {
+				t.Errorf("store %s: a lazy batch runs with synchronous %d, want %d", tc.store, got, tc.lazy)
+			}
+			if got := read(s.write); got != tc.durable {
+				t.Errorf("store %s: a durable batch runs with synchronous %d, want %d", tc.store, got, tc.durable)
+			}
 		}
 	}
 }

@@ -44,7 +44,10 @@ type Options struct {
 	// well; NORMAL may lose the last commits then (never corrupting the
 	// file). FULL is the default because the relay tells a sender "accepted"
 	// only after the commit, and group commit pays one fsync per batch, not
-	// per event.
+	// per event. With FULL, a batch of nothing but RecordProgress calls
+	// commits as with NORMAL and is fsynced with the next batch (see
+	// writer.go): a lost delivery record means a redelivery, which
+	// at-least-once allows, never a lost event.
 	Synchronous string
 	// BusyTimeout is how long a connection waits for a lock held by another
 	// process before failing with SQLITE_BUSY. Default 5s.

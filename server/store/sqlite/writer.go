@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 )
 
@@ -43,6 +44,19 @@ import (
 // Open starts the counter at the reserve; Close stores the counter as the
 // reserve, so a clean restart leaves no gap.
 
+// Durability per batch. With synchronous=FULL every commit fsyncs the WAL,
+// and a batch that commits while the previous one's fsync runs waits for
+// it. Most of what the writer commits besides appends is a group's
+// progress (delivery records and watermarks), which nobody is answered on
+// and which, when lost, only means a redelivery that at-least-once allows.
+// So a batch of nothing but such jobs (job.lazy) commits with
+// synchronous=NORMAL: its WAL frames reach the operating system (a crash
+// of the process loses nothing) and the next FULL commit's fsync, which
+// covers the whole WAL, makes them durable too; only a power loss before
+// then can undo them. Appends, and everything else, still fsync before
+// their callers hear of it. At one sender this halves the fsyncs per
+// webhook, and an append no longer waits for a progress write's fsync.
+
 // maxBatchBytes bounds the payload (event and response bodies) of one batch.
 const maxBatchBytes = 64 << 20
 
@@ -59,6 +73,9 @@ type job struct {
 	// takes the job, before the batch runs. nil for other jobs.
 	taken chan struct{}
 	seq   int64
+	// lazy: the job's commit need not be fsynced before finish (see
+	// "Durability per batch").
+	lazy bool
 }
 
 // writeConn is the writer's connection with its prepared statements. Only
@@ -66,6 +83,7 @@ type job struct {
 type writeConn struct {
 	conn  *sql.Conn
 	stmts map[string]*sql.Stmt
+	sync  string // the connection's synchronous setting
 }
 
 // stmt returns the prepared statement for query, preparing it on first use.
@@ -114,8 +132,19 @@ func (r errRow) Scan(...any) error { return r.err }
 // ctx bounds only the wait for the writer to take the job: once taken, the
 // job's result is awaited, so nil means committed and an error means not.
 func (s *Store) write(ctx context.Context, size int, fn func(w *writeConn) error) error {
+	return s.writeJob(ctx, &job{size: size, fn: fn})
+}
+
+// writeLazy is write for a job whose commit need not be fsynced before it
+// returns: a crash of the process loses nothing of it, a power loss may
+// (see "Durability per batch").
+func (s *Store) writeLazy(ctx context.Context, size int, fn func(w *writeConn) error) error {
+	return s.writeJob(ctx, &job{size: size, fn: fn, lazy: true})
+}
+
+func (s *Store) writeJob(ctx context.Context, j *job) error {
 	done := make(chan error, 1)
-	j := &job{size: size, fn: fn, finish: func(err error) { done <- err }}
+	j.finish = func(err error) { done <- err }
 	if err := s.submit(ctx, j); err != nil {
 		return err
 	}
@@ -180,8 +209,13 @@ func (s *Store) runWriter() {
 			if err != nil {
 				fillErr(errs, fmt.Errorf("connect: %w", err))
 			} else {
-				wc = &writeConn{conn: c, stmts: make(map[string]*sql.Stmt)}
+				wc = &writeConn{conn: c, stmts: make(map[string]*sql.Stmt), sync: s.opts.Synchronous}
 			}
+		}
+		if wc != nil && !wc.setSync(s.batchSync(batch)) {
+			fillErr(errs, errors.New("set synchronous for the batch"))
+			wc.release(true)
+			wc = nil
 		}
 		if wc != nil {
 			// Seqs went past the stored reserve: raise it in this batch.
@@ -213,6 +247,30 @@ func (s *Store) runWriter() {
 			j.finish(errs[i])
 		}
 	}
+}
+
+// batchSync is the synchronous setting batch commits with: the store's,
+// or NORMAL when every job of the batch is lazy.
+func (s *Store) batchSync(batch []*job) string {
+	for _, j := range batch {
+		if !j.lazy {
+			return s.opts.Synchronous
+		}
+	}
+	return "NORMAL"
+}
+
+// setSync sets the connection's synchronous setting, outside a
+// transaction, and reports whether it is set.
+func (w *writeConn) setSync(mode string) bool {
+	if w.sync == mode {
+		return true
+	}
+	if _, err := w.exec("PRAGMA synchronous = " + mode); err != nil {
+		return false
+	}
+	w.sync = mode
+	return true
 }
 
 // take is the writer taking j: an append gets its seq now, and its caller
