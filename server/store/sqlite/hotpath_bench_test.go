@@ -57,11 +57,6 @@ func BenchmarkHotPath(b *testing.B) {
 			name string
 			make func(string) string
 		}{{"random", randomID}, {"ordered", timeOrderedID}} {
-			for _, ps := range []int{4096, 16384, 65536} {
-				b.Run(fmt.Sprintf("body=%dKiB/ids=%s/ps=%d", size>>10, ids.name, ps), func(b *testing.B) {
-					benchmarkHotPath(b, size, ids.make, Options{pageSize: ps})
-				})
-			}
 			b.Run(fmt.Sprintf("body=%dKiB/ids=%s", size>>10, ids.name), func(b *testing.B) {
 				benchmarkHotPath(b, size, ids.make, Options{})
 			})
