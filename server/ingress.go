@@ -406,10 +406,10 @@ var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadd
 // newID returns prefix + 128 bits in lowercase base32 (26 letters): the
 // time in milliseconds (48 bits), then 80 random bits. Ids made later sort
 // after earlier ones (to the millisecond), so the store's unique index on
-// event and delivery ids takes each new id on its last page instead of on
-// a random one: a batch of webhooks then dirties, and writes to the WAL,
-// one index page instead of one per webhook (BenchmarkHotPath in
-// store/sqlite). Ids that must be unguessable use randomID.
+// event ids takes each new id on its last page instead of on a random one:
+// a batch of webhooks then dirties, and writes to the WAL, one index page
+// instead of one per webhook (BenchmarkHotPath in store/sqlite). Ids that
+// must be unguessable use randomID.
 func newID(prefix string) string {
 	var b [16]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixMilli())<<16)
