@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,6 +56,50 @@ func blast(tb testing.TB, url string, senders, total int, body []byte) (float64,
 		tb.Fatalf("%d of %d requests failed", f, total)
 	}
 	return float64(total) / elapsed.Seconds(), lat
+}
+
+// cpuTime is the CPU time (user and system) this process has used so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// ratioMeter adds up rates and CPU time of direct and relayed rounds.
+// Rates move with what else runs on the machine; CPU time per request
+// (the process's: senders, relay, agent and target) moves much less, so
+// its ratio says what relay ÷ direct would be on a machine of its own,
+// where both are CPU-bound.
+type ratioMeter struct {
+	directRate, relayRate float64
+	directCPU, relayCPU   time.Duration
+	directN, relayN       int
+}
+
+// run sends one round straight to direct and one through relayed.
+func (m *ratioMeter) run(b *testing.B, direct, relayed string, senders, total int, body []byte) {
+	c0 := cpuTime()
+	d, _ := blast(b, direct, senders, total, body)
+	c1 := cpuTime()
+	r, _ := blast(b, relayed, senders, total, body)
+	c2 := cpuTime()
+	m.directRate += d
+	m.relayRate += r
+	m.directCPU += c1 - c0
+	m.relayCPU += c2 - c1
+	m.directN += total
+	m.relayN += total
+}
+
+func (m *ratioMeter) report(b *testing.B) {
+	b.ReportMetric(m.directRate/float64(b.N), "direct-req/s")
+	b.ReportMetric(m.relayRate/float64(b.N), "relay-req/s")
+	b.ReportMetric(m.relayRate/m.directRate, "relay/direct")
+	directCPU := float64(m.directCPU.Microseconds()) / float64(m.directN)
+	relayCPU := float64(m.relayCPU.Microseconds()) / float64(m.relayN)
+	b.ReportMetric(directCPU, "direct-cpu-µs/req")
+	b.ReportMetric(relayCPU, "relay-cpu-µs/req")
+	b.ReportMetric(directCPU/relayCPU, "cpu-direct/relay")
 }
 
 func median(ds []time.Duration) time.Duration {
@@ -121,7 +166,9 @@ func BenchmarkLatencyOneSender(b *testing.B) {
 }
 
 // BenchmarkThroughput2Senders1MiB is BenchmarkThroughput32Senders1KiB
-// with 1 MiB bodies from two senders: what large bodies cost.
+// with 1 MiB bodies from two senders: what large bodies cost. It also
+// reports the process's CPU time per request each way and their ratio
+// (cpu-direct/relay), which the machine's other load moves less.
 //
 //	go test ./e2e -run '^$' -bench 2Senders1MiB -benchtime 3x
 func BenchmarkThroughput2Senders1MiB(b *testing.B) {
@@ -129,14 +176,9 @@ func BenchmarkThroughput2Senders1MiB(b *testing.B) {
 	body := bytes.Repeat([]byte("x"), 1<<20)
 	const total = 100
 	blast(b, relayed, 2, 4, body)
-	var directRate, relayRate float64
+	var m ratioMeter
 	for b.Loop() {
-		d, _ := blast(b, direct, 2, total, body)
-		r, _ := blast(b, relayed, 2, total, body)
-		directRate += d
-		relayRate += r
+		m.run(b, direct, relayed, 2, total, body)
 	}
-	b.ReportMetric(directRate/float64(b.N), "direct-req/s")
-	b.ReportMetric(relayRate/float64(b.N), "relay-req/s")
-	b.ReportMetric(relayRate/directRate, "relay/direct")
+	m.report(b)
 }

@@ -169,16 +169,11 @@ func BenchmarkTunnelThroughput(b *testing.B) {
 			body := bytes.Repeat([]byte("x"), load.size)
 			blast(b, relayed, load.senders, 2*load.senders, body) // warm up connections
 			blast(b, target.URL, load.senders, 2*load.senders, body)
-			var directRate, relayRate float64
+			var m ratioMeter
 			for b.Loop() {
-				d, _ := blast(b, target.URL, load.senders, load.total, body)
-				r, _ := blast(b, relayed, load.senders, load.total, body)
-				directRate += d
-				relayRate += r
+				m.run(b, target.URL, relayed, load.senders, load.total, body)
 			}
-			b.ReportMetric(directRate/float64(b.N), "direct-req/s")
-			b.ReportMetric(relayRate/float64(b.N), "relay-req/s")
-			b.ReportMetric(relayRate/directRate, "relay/direct")
+			m.report(b)
 		})
 	}
 }

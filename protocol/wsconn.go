@@ -271,7 +271,9 @@ func (c *Conn) readFailed(err error) error {
 // frame to ride along with: a stream's opening then travels with its
 // request, and under load the acknowledgements and closes of many streams
 // travel with the next data. That halves the messages, and the system
-// calls, of a busy tunnel; no data ever waits. The reader sees the same
+// calls, of a busy tunnel; no data ever waits. A window update that only
+// grants room (no flag) goes at once, with what is held: the peer may be
+// waiting for it to send more of a large body. The reader sees the same
 // bytes either way.
 func (c *Conn) Write(p []byte) (int, error) {
 	c.writeMu.Lock()
@@ -285,7 +287,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 			c.bodyNext = true
 			return len(p), nil
 		}
-		if len(c.pending) >= maxPending {
+		if len(c.pending) >= maxPending || isMuxWindowGrant(p) {
 			if err := c.flushPending(); err != nil {
 				return 0, err
 			}
@@ -426,6 +428,13 @@ func isMuxHeader(p []byte) bool {
 // data frame that announces a body (version 0, type 0, length > 0).
 func isMuxDataHeader(p []byte) bool {
 	return isMuxHeader(p) && p[1] == 0 && binary.BigEndian.Uint32(p[8:12]) > 0
+}
+
+// isMuxWindowGrant reports whether p is exactly a yamux window update
+// without flags that grants more room: the receiver of a stream read what
+// it had, and the sender may be blocked until the update arrives.
+func isMuxWindowGrant(p []byte) bool {
+	return isMuxHeader(p) && p[1] == 1 && p[2] == 0 && p[3] == 0 && binary.BigEndian.Uint32(p[8:12]) > 0
 }
 
 // muxHeaderSize is the size of a yamux frame header (see yamux's spec.md).

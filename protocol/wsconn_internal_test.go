@@ -106,3 +106,27 @@ func TestLateTickPingsBeforeBlaming(t *testing.T) {
 		t.Fatal("the peer was declared dead without having been pinged")
 	}
 }
+
+// TestWindowGrantGoesAtOnce checks that a window update granting room
+// (no flag) is not held back for data to ride along with: the peer may be
+// blocked on it, in the middle of a large body.
+func TestWindowGrantGoesAtOnce(t *testing.T) {
+	t.Parallel()
+	cws, sws := rawPair(t)
+	c := NewConn(cws, ConnConfig{})
+	t.Cleanup(func() { c.Close() })
+	grant := []byte{0, 1, 0, 0, 0, 0, 0, 3, 0, 4, 0, 0} // window update of stream 3, 256 KiB, no flag
+	if _, err := c.Write(grant); err != nil {
+		t.Fatal(err)
+	}
+	c.writeMu.Lock()
+	held, armed := len(c.pending), c.flushArmed
+	c.writeMu.Unlock()
+	if held != 0 || armed {
+		t.Fatalf("after a window grant, %d bytes held (flush timer set: %v), want it sent", held, armed)
+	}
+	_ = sws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, msg, err := sws.ReadMessage(); err != nil || string(msg) != string(grant) {
+		t.Fatalf("message %x (%v), want %x", msg, err, grant)
+	}
+}
