@@ -62,12 +62,17 @@ type sessionEnd struct {
 // connect dials the relay, starts a yamux session and runs the hello/welcome
 // handshake.
 func (a *Agent) connect(ctx context.Context) (*tunnel, error) {
+	dialStart := time.Now()
 	ws, err := dialTunnel(ctx, a.cfg.Dialer, a.tunnelURL, a.cfg.Token, a.cfg.AgentVersion)
 	if err != nil {
 		return nil, err
 	}
+	// The dial took two round trips or more (TCP, the upgrade, TLS): half
+	// of it is a round trip at most, which sizes the window.
+	window := protocol.StreamWindowFor(time.Since(dialStart) / 2)
+	a.log.Debug("tunnel open", "dial", time.Since(dialStart), "stream_window", window)
 	conn := protocol.NewConn(ws, protocol.ConnConfig{})
-	sess, err := protocol.Client(conn, logWriter{a.log})
+	sess, err := protocol.ClientWindow(conn, logWriter{a.log}, window)
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("start session: %w", err)

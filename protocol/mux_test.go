@@ -319,3 +319,66 @@ func TestRelayAcceptsOnlyTheControlStream(t *testing.T) {
 		t.Errorf("a delivery after the GoAway: %+v %v", resp, err)
 	}
 }
+
+func TestStreamWindowFor(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		rtt  time.Duration
+		want uint32
+	}{
+		{-time.Second, protocol.MinStreamWindow},
+		{0, protocol.MinStreamWindow},
+		{100 * time.Microsecond, protocol.MinStreamWindow}, // loopback
+		{time.Millisecond, protocol.MinStreamWindow},       // 128 KiB, below yamux's least
+		{4 * time.Millisecond, 536870},                     // 512 KiB and a bit
+		{20 * time.Millisecond, 2684354},                   // 2.56 MiB
+		{64 * time.Millisecond, protocol.StreamWindow},
+		{time.Hour, protocol.StreamWindow},
+	} {
+		if got := protocol.StreamWindowFor(tc.rtt); got != tc.want {
+			t.Errorf("StreamWindowFor(%v) = %d, want %d", tc.rtt, got, tc.want)
+		}
+	}
+}
+
+// TestClientWindowBoundsWhatTheRelaySends: with the smallest window, the
+// relay can put only that much on a stream the agent does not read.
+func TestClientWindowBoundsWhatTheRelaySends(t *testing.T) {
+	t.Parallel()
+	clientConn, serverConn := connPair(t, protocol.ConnConfig{}, protocol.ConnConfig{})
+	agent, err := protocol.ClientWindow(clientConn, nil, protocol.MinStreamWindow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Close()
+	relay, err := protocol.Server(serverConn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	accepted := make(chan *yamux.Stream, 1)
+	go func() {
+		st, err := agent.AcceptStream()
+		if err == nil {
+			accepted <- st // accepted (acknowledged) and never read
+		}
+	}()
+	st, err := relay.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	// The write gives up after a moment; by then a larger window would
+	// have let more than MinStreamWindow through.
+	_ = st.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
+	n, err := st.Write(make([]byte, 4*protocol.MinStreamWindow))
+	if n != protocol.MinStreamWindow || !errors.Is(err, yamux.ErrTimeout) {
+		t.Fatalf("Write to an unread stream = %d, %v; want %d bytes, then a timeout", n, err, protocol.MinStreamWindow)
+	}
+	select {
+	case st := <-accepted:
+		st.Close()
+	case <-time.After(waitLimit):
+		t.Fatal("the agent did not accept the stream")
+	}
+}
