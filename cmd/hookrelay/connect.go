@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -260,6 +261,7 @@ func runAgent(cmd *cobra.Command, v *viper.Viper, channels []string) error {
 	if err != nil {
 		return err
 	}
+	tuneAgentGC()
 	if addr := v.GetString("metrics_listen"); addr != "" {
 		reg := prometheus.NewRegistry()
 		cfg.Metrics = reg
@@ -348,4 +350,28 @@ func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (boun
 		_ = srv.Shutdown(ctx)
 		<-done
 	}, nil
+}
+
+// The agent's garbage collector settings, used when the environment sets
+// neither GOGC nor GOMEMLIMIT. An agent's live heap is a few MiB, while
+// each delivery of a large body makes yamux allocate a receive buffer
+// about the body's size (its stream window bounds it), which is garbage
+// once the stream ends: at Go's default GOGC of 100 that starts a
+// collection every megabyte or two, and collections took a quarter of the
+// agent's CPU for 1 MiB webhooks (docs/performance.md, "1 MiB bodies").
+// The memory limit keeps a large live heap (a slow app behind many
+// deliveries at once) from growing five-fold before a collection.
+const (
+	agentGCPercent   = 400
+	agentMemoryLimit = 1 << 30
+)
+
+// tuneAgentGC applies agentGCPercent and agentMemoryLimit unless the user
+// chose the collector's settings through the environment.
+func tuneAgentGC() {
+	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetGCPercent(agentGCPercent)
+	debug.SetMemoryLimit(agentMemoryLimit)
 }
