@@ -357,8 +357,8 @@ func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (boun
 // each delivery of a large body makes yamux allocate a receive buffer
 // about the body's size (its stream window bounds it), which is garbage
 // once the stream ends: at Go's default GOGC of 100 that starts a
-// collection every megabyte or two, and collections took a quarter of the
-// agent's CPU for 1 MiB webhooks (docs/performance.md, "1 MiB bodies").
+// collection every megabyte or two; these settings take a third off the
+// agent's CPU per 1 MiB webhook (docs/performance.md, "1 MiB bodies").
 // The memory limit keeps a large live heap (a slow app behind many
 // deliveries at once) from growing five-fold before a collection.
 const (
