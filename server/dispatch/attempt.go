@@ -23,6 +23,16 @@ func (w *worker) attempt(a Agent, item readyItem) deliveryResult {
 
 func (w *worker) try(a Agent, item readyItem) deliveryResult {
 	h := w.hub
+	if item.recheck && !item.replay {
+		done, err := w.doneInStore(item.seq)
+		if err != nil {
+			h.log.Warn("check an event another node held", "event", item.eventID, "err", err)
+			return deliveryResult{item: item, gone: true}
+		}
+		if done {
+			return deliveryResult{item: item, done: true} // delivered by the other node
+		}
+	}
 	ev := item.ev
 	if ev == nil {
 		loaded, err := h.store.GetEvent(w.ctx, item.eventID)

@@ -3,6 +3,8 @@ package dispatch
 import (
 	"container/heap"
 	"time"
+
+	"github.com/hookrelay/hookrelay/server/store"
 )
 
 // claim claims the first n ready events (replays need none) and returns
@@ -54,6 +56,7 @@ func (w *worker) claim(n int) (claimed int, ok bool) {
 		case ClaimHeld:
 			delete(w.claimed, it.seq)
 			it.ev = nil
+			it.recheck = true
 			heap.Push(&w.retries, retryItem{due: c.Until, item: it})
 		case ClaimDone:
 			delete(w.claimed, it.seq)
@@ -65,14 +68,37 @@ func (w *worker) claim(n int) (claimed int, ok bool) {
 	return claimed, true
 }
 
-// renew extends the claims of the attempts in flight.
+// leasing reports whether the worker holds claims it must renew: events
+// being attempted, and events delivered whose claims are not finished yet
+// (their records are being written, or Finish failed). A claim left to
+// lapse before it is finished lets another node take the event and deliver
+// it again.
+func (w *worker) leasing() bool {
+	return len(w.inflight) > 0 || len(w.toFinish) > 0 || len(w.inWrite) > 0
+}
+
+// renew extends the claims of the attempts in flight and of the events
+// delivered but not finished.
 func (w *worker) renew() {
 	w.renewedAt = time.Now()
-	seqs := make([]int64, 0, len(w.inflight))
+	seqs := make([]int64, 0, len(w.inflight)+len(w.toFinish)+len(w.inWrite))
 	for seq := range w.inflight {
 		seqs = append(seqs, seq)
 	}
+	seqs = append(append(seqs, w.toFinish...), w.inWrite...)
 	if err := w.hub.node.Renew(w.ctx, w.group.ID, seqs, w.hub.cfg.Lease); err != nil && w.ctx.Err() == nil {
 		w.hub.log.Warn("renew claims", "group", w.group.Name, "err", err)
 	}
+}
+
+// doneInStore reports whether the store holds the event of seq as done for
+// the group. It is asked before sending an event whose claim this node won
+// after another node held it: that node may have delivered and recorded it
+// and then lost the database or died before it could finish the claim.
+func (w *worker) doneInStore(seq int64) (bool, error) {
+	page, err := w.hub.store.Pending(w.ctx, store.PendingQuery{GroupID: w.group.ID, AfterSeq: seq - 1, Limit: 1, MaxBody: 1})
+	if err != nil {
+		return false, err
+	}
+	return len(page.Events) == 0 || page.Events[0].Seq != seq, nil
 }

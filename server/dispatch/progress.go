@@ -12,7 +12,10 @@ import (
 type progressWrite struct {
 	p      store.Progress
 	finish []int64 // claims finished with it
-	err    error
+	err    error   // the store's
+	// finishErr: the claims are not finished (the records are written):
+	// they are tried again, and renewed meanwhile.
+	finishErr error
 }
 
 // watermark is the highest seq at or below which every event is done.
@@ -47,11 +50,18 @@ func (w *worker) persist(final bool) {
 	if time.Since(w.touchedAt) > time.Minute {
 		p.SeenAt = time.Now()
 	}
-	if len(p.Deliveries) == 0 && p.DoneThrough == 0 && p.SeenAt.IsZero() && len(w.toFinish) == 0 {
+	finish := w.toFinish
+	if !final && time.Now().Before(w.finishAfter) && len(p.Deliveries) == 0 {
+		finish = nil // Finish failed a moment ago
+	}
+	if len(p.Deliveries) == 0 && p.DoneThrough == 0 && p.SeenAt.IsZero() && len(finish) == 0 {
 		return
 	}
-	finish := w.toFinish
-	w.unwritten, w.toFinish = nil, nil
+	w.unwritten = nil
+	if finish != nil {
+		w.toFinish = nil
+	}
+	w.inWrite = finish
 	node := w.hub.node
 	write := func() progressWrite {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -61,11 +71,7 @@ func (w *worker) persist(final bool) {
 			pw.err = w.hub.store.RecordProgress(ctx, p)
 		}
 		if pw.err == nil && len(finish) > 0 {
-			if err := node.Finish(ctx, w.group.ID, finish); err != nil {
-				// Their done marks are stored: no node takes them again
-				// from the store, and their leases end.
-				w.hub.log.Warn("finish claims", "group", w.group.Name, "err", err)
-			}
+			pw.finishErr = node.Finish(ctx, w.group.ID, finish)
 		}
 		return pw
 	}
@@ -86,7 +92,17 @@ func (w *worker) persist(final bool) {
 // written are kept for the next one.
 func (w *worker) wrote(pw progressWrite) {
 	w.writing = false
+	w.inWrite = nil
 	p := pw.p
+	if pw.err == nil && pw.finishErr != nil {
+		// The records are written: only Finish is tried again, in a
+		// second; the claims are renewed meanwhile, so that no other node
+		// takes these events (and one that does finds them done in the
+		// store: doneInStore).
+		w.hub.log.Warn("finish claims", "group", w.group.Name, "count", len(pw.finish), "err", pw.finishErr)
+		w.toFinish = append(pw.finish, w.toFinish...)
+		w.finishAfter = time.Now().Add(time.Second)
+	}
 	if pw.err != nil {
 		w.hub.log.Warn("save group progress", "group", w.group.Name, "err", pw.err)
 		w.unwritten = append(p.Deliveries, w.unwritten...)

@@ -76,7 +76,9 @@ type worker struct {
 	finishing   map[int64]bool   // seqs of events done whose record is not written yet
 	claimed     map[int64]bool   // seqs this node holds a claim on and has not finished
 	inflight    map[int64]int    // seqs being attempted (claimed) → how many attempts of it run
-	toFinish    []int64          // claims to finish once their records are written
+	toFinish    []int64          // claims to finish once their records are written; renewed meanwhile
+	inWrite     []int64          // claims the progress write in flight finishes; renewed meanwhile
+	finishAfter time.Time        // Finish failed: the claims in toFinish are tried again from then
 	unwritten   []store.Delivery // finished attempts not yet written
 	writing     bool             // a progress write is in flight
 	persisted   int64            // DoneThrough as last written
@@ -103,6 +105,7 @@ type readyItem struct {
 	attempt int
 	replay  bool
 	probe   bool // sent while the group is paused, to see whether the target is back
+	recheck bool // another node held it: check the store before sending (claim.go)
 }
 
 type deliveryResult struct {
@@ -283,7 +286,7 @@ func (w *worker) run() {
 			w.nextProbe = now
 		}
 		w.promoteDue(now)
-		if len(w.inflight) > 0 && now.Sub(w.renewedAt) >= lease/3 {
+		if w.leasing() && now.Sub(w.renewedAt) >= lease/3 {
 			w.renew()
 		}
 		storeErr := false
@@ -299,13 +302,13 @@ func (w *worker) run() {
 		if len(w.retries) > 0 {
 			wait = time.Until(w.retries[0].due)
 		}
-		if storeErr || w.claimFailed || w.persisted < w.watermark() {
+		if storeErr || w.claimFailed || w.persisted < w.watermark() || len(w.toFinish) > 0 {
 			wait = min(wait, time.Second)
 		}
 		if w.live {
 			wait = min(wait, time.Until(w.lastScan.Add(rescanInterval)))
 		}
-		if len(w.inflight) > 0 {
+		if w.leasing() {
 			wait = min(wait, time.Until(w.renewedAt.Add(lease/3)))
 		}
 		if w.paused && !w.probing && len(w.parked) > 0 {
