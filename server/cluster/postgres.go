@@ -346,37 +346,34 @@ func localUntil(until, dbNow time.Time) time.Time {
 	return time.Now().Add(until.Sub(dbNow))
 }
 
-// Renew extends this node's claims of seqs.
+// Renew extends this node's claims of seqs. Those another node holds or
+// finished now come back in a *LostError; those this node finished are
+// not lost.
 func (n *Postgres) Renew(ctx context.Context, groupID int64, seqs []int64, lease time.Duration) error {
 	if len(seqs) == 0 {
 		return nil
 	}
-	var renewed []int64
+	var lost []int64
 	err := n.call(ctx, "renew claims", func(ctx context.Context) error {
-		rows, _ := n.pool.Query(ctx, `UPDATE cluster_claims SET lease_until = now() + make_interval(secs => $4)
+		// The outer query reads the statement's snapshot: the rows the
+		// update does not touch are the same in it.
+		rows, _ := n.pool.Query(ctx, `WITH renewed AS (
+			UPDATE cluster_claims SET lease_until = now() + make_interval(secs => $4)
 			WHERE group_id = $1 AND seq = ANY($2::bigint[]) AND node = $3 AND NOT done
-			RETURNING seq`, groupID, seqs, n.cfg.NodeID, leaseSeconds(lease))
+		)
+		SELECT seq FROM cluster_claims WHERE group_id = $1 AND seq = ANY($2::bigint[]) AND node <> $3`,
+			groupID, seqs, n.cfg.NodeID, leaseSeconds(lease))
 		var err error
-		renewed, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+		lost, err = pgx.CollectRows(rows, pgx.RowTo[int64])
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	if len(renewed) == len(seqs) {
+	if len(lost) == 0 {
 		return nil
 	}
-	got := make(map[int64]bool, len(renewed))
-	for _, s := range renewed {
-		got[s] = true
-	}
-	lost := &LostError{GroupID: groupID}
-	for _, s := range seqs {
-		if !got[s] {
-			lost.Seqs = append(lost.Seqs, s)
-		}
-	}
-	return lost
+	return &LostError{GroupID: groupID, Seqs: lost}
 }
 
 // Finish marks seqs done for the group, whoever holds them, creating the

@@ -128,6 +128,14 @@ func TestLeaseExpiry(t *testing.T) {
 	if err := b.Renew(ctx, 1, []int64{10}, time.Minute); err != nil {
 		t.Fatalf("b renews: %v", err)
 	}
+	// A claim a finished itself is not lost: a worker renews the claims
+	// of the events it delivered until Finish is known to have worked.
+	if err := a.Finish(ctx, 1, []int64{11}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Renew(ctx, 1, []int64{11}, time.Minute); err != nil {
+		t.Fatalf("a renews a claim it finished: %v, want no error", err)
+	}
 	if claims, _ := a.Claim(ctx, 1, []int64{10}, time.Minute); claims[0].State != ClaimHeld {
 		t.Fatalf("a claims b's renewed claim: %+v, want held", claims)
 	}

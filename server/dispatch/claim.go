@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"container/heap"
+	"sync"
 	"time"
 
 	"github.com/hookrelay/hookrelay/server/store"
@@ -68,26 +69,57 @@ func (w *worker) claim(n int) (claimed int, ok bool) {
 	return claimed, true
 }
 
-// leasing reports whether the worker holds claims it must renew: events
-// being attempted, and events delivered whose claims are not finished yet
-// (their records are being written, or Finish failed). A claim left to
-// lapse before it is finished lets another node take the event and deliver
-// it again.
-func (w *worker) leasing() bool {
-	return len(w.inflight) > 0 || len(w.toFinish) > 0 || len(w.inWrite) > 0
+// leaseSet is the claims a worker keeps: events being attempted, and
+// events delivered whose claims are not finished yet (their records are
+// being written, or Finish failed). A claim left to lapse before it is
+// finished lets another node take the event and deliver it again. run's
+// goroutine publishes the set at each turn of its loop and before each
+// Claim; renewLoop renews it on a goroutine of its own, so that a loop held
+// up by a slow store or cluster call (a database that lost its
+// connections) does not let the leases lapse meanwhile.
+type leaseSet struct {
+	mu   sync.Mutex
+	seqs []int64 // replaced, never changed in place
 }
 
-// renew extends the claims of the attempts in flight and of the events
-// delivered but not finished.
-func (w *worker) renew() {
-	w.renewedAt = time.Now()
-	seqs := make([]int64, 0, len(w.inflight)+len(w.toFinish)+len(w.inWrite))
+// publishLeases hands the claims to keep to renewLoop.
+func (w *worker) publishLeases() {
+	n := len(w.inflight) + len(w.toFinish) + len(w.inWrite)
+	w.leases.mu.Lock()
+	defer w.leases.mu.Unlock()
+	if n == 0 && len(w.leases.seqs) == 0 {
+		return
+	}
+	seqs := make([]int64, 0, n)
 	for seq := range w.inflight {
 		seqs = append(seqs, seq)
 	}
-	seqs = append(append(seqs, w.toFinish...), w.inWrite...)
-	if err := w.hub.node.Renew(w.ctx, w.group.ID, seqs, w.hub.cfg.Lease); err != nil && w.ctx.Err() == nil {
-		w.hub.log.Warn("renew claims", "group", w.group.Name, "err", err)
+	w.leases.seqs = append(append(seqs, w.toFinish...), w.inWrite...)
+}
+
+// renewLoop renews the published claims every third of the lease until
+// the worker stops.
+func (w *worker) renewLoop() {
+	defer w.wg.Done()
+	lease := w.hub.cfg.Lease
+	tick := time.NewTicker(lease / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		w.leases.mu.Lock()
+		seqs := w.leases.seqs
+		w.leases.mu.Unlock()
+		if len(seqs) == 0 {
+			continue
+		}
+		err := w.hub.node.Renew(w.ctx, w.group.ID, seqs, lease)
+		if err != nil && w.ctx.Err() == nil {
+			w.hub.log.Warn("renew claims", "group", w.group.Name, "err", err)
+		}
 	}
 }
 

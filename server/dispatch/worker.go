@@ -84,7 +84,7 @@ type worker struct {
 	persisted   int64            // DoneThrough as last written
 	persistedAt time.Time
 	touchedAt   time.Time // when LastSeenAt was last written
-	renewedAt   time.Time // when the claims in flight were last renewed
+	leases      leaseSet  // the claims to keep, renewed by renewLoop (claim.go)
 	claimFailed bool      // the last Claim failed: try again in a second
 
 	// The target refused connections: the group is paused. One event at a
@@ -269,8 +269,10 @@ func (w *worker) run() {
 	w.persisted = w.group.DoneThrough
 	w.persistedAt = time.Now()
 	w.touchedAt = time.Now() // EnsureGroup set LastSeenAt at the handshake
-	w.renewedAt = time.Now()
-	lease := w.hub.cfg.Lease
+	if _, one := w.hub.node.(*single); !one {
+		w.wg.Add(1)
+		go w.renewLoop()
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -286,9 +288,7 @@ func (w *worker) run() {
 			w.nextProbe = now
 		}
 		w.promoteDue(now)
-		if w.leasing() && now.Sub(w.renewedAt) >= lease/3 {
-			w.renew()
-		}
+		w.publishLeases()
 		storeErr := false
 		if w.live {
 			w.takeIncoming()
@@ -307,9 +307,6 @@ func (w *worker) run() {
 		}
 		if w.live {
 			wait = min(wait, time.Until(w.lastScan.Add(rescanInterval)))
-		}
-		if w.leasing() {
-			wait = min(wait, time.Until(w.renewedAt.Add(lease/3)))
 		}
 		if w.paused && !w.probing && len(w.parked) > 0 {
 			wait = min(wait, time.Until(w.nextProbe))
