@@ -102,9 +102,13 @@ type Hub struct {
 	channels map[string]map[int64]*worker // channel id → its live groups
 	waiters  map[string]*Waiter           // event id → sync sender waiting here
 	remote   map[string]remoteWait        // event id → a sync sender waiting on another node
+	recent   answerCache                  // first outcomes no sender was known to wait for (answers.go)
 	tunnels  map[string]int               // key (a token id) → tunnels open or in handshake
 	closed   bool
 	wg       sync.WaitGroup // workers
+
+	jobs chan func(context.Context) // answers to take or post, off the cluster's goroutine (answers.go)
+	bg   sync.WaitGroup             // runJobs goroutines
 }
 
 // member is a registered agent and the workers it belongs to.
@@ -136,6 +140,12 @@ func New(ctx context.Context, cfg Config) *Hub {
 		waiters:  make(map[string]*Waiter),
 		remote:   make(map[string]remoteWait),
 		tunnels:  make(map[string]int),
+		jobs:     make(chan func(context.Context), answerJobs),
+	}
+	h.recent.byID = make(map[string]recentAnswer)
+	for range answerRunners {
+		h.bg.Add(1)
+		go h.runJobs()
 	}
 	h.node.Subscribe(h)
 	return h
@@ -156,6 +166,7 @@ func (h *Hub) Close(stop func(Agent)) {
 	}
 	h.wg.Wait()
 	h.cancel()
+	h.bg.Wait()
 }
 
 // HasAgents reports whether a group of the channel has an agent here that
@@ -194,31 +205,6 @@ func (h *Hub) RemoveWaiter(eventID string) {
 	h.mu.Unlock()
 }
 
-// answer hands an outcome to the event's sync sender, here or on the node
-// where it waits. Only the first outcome is taken.
-func (h *Hub) answer(eventID string, a Answer) {
-	h.mu.Lock()
-	w := h.waiters[eventID]
-	delete(h.waiters, eventID)
-	rw, remote := h.remote[eventID]
-	delete(h.remote, eventID)
-	h.mu.Unlock()
-	if w != nil {
-		select {
-		case w.ch <- a:
-		default:
-		}
-		return
-	}
-	if remote && time.Since(rw.since) < h.cfg.ResponseTimeout {
-		ctx, cancel := context.WithTimeout(h.ctx, h.cfg.ResponseTimeout)
-		defer cancel()
-		if err := h.node.PostAnswer(ctx, rw.origin, eventID, a); err != nil {
-			h.log.Warn("post an answer to the sender's node", "node", rw.origin, "event", eventID, "err", err)
-		}
-	}
-}
-
 // Publish tells the channel's live groups, here and on the other nodes,
 // that an event is committed; waiting says a sync sender here waits for it.
 func (h *Hub) Publish(ev *store.Event, waiting bool) {
@@ -241,14 +227,22 @@ func (h *Hub) Publish(ev *store.Event, waiting bool) {
 // RemoteEvent takes an event committed on another node (Handler).
 func (h *Hub) RemoteEvent(ev Event) {
 	h.mu.Lock()
+	var early *Answer // delivered here before the notice came (found in a store scan)
 	if ev.Waiting && ev.Origin != h.node.ID() {
-		h.rememberRemote(ev.EventID, ev.Origin)
+		if a, ok := h.recent.take(ev.EventID); ok {
+			early = &a
+		} else {
+			h.rememberRemote(ev.EventID, ev.Origin)
+		}
 	}
 	for _, w := range h.channels[ev.ChannelID] {
 		// Loaded by id at dispatch; a rejected one is skipped then.
 		w.offer(&store.Event{ID: ev.EventID, ChannelID: ev.ChannelID, Seq: ev.Seq, State: store.EventAccepted})
 	}
 	h.mu.Unlock()
+	if early != nil {
+		h.later(func(ctx context.Context) { h.postAnswer(ctx, ev.Origin, ev.EventID, *early) })
+	}
 	if h.cfg.OnRemoteEvent != nil {
 		h.cfg.OnRemoteEvent(ev)
 	}
@@ -274,31 +268,6 @@ func (h *Hub) rememberRemote(eventID, origin string) {
 	h.remote[eventID] = remoteWait{origin: origin, since: now}
 }
 
-// RemoteAnswer takes an answer another node posted for a waiter here
-// (Handler).
-func (h *Hub) RemoteAnswer(eventID string) {
-	ctx, cancel := context.WithTimeout(h.ctx, h.cfg.ResponseTimeout)
-	defer cancel()
-	a, ok, err := h.node.TakeAnswer(ctx, eventID)
-	if err != nil {
-		h.log.Warn("take an answer posted by another node", "event", eventID, "err", err)
-		return
-	}
-	if !ok {
-		return
-	}
-	h.mu.Lock()
-	w := h.waiters[eventID]
-	delete(h.waiters, eventID)
-	h.mu.Unlock()
-	if w != nil {
-		select {
-		case w.ch <- a:
-		default:
-		}
-	}
-}
-
 // Resync makes every worker read the store again (Handler).
 func (h *Hub) Resync() {
 	h.mu.Lock()
@@ -306,6 +275,7 @@ func (h *Hub) Resync() {
 		w.rescan()
 	}
 	h.mu.Unlock()
+	h.takeMissedAnswers()
 	if h.cfg.OnResync != nil {
 		h.cfg.OnResync()
 	}
