@@ -432,6 +432,27 @@ func TestClusterAgentsListAndReplayFromOtherNode(t *testing.T) {
 	if a := listed.Agents[0]; a.Node != n1.ID || a.Host != "test-host" || a.SessionID == "" {
 		t.Fatalf("node 2 lists %+v, want the agent of test-host on %s", a, n1.ID)
 	}
+	// The channel as node 2 shows it, alone and in the list, counts it.
+	var one struct {
+		Agents int `json:"agents"`
+	}
+	if err := n2.api().Do(context.Background(), http.MethodGet, "/api/v1/channels/"+ch, nil, &one); err != nil || one.Agents != 1 {
+		t.Fatalf("node 2 shows the channel with %d agents (%v), want 1", one.Agents, err)
+	}
+	var all struct {
+		Channels []struct {
+			ID     string `json:"id"`
+			Agents int    `json:"agents"`
+		} `json:"channels"`
+	}
+	if err := n2.api().Do(context.Background(), http.MethodGet, "/api/v1/channels", nil, &all); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range all.Channels {
+		if c.ID == ch && c.Agents != 1 {
+			t.Fatalf("node 2 lists the channel with %d agents, want 1", c.Agents)
+		}
+	}
 
 	stream := openStream(t, n2.URL, ch)
 	resp, body := post(t, n1.ingress(ch), "text/plain", []byte("replay me"))

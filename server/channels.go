@@ -158,6 +158,7 @@ func (r *Relay) listChannels(c *gin.Context) {
 	for _, ch := range chans {
 		out = append(out, r.channelView(c, ch))
 	}
+	r.countAgentsElsewhere(c.Request.Context(), out)
 	c.JSON(http.StatusOK, gin.H{"channels": out})
 }
 
@@ -194,7 +195,9 @@ func (r *Relay) managedChannel(c *gin.Context, forbidden string) (store.Channel,
 
 func (r *Relay) getChannel(c *gin.Context) {
 	if ch, ok := r.channelFor(c, "id"); ok {
-		c.JSON(http.StatusOK, r.channelView(c, ch))
+		v := []channelJSON{r.channelView(c, ch)}
+		r.countAgentsElsewhere(c.Request.Context(), v)
+		c.JSON(http.StatusOK, v[0])
 	}
 }
 

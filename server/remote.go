@@ -337,6 +337,32 @@ func (r *Relay) channelAgentList(ctx context.Context, channelID string) (agents 
 	return agents, false
 }
 
+// countAgentsElsewhere adds the agents other nodes hold to the channels'
+// counts (this node's sessions are counted already), as channelAgentList
+// lists them, in one call to the registry. When it cannot be read the
+// counts stay this node's (logged).
+func (r *Relay) countAgentsElsewhere(ctx context.Context, views []channelJSON) {
+	if r.remote.alone || len(views) == 0 {
+		return
+	}
+	ids := make([]string, len(views))
+	at := make(map[string]int, len(views))
+	for i, v := range views {
+		ids[i] = v.ID
+		at[v.ID] = i
+	}
+	counts, err := r.cluster.AgentCounts(ctx, ids)
+	if err != nil {
+		r.log.Warn("cluster: count the agents of other nodes", "channels", len(ids), "err", err)
+		return
+	}
+	for _, n := range counts {
+		if i, ok := at[n.ChannelID]; ok && n.Node != r.cluster.ID() {
+			views[i].Agents += n.Count
+		}
+	}
+}
+
 // remoteReplays asks other nodes to replay ev to the groups of its channel
 // that have agents there but none here (only group, when named). Each group
 // is asked of one node. It returns the names of the groups asked.

@@ -60,6 +60,13 @@ type AgentRecord struct {
 	LastSeen time.Time
 }
 
+// AgentCount is how many agent records a channel has on one node.
+type AgentCount struct {
+	ChannelID string
+	Node      string
+	Count     int
+}
+
 // Replay asks the node holding a group's agents to deliver an event again
 // (a plain replay: the same event, to one group).
 type Replay struct {
@@ -131,6 +138,9 @@ type Node interface {
 	UnregisterAgent(ctx context.Context, sessionID string) error
 	// Agents lists the agents of a channel on every live node.
 	Agents(ctx context.Context, channelID string) ([]AgentRecord, error)
+	// AgentCounts counts the records Agents would list for each of
+	// channelIDs, by node, in one call (a list of channels).
+	AgentCounts(ctx context.Context, channelIDs []string) ([]AgentCount, error)
 	// Subscribe adds h to the handlers told what other nodes do. Several
 	// may subscribe (the dispatcher, the inspector's streams).
 	Subscribe(h Handler)

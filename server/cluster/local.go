@@ -122,6 +122,28 @@ func (l *Local) Agents(_ context.Context, channelID string) ([]AgentRecord, erro
 	return out, nil
 }
 
+// AgentCounts counts the agents registered here per channel.
+func (l *Local) AgentCounts(_ context.Context, channelIDs []string) ([]AgentCount, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := make(map[string]int)
+	for _, recs := range l.agents {
+		for _, r := range recs {
+			if slices.Contains(channelIDs, r.ChannelID) {
+				n[r.ChannelID]++
+			}
+		}
+	}
+	var out []AgentCount
+	for _, id := range channelIDs {
+		if n[id] > 0 {
+			out = append(out, AgentCount{ChannelID: id, Node: l.id, Count: n[id]})
+			delete(n, id) // an id asked twice is counted once
+		}
+	}
+	return out, nil
+}
+
 // Subscribe adds h to the handlers.
 func (l *Local) Subscribe(h Handler) { l.handlers.add(h) }
 

@@ -508,6 +508,28 @@ func (n *Postgres) Agents(ctx context.Context, channelID string) ([]AgentRecord,
 	return out, err
 }
 
+// AgentCounts counts the agents of live nodes per channel and node.
+func (n *Postgres) AgentCounts(ctx context.Context, channelIDs []string) ([]AgentCount, error) {
+	if len(channelIDs) == 0 {
+		return nil, nil
+	}
+	var out []AgentCount
+	err := n.call(ctx, "count agents", func(ctx context.Context) error {
+		rows, _ := n.pool.Query(ctx, `SELECT a.channel_id, a.node, count(*)
+			FROM cluster_agents a JOIN cluster_nodes n ON n.node = a.node
+			WHERE a.channel_id = ANY($1::text[]) AND n.last_seen > now() - make_interval(secs => $2)
+			GROUP BY a.channel_id, a.node ORDER BY a.channel_id, a.node`, channelIDs, n.cfg.NodeTTL.Seconds())
+		var err error
+		out, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (AgentCount, error) {
+			var c AgentCount
+			err := row.Scan(&c.ChannelID, &c.Node, &c.Count)
+			return c, err
+		})
+		return err
+	})
+	return out, err
+}
+
 // maintain says the node is alive every third of NodeTTL and prunes what
 // outlived its use: answers nobody took, agents of dead nodes, expired
 // sessions, old claims.

@@ -377,6 +377,12 @@ func TestAgentsOfEveryNode(t *testing.T) {
 			t.Fatalf("%s lists %+v", node.ID(), agents)
 		}
 	}
+	counts, err := nodes[0].AgentCounts(ctx, []string{"ch", "other", "none"})
+	must(err)
+	want := []AgentCount{{"ch", nodes[0].ID(), 1}, {"ch", nodes[1].ID(), 1}, {"other", nodes[1].ID(), 1}}
+	if !slices.Equal(counts, want) {
+		t.Fatalf("counts %+v, want %+v", counts, want)
+	}
 	must(nodes[1].UnregisterAgent(ctx, "s2"))
 	if agents, _ := nodes[0].Agents(ctx, "other"); len(agents) != 0 {
 		t.Fatalf("after unregister: %+v", agents)
