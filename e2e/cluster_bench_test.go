@@ -5,12 +5,14 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"testing"
 
 	"github.com/hookrelay/hookrelay/client"
 	"github.com/hookrelay/hookrelay/server/store"
 	"github.com/hookrelay/hookrelay/server/store/postgres"
 	"github.com/hookrelay/hookrelay/server/store/postgres/pgtest"
+	"github.com/hookrelay/hookrelay/server/store/sqlite"
 )
 
 // BenchmarkClusterNodeVsAlone sends the load of
@@ -68,4 +70,40 @@ func BenchmarkClusterTwoNodesVsOne(b *testing.B) {
 		runs[i].url = c.LB.URL + "/h/" + ch
 	}
 	alternate(b, runs...)
+}
+
+// BenchmarkClusterVsSQLite measures issue 10's two ratios in one run,
+// alternating the same load (BenchmarkThroughput32Senders1KiB: 32
+// senders, 1 KiB sync webhooks answered 200 by an agent) over three
+// relays, each behind a balancer of the harness so that they pay the same
+// extra hop: two cluster nodes on PostgreSQL (senders spread over both;
+// one group with an agent on each), one cluster node on PostgreSQL (what
+// hookrelay server --database postgres://… runs), and one relay on
+// SQLite. It reports the three rates, one/sqlite (a node on PostgreSQL ÷
+// a node on SQLite) and two/one.
+//
+//	HOOKRELAY_TEST_POSTGRES=postgres://... go test ./e2e -run '^$' -bench ClusterVsSQLite -benchtime 3x
+func BenchmarkClusterVsSQLite(b *testing.B) {
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	b.Cleanup(target.Close)
+	runs := []*relayRun{{name: "two"}, {name: "one"}, {name: "sqlite"}}
+	for i, n := range []int{2, 1} {
+		c := startCluster(b, n)
+		ch := c.Nodes[0].channel(b, client.CreateChannel{})
+		for _, nd := range c.Nodes {
+			nd.startAgent(b, ch, target.URL, group("bench"))
+		}
+		runs[i].url = c.LB.URL + "/h/" + ch
+	}
+	path := filepath.Join(b.TempDir(), "hookrelay.db")
+	lite := startRelayOn(b, func() (store.Store, error) { return sqlite.Open(path, sqlite.Options{}) })
+	ch := lite.channel(b, client.CreateChannel{})
+	lite.startAgent(b, ch, target.URL, group("bench"))
+	lb := newBalancer(b)
+	lb.add(lite.addr)
+	runs[2].url = lb.URL + "/h/" + ch
+	alternate(b, runs...)
+	b.ReportMetric(runs[1].rate/runs[2].rate, "one/sqlite")
 }
