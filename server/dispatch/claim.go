@@ -84,6 +84,9 @@ type leaseSet struct {
 
 // publishLeases hands the claims to keep to renewLoop.
 func (w *worker) publishLeases() {
+	if _, one := w.hub.node.(*single); one {
+		return // nothing to renew: renewLoop does not run
+	}
 	n := len(w.inflight) + len(w.toFinish) + len(w.inWrite)
 	w.leases.mu.Lock()
 	defer w.leases.mu.Unlock()
