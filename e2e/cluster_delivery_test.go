@@ -257,7 +257,7 @@ func TestClusterPostgresConnectionsKilledMidLoad(t *testing.T) {
 	// could not record while every one of its renewals failed for a whole
 	// lease; it claims no more meanwhile, so at most what its agent had
 	// in hand. (Before those fixes: 0-137 duplicates in 6 runs under
-	// -race; after: 0 in 16.)
+	// -race; after: 0 in 14.)
 	if limit := 2 * concurrency; dups > limit {
 		t.Fatalf("%d duplicate deliveries, want at most %d (what the agents had in hand when a node's renewals failed for a lease)", dups, limit)
 	}
