@@ -3,7 +3,6 @@ package server
 import (
 	"crypto/rand"
 	"encoding/base32"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -403,19 +402,9 @@ func requestHeaders(c *gin.Context) []store.Header {
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
-// newID returns prefix + 128 bits in lowercase base32 (26 letters): the
-// time in milliseconds (48 bits), then 80 random bits. Ids made later sort
-// after earlier ones (to the millisecond), so the store's unique index on
-// event ids takes each new id on its last page instead of on a random one:
-// a batch of webhooks then dirties, and writes to the WAL, one index page
-// instead of one per webhook (BenchmarkHotPath in store/sqlite). Ids that
-// must be unguessable use randomID.
-func newID(prefix string) string {
-	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixMilli())<<16)
-	_, _ = rand.Read(b[6:]) // crypto/rand.Read never fails on supported platforms
-	return prefix + idEncoding.EncodeToString(b[:])
-}
+// newID returns a time-ordered id (store.NewID): event ids sort as they
+// were made. Ids that must be unguessable use randomID.
+func newID(prefix string) string { return store.NewID(prefix) }
 
 // randomID returns prefix + 128 random bits in lowercase base32.
 func randomID(prefix string) string {

@@ -1,8 +1,6 @@
 package dispatch
 
 import (
-	crand "crypto/rand"
-	"encoding/base32"
 	"errors"
 	"math/rand/v2"
 	"time"
@@ -114,12 +112,6 @@ func backoff(attempt int, maxWait time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-
-// newID returns prefix + 128 random bits in lowercase base32, as the
-// relay's other ids.
-func newID(prefix string) string {
-	var b [16]byte
-	_, _ = crand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
-	return prefix + idEncoding.EncodeToString(b[:])
-}
+// newID returns a time-ordered id (store.NewID), as event ids are: the
+// store's index on delivery ids then grows at its end.
+func newID(prefix string) string { return store.NewID(prefix) }
