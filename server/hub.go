@@ -74,6 +74,22 @@ func (h *hub) publish(ev *store.Event, waiting bool) {
 	h.publishLocal(ev)
 }
 
+// offer hands a new event to this node's live groups as soon as its seq
+// is assigned, before its commit is done (dispatch.Hub.Offer). committed
+// tells the rest once the commit succeeded; after a failed commit nothing
+// else hears of it.
+func (h *hub) offer(ev *store.Event) *dispatch.Offered { return h.d.Offer(ev) }
+
+// committed tells everything that follows the channel, but the groups that
+// offer reached, that an offered event is committed: the other nodes, the
+// watchers of long-polls, the smee feeds and the inspector's live view. A
+// watcher woken before the commit would read the store before the event is
+// visible and then sleep past it.
+func (h *hub) committed(o *dispatch.Offered, ev *store.Event, waiting bool) {
+	h.d.Committed(o, waiting)
+	h.publishLocal(ev)
+}
+
 // publishLocal tells the channel's watchers and feed.
 func (h *hub) publishLocal(ev *store.Event) {
 	h.publishLive(ev)

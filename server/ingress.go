@@ -123,7 +123,20 @@ func (r *Relay) ingress(c *gin.Context) {
 		w = r.hub.d.AddWaiter(ev.ID)
 		defer r.hub.d.RemoveWaiter(ev.ID)
 	}
-	if err := r.store.AppendEvent(ctx, ev); err != nil {
+	// Forward while the commit is in flight: this node's groups get the
+	// event as soon as its seq is assigned, so the sender waits for the
+	// slower of the commit and the app, not their sum. The rest hears of
+	// it only once it is committed (hub.committed); a failed commit is 503
+	// whatever the app answered.
+	commit, err := r.store.StartAppend(ctx, ev)
+	if err == nil {
+		offered := r.hub.offer(ev)
+		<-commit.Done() // the commit runs to its end whatever ctx does
+		if err = commit.Err(); err == nil {
+			r.hub.committed(offered, ev, sync)
+		}
+	}
+	if err != nil {
 		if errors.Is(err, store.ErrNotFound) { // deleted a moment ago
 			r.channels.forget(channelID)
 			abortJSON(c, http.StatusNotFound, "channel_not_found", fmt.Sprintf("channel %q does not exist", channelID))
@@ -133,7 +146,6 @@ func (r *Relay) ingress(c *gin.Context) {
 		return
 	}
 	r.metrics.eventsReceived.Inc()
-	r.hub.publish(ev, sync)
 	if !sync {
 		r.accepted(c, ev, "queued; no agent answered synchronously")
 		return

@@ -22,6 +22,9 @@ type metrics struct {
 	sseStreams       prometheus.Gauge
 	sseSlowReaders   prometheus.Counter
 	sseRefused       *prometheus.CounterVec
+	commitDuration   prometheus.Histogram
+	batchEvents      prometheus.Histogram
+	commitFailures   prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -55,8 +58,19 @@ func newMetrics() *metrics {
 		sseRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hookrelay_sse_streams_refused_total", Help: "Event streams refused with 429, by cap (channel, address, token).",
 		}, []string{"cap"}),
+		commitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "hookrelay_store_commit_seconds", Help: "Time the store took to commit a batch of webhooks (group commit: the transaction with its fsync), per batch.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		batchEvents: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "hookrelay_store_batch_events", Help: "Webhooks committed together in one store transaction (group commit), per batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
+		}),
+		commitFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hookrelay_store_commit_failures_total", Help: "Batches of webhooks whose commit failed (their senders got 503).",
+		}),
 	}
-	m.registry.MustRegister(m.eventsReceived, m.eventsRejected, m.deliveries, m.deliveryDuration, m.agentsConnected, m.longPolls,
+	m.registry.MustRegister(m.commitDuration, m.batchEvents, m.commitFailures, m.eventsReceived, m.eventsRejected, m.deliveries, m.deliveryDuration, m.agentsConnected, m.longPolls,
 		m.sseStreams, m.sseSlowReaders, m.sseRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -72,4 +86,15 @@ func (m *metrics) observeDelivery(d store.Delivery) {
 	}
 	m.deliveries.WithLabelValues(result, status).Inc()
 	m.deliveryDuration.Observe(d.Duration.Seconds())
+}
+
+// observeCommit records one group commit of the store (store.CommitObserver);
+// it runs on the store's writer.
+func (m *metrics) observeCommit(b store.BatchCommit) {
+	if b.Err != nil {
+		m.commitFailures.Inc()
+		return
+	}
+	m.commitDuration.Observe(b.Duration.Seconds())
+	m.batchEvents.Observe(float64(b.Events))
 }

@@ -304,6 +304,9 @@ func New(cfg Config) (*Relay, error) {
 		r.adminTokenHash = sum[:]
 	}
 	r.metrics = newMetrics()
+	if o, ok := cfg.Store.(store.CommitObserver); ok {
+		o.ObserveCommits(r.metrics.observeCommit)
+	}
 	r.cluster = cfg.Cluster
 	r.hub = newHub(r)
 	r.remote = newRemote(r)

@@ -208,13 +208,57 @@ func (h *Hub) RemoveWaiter(eventID string) {
 // Publish tells the channel's live groups, here and on the other nodes,
 // that an event is committed; waiting says a sync sender here waits for it.
 func (h *Hub) Publish(ev *store.Event, waiting bool) {
-	h.mu.Lock()
-	if ev.State == store.EventAccepted {
-		for _, w := range h.channels[ev.ChannelID] {
-			w.offer(ev)
-		}
+	h.Committed(h.Offer(ev), waiting)
+}
+
+// Offered is an event handed to this node's workers by Offer, and which
+// of them took it, until Committed.
+type Offered struct {
+	ev      *store.Event
+	workers map[*worker]bool
+}
+
+// Offer hands an event to this node's live groups of its channel as soon
+// as its seq is assigned, before its commit is done: their delivery then
+// runs while the store commits. Only this node's workers hear of it now;
+// the other nodes read the store, so they hear of it from Committed, and
+// never if the commit fails. A worker copes with an event whose commit
+// fails: its delivery record is skipped by the store (the event does not
+// exist), a retry finds it gone, and its seq is a gap no horizon waits
+// for. The caller must not change ev until the commit is done.
+func (h *Hub) Offer(ev *store.Event) *Offered {
+	o := &Offered{ev: ev}
+	if ev.State != store.EventAccepted {
+		return o
 	}
-	h.mu.Unlock()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, w := range h.channels[ev.ChannelID] {
+		if o.workers == nil {
+			o.workers = make(map[*worker]bool, len(h.channels[ev.ChannelID]))
+		}
+		o.workers[w] = true
+		w.offer(ev)
+	}
+	return o
+}
+
+// Committed tells the other nodes that an offered event is committed, and
+// hands it to the workers of this node that started since Offer (they
+// may have read the store before the commit). No worker gets it twice: a
+// second hand-over of an event done and recorded would deliver it again.
+// waiting says a sync sender here waits for it.
+func (h *Hub) Committed(o *Offered, waiting bool) {
+	ev := o.ev
+	if ev.State == store.EventAccepted {
+		h.mu.Lock()
+		for _, w := range h.channels[ev.ChannelID] {
+			if !o.workers[w] {
+				w.offer(ev)
+			}
+		}
+		h.mu.Unlock()
+	}
 	err := h.node.PublishEvent(h.ctx, Event{
 		ChannelID: ev.ChannelID, EventID: ev.ID, Seq: ev.Seq, Origin: h.node.ID(), Waiting: waiting,
 	})

@@ -1,6 +1,9 @@
 package store
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Commit is the outcome, still to come, of an append whose seq is already
 // assigned (Store.StartAppend). It lets a caller act on the seq at once and
@@ -60,4 +63,24 @@ func AppendAndWait(ctx context.Context, e *Event, start func(context.Context, *E
 		*e = before
 	}
 	return err
+}
+
+// BatchCommit describes one group commit of a store's writer that held at
+// least one append (CommitObserver).
+type BatchCommit struct {
+	// Events is the number of appends in the batch.
+	Events int
+	// Duration runs from the start of the batch's transaction to the end
+	// of its commit (the fsync, or PostgreSQL's answer to it).
+	Duration time.Duration
+	// Err is the batch's failure: nil when it committed.
+	Err error
+}
+
+// CommitObserver is implemented by stores that can report their group
+// commits (the relay's /metrics). ObserveCommits sets the function called
+// after each batch of appends; it runs on the store's writer and must not
+// block. nil stops the reports.
+type CommitObserver interface {
+	ObserveCommits(f func(BatchCommit))
 }

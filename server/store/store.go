@@ -365,9 +365,12 @@ type Store interface {
 	//     Pending leaves it out; events at or below DoneThrough need no mark.
 	// A group that no longer exists is skipped likewise: its deliveries are
 	// still stored (history outlives groups). ErrConflict if a delivery id
-	// is already stored; nothing of p is written then. A caller reports a
-	// delivery only once its event's Commit is done (a store with several
-	// writers could not see the event before).
+	// is already stored; nothing of p is written then. A delivery may be
+	// reported while its event's commit is still in flight (a relay
+	// forwards before the commit is done): the store writes its record
+	// after that commit (SQLite: its one writer takes the append first;
+	// PostgreSQL: it waits for the appends of this Store), and skips it
+	// when the commit failed.
 	RecordProgress(ctx context.Context, p Progress) error
 	// Deliveries lists the attempts of one event, oldest (StartedAt) first;
 	// none for an unknown event.

@@ -67,8 +67,21 @@ const deliveryColumns = `id, event_seq, event_id, channel_id, group_id, group_na
 // RecordProgress writes the worker's report in one transaction, as
 // store.Store documents: the group's watermark first, then every delivery
 // in one statement, both sent in one pipeline (one round trip, one commit).
+//
+// A delivery of an event appended through this Store whose commit is still
+// in flight (a relay forwards while the commit runs) waits for that commit
+// first: RecordProgress runs on a connection of its own, which would not
+// see the event yet and skip the record, and the event, once committed,
+// would be delivered again. After a failed commit the record is skipped.
 func (s *Store) RecordProgress(ctx context.Context, p store.Progress) error {
 	op := fmt.Sprintf("record progress of group %d", p.GroupID)
+	for _, d := range p.Deliveries {
+		if c, ok := s.appending.Load(d.EventID); ok {
+			if err := c.(*store.Commit).Wait(ctx); err != nil && ctx.Err() != nil {
+				return fmt.Errorf("%s: wait for the commit of event %s: %w", op, d.EventID, err)
+			}
+		}
+	}
 	b := &pgx.Batch{}
 	if p.DoneThrough > 0 || !p.SeenAt.IsZero() {
 		b.Queue(advanceGroup, p.GroupID, p.DoneThrough, nullTime(p.SeenAt))

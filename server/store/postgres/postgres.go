@@ -111,9 +111,19 @@ type Store struct {
 	// Counters for tests and benchmarks: append transactions and the
 	// events in them.
 	batches, batchedJobs atomic.Int64
+
+	onCommit atomic.Pointer[func(store.BatchCommit)] // ObserveCommits
+	// appending holds the Commit of each append of this Store taken and
+	// not yet settled, by event id: RecordProgress waits for it (see
+	// there). sync.Map: written once and deleted once per event, by
+	// different goroutines.
+	appending sync.Map
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store          = (*Store)(nil)
+	_ store.CommitObserver = (*Store)(nil)
+)
 
 // errClosed is returned by every call after Close.
 var errClosed = fmt.Errorf("postgres store is closed: %w", store.ErrUnavailable)

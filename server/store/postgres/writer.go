@@ -242,7 +242,11 @@ func (s *Store) runWriter(w *writer) {
 				break fill
 			}
 		}
+		began := time.Now()
 		err := s.appendBatch(w)
+		if f := s.onCommit.Load(); f != nil {
+			(*f)(store.BatchCommit{Events: len(w.batch), Duration: time.Since(began), Err: err})
+		}
 		s.batches.Add(1)
 		s.batchedJobs.Add(int64(len(w.batch)))
 		for i, j := range w.batch {
@@ -436,13 +440,19 @@ func (s *Store) StartAppend(ctx context.Context, e *store.Event) (*store.Commit,
 			err = fmt.Errorf("%s: %w", op, err)
 		}
 		settle(err)
+		s.appending.CompareAndDelete(e.ID, commit)
 	}
+	// Known before anyone can deliver the event, that is, before this
+	// returns: RecordProgress waits for it.
+	s.appending.Store(e.ID, commit)
 	w := s.writersByKey[uint32(j.lockKey)%uint32(len(s.writersByKey))]
 	select {
 	case w.jobs <- j:
 	case <-s.quit:
+		s.appending.CompareAndDelete(e.ID, commit)
 		return nil, fmt.Errorf("%s: %w", op, errClosed)
 	case <-ctx.Done():
+		s.appending.CompareAndDelete(e.ID, commit)
 		return nil, fmt.Errorf("%s: %w", op, ctx.Err())
 	}
 	<-j.taken
@@ -451,6 +461,16 @@ func (s *Store) StartAppend(ctx context.Context, e *store.Event) (*store.Commit,
 	}
 	e.Seq, e.ReceivedAt, e.State, e.Size = j.seq, j.ev.ReceivedAt, j.ev.State, len(j.body)
 	return commit, nil
+}
+
+// ObserveCommits sets the function told of every append batch
+// (store.CommitObserver).
+func (s *Store) ObserveCommits(f func(store.BatchCommit)) {
+	if f == nil {
+		s.onCommit.Store(nil)
+		return
+	}
+	s.onCommit.Store(&f)
 }
 
 // AppendEvent appends the event and waits for its commit.

@@ -117,6 +117,8 @@ type Store struct {
 	// Counters for tests and benchmarks: transactions the writer ran and
 	// the jobs in them.
 	batches, batchedJobs atomic.Int64
+
+	onCommit atomic.Pointer[func(store.BatchCommit)] // ObserveCommits
 	// checkpoints counts the checkpoint goroutine's checkpoints.
 	checkpoints atomic.Int64
 }

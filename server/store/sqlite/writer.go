@@ -6,6 +6,9 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"time"
+
+	"github.com/hookrelay/hookrelay/server/store"
 )
 
 // Group commit.
@@ -223,6 +226,7 @@ func (s *Store) runWriter() {
 			if raise {
 				reserve = s.lastSeq.Load() + seqReserveAhead
 			}
+			began := time.Now()
 			committed, err := runBatch(wc, batch, errs, func(w *writeConn) error {
 				if !raise {
 					return nil
@@ -230,6 +234,7 @@ func (s *Store) runWriter() {
 				_, err := w.exec(`UPDATE seq_reserve SET reserve = ? WHERE id = 1`, reserve)
 				return err
 			})
+			s.observeBatch(batch, errs, committed, err, time.Since(began))
 			if err != nil {
 				fillErr(errs, err)
 				if !wc.reset() {
@@ -246,6 +251,38 @@ func (s *Store) runWriter() {
 		for i, j := range batch {
 			j.finish(errs[i])
 		}
+	}
+}
+
+// ObserveCommits sets the function told of every batch that held an
+// append (store.CommitObserver).
+func (s *Store) ObserveCommits(f func(store.BatchCommit)) {
+	if f == nil {
+		s.onCommit.Store(nil)
+		return
+	}
+	s.onCommit.Store(&f)
+}
+
+// observeBatch tells the ObserveCommits function of a batch that held an
+// append: its appends, how long its transaction took, and its failure (the
+// transaction's, or when no job committed, the first append's own).
+func (s *Store) observeBatch(batch []*job, errs []error, committed bool, err error, took time.Duration) {
+	f := s.onCommit.Load()
+	if f == nil {
+		return
+	}
+	events := 0
+	for i, j := range batch {
+		if j.taken == nil {
+			continue
+		}
+		if events++; err == nil && !committed {
+			err = errs[i]
+		}
+	}
+	if events > 0 {
+		(*f)(store.BatchCommit{Events: events, Duration: took, Err: err})
 	}
 }
 
