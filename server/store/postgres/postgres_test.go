@@ -350,14 +350,12 @@ func mismatch(prefix, list []int64) int {
 // that the event stays invisible meanwhile, and that the Commit settles
 // once the lock is let go: the seq comes before the commit's WAL flush, so
 // a relay can start delivering while the commit is in flight.
-func TestSeqBeforeCommit(t *testing.T) {
-	t.Parallel()
-	url := pgtest.Schema(t)
-	s := openTest(t, url, Options{})
+// holdCommits makes every commit that inserts an event wait until release
+// is called (a deferred trigger takes a lock a connection of the test
+// holds); the INSERT itself, and so the seq, goes through.
+func holdCommits(t *testing.T, s *Store, url string) (release func()) {
+	t.Helper()
 	ctx := t.Context()
-	if err := s.CreateChannel(ctx, store.Channel{ID: "c"}); err != nil {
-		t.Fatal(err)
-	}
 	key := rand.Int64()
 	if _, err := s.pool.Exec(ctx, fmt.Sprintf(`CREATE FUNCTION hold_commit() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN PERFORM pg_advisory_xact_lock_shared(%d); RETURN NULL; END $$;
@@ -369,16 +367,28 @@ func TestSeqBeforeCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer holder.Close(context.Background())
+	t.Cleanup(func() { holder.Close(context.Background()) })
 	if _, err := holder.Exec(ctx, `SELECT pg_advisory_lock($1)`, key); err != nil {
 		t.Fatal(err)
 	}
-	release := sync.OnceFunc(func() {
+	release = sync.OnceFunc(func() {
 		if _, err := holder.Exec(context.Background(), `SELECT pg_advisory_unlock($1)`, key); err != nil {
 			t.Error(err)
 		}
 	})
-	defer release()
+	t.Cleanup(release)
+	return release
+}
+
+func TestSeqBeforeCommit(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Schema(t)
+	s := openTest(t, url, Options{})
+	ctx := t.Context()
+	if err := s.CreateChannel(ctx, store.Channel{ID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	release := holdCommits(t, s, url)
 
 	e := &store.Event{ID: "e", ChannelID: "c", Method: "POST", Path: "/", Body: []byte("held")}
 	started := make(chan *store.Commit, 1)
@@ -416,6 +426,49 @@ func TestSeqBeforeCommit(t *testing.T) {
 	}
 	if got, err := s.GetEvent(ctx, "e"); err != nil || got.Seq != e.Seq {
 		t.Errorf("GetEvent after the commit: seq %d, %v; want %d", got.Seq, err, e.Seq)
+	}
+}
+
+// TestRecordProgressWaitsForCommit: a delivery reported while its event's
+// commit is in flight (the relay forwards before the commit is done) is
+// written after that commit, not skipped as the record of an event that
+// does not exist: RecordProgress waits for it, up to its ctx.
+func TestRecordProgressWaitsForCommit(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Schema(t)
+	s := openTest(t, url, Options{})
+	ctx := t.Context()
+	if err := s.CreateChannel(ctx, store.Channel{ID: "c"}); err != nil {
+		t.Fatal(err)
+	}
+	g, err := s.EnsureGroup(ctx, "c", "g", store.FromResume)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := holdCommits(t, s, url)
+	e := &store.Event{ID: "e", ChannelID: "c", Method: "POST", Path: "/", Body: []byte("held")}
+	commit, err := s.StartAppend(ctx, e)
+	if err != nil {
+		t.Fatalf("StartAppend: %v", err)
+	}
+	p := store.Progress{GroupID: g.ID, Deliveries: []store.Delivery{{
+		ID: "d", EventID: "e", EventSeq: e.Seq, ChannelID: "c", GroupID: g.ID, GroupName: "g",
+		Attempt: 1, StartedAt: time.Now(), Status: 200, Done: true,
+	}}}
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if err := s.RecordProgress(short, p); err == nil {
+		t.Fatal("RecordProgress returned nil while its event's commit was held: it did not wait for it")
+	}
+	release()
+	if err := s.RecordProgress(ctx, p); err != nil {
+		t.Fatalf("RecordProgress after the commit: %v", err)
+	}
+	if err := commit.Err(); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	if ds, err := s.Deliveries(ctx, "e"); err != nil || len(ds) != 1 || ds[0].ID != "d" {
+		t.Errorf("deliveries of the event: %v, %v; want the one reported", ds, err)
 	}
 }
 
