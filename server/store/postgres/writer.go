@@ -440,19 +440,19 @@ func (s *Store) StartAppend(ctx context.Context, e *store.Event) (*store.Commit,
 			err = fmt.Errorf("%s: %w", op, err)
 		}
 		settle(err)
-		s.appending.CompareAndDelete(e.ID, commit)
+		s.appending.CompareAndDelete(j.ev.ID, commit)
 	}
 	// Known before anyone can deliver the event, that is, before this
 	// returns: RecordProgress waits for it.
-	s.appending.Store(e.ID, commit)
+	s.appending.Store(j.ev.ID, commit)
 	w := s.writersByKey[uint32(j.lockKey)%uint32(len(s.writersByKey))]
 	select {
 	case w.jobs <- j:
 	case <-s.quit:
-		s.appending.CompareAndDelete(e.ID, commit)
+		s.appending.CompareAndDelete(j.ev.ID, commit)
 		return nil, fmt.Errorf("%s: %w", op, errClosed)
 	case <-ctx.Done():
-		s.appending.CompareAndDelete(e.ID, commit)
+		s.appending.CompareAndDelete(j.ev.ID, commit)
 		return nil, fmt.Errorf("%s: %w", op, ctx.Err())
 	}
 	<-j.taken
