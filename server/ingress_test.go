@@ -14,17 +14,18 @@ import (
 	"github.com/hookrelay/hookrelay/server/store/memstore"
 )
 
-// slowCommitStore is a real store whose AppendEvent first waits for its
-// caller to give up, as a commit that takes longer than the sender waits.
+// slowCommitStore is a real store whose StartAppend first waits for its
+// caller to give up, as a writer too busy to take the append before the
+// sender stops waiting.
 type slowCommitStore struct {
 	store.Store
 	entered chan struct{}
 }
 
-func (s *slowCommitStore) AppendEvent(ctx context.Context, ev *store.Event) error {
+func (s *slowCommitStore) StartAppend(ctx context.Context, ev *store.Event) (*store.Commit, error) {
 	s.entered <- struct{}{}
 	<-ctx.Done()
-	return s.Store.AppendEvent(ctx, ev)
+	return s.Store.StartAppend(ctx, ev)
 }
 
 // syncBuffer is a log destination safe for concurrent writes.
@@ -46,8 +47,8 @@ func (s *syncBuffer) String() string {
 }
 
 // TestSenderGoneBeforeCommitIsNoStoreFailure: a sender that disconnects
-// while its webhook waits for the commit is logged at debug level, not as
-// a store failure at error level.
+// while its webhook waits for the store to take it is logged at debug
+// level, not as a store failure at error level.
 func TestSenderGoneBeforeCommitIsNoStoreFailure(t *testing.T) {
 	t.Parallel()
 	mem := memstore.New(store.Limits{})
