@@ -226,9 +226,14 @@ type Offered struct {
 // fails: its delivery record is skipped by the store (the event does not
 // exist), a retry finds it gone, and its seq is a gap no horizon waits
 // for. The caller must not change ev until the commit is done.
+//
+// An event whose body is larger than the workers keep in memory
+// (inlineBodyLimit) is not handed over until Committed: a worker reloads
+// such a body from the store at dispatch, and before the commit the store
+// has no such event.
 func (h *Hub) Offer(ev *store.Event) *Offered {
 	o := &Offered{ev: ev}
-	if ev.State != store.EventAccepted {
+	if ev.State != store.EventAccepted || len(ev.Body) > inlineBodyLimit {
 		return o
 	}
 	h.mu.Lock()

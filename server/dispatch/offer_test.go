@@ -88,3 +88,33 @@ func TestOfferThenCommittedHandsOverOnce(t *testing.T) {
 	exactlyOnce(t, a.got(), []string{ev.ID, next[0]})
 	exactlyOnce(t, b.got(), []string{ev.ID, next[0]})
 }
+
+// TestOfferKeepsLargeBodiesForCommitted: an event whose body the workers
+// would reload from the store is handed over only by Committed (before the
+// commit the store has no such event to reload), and then once.
+func TestOfferKeepsLargeBodiesForCommitted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Config{})
+	a := newFakeAgent("ses_a", 4)
+	e.connect(a, "g")
+	ev := &store.Event{
+		ID: newID("evt_"), ChannelID: e.channel, Method: "POST", Path: "/large",
+		Body: make([]byte, inlineBodyLimit+1), ReceivedAt: time.Now().UTC(), State: store.EventAccepted,
+	}
+	commit, err := e.mem.StartAppend(context.Background(), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := e.hub.Offer(ev)
+	if len(o.workers) != 0 {
+		t.Fatalf("a %d-byte event was handed to %d workers before its commit", len(ev.Body), len(o.workers))
+	}
+	if err := commit.Err(); err != nil {
+		t.Fatal(err)
+	}
+	e.hub.Committed(o, false)
+	next := e.post(1)
+	eventually(t, "both delivered", func() bool { return a.count() >= 2 })
+	eventually(t, "recorded", func() bool { return len(e.deliveries(next[0])) == 1 })
+	exactlyOnce(t, a.got(), []string{ev.ID, next[0]})
+}
