@@ -28,6 +28,10 @@ const maxResponseBody = 32 << 20
 const (
 	HeaderEventID = "Hookrelay-Event-Id"
 	HeaderAttempt = "Hookrelay-Delivery-Attempt"
+	// HeaderRepeatOf names the event a delivery repeats: its commit failed
+	// after the app may have had it, and the sender sent it again. Added
+	// only when the relay says so.
+	HeaderRepeatOf = "Hookrelay-Repeat-Of"
 )
 
 // Response is the target's answer to a forwarded event.
@@ -120,7 +124,8 @@ func (f *forwarder) newRequest(in *protocol.DeliveryRequest, body io.Reader) *h1
 // headers and the hookrelay headers a sender may have forged. Host takes the
 // place of the sender's Host with the value host; Content-Length, from the
 // body's length, takes the place of the sender's or follows the sender's
-// headers; Hookrelay-Event-Id and Hookrelay-Delivery-Attempt come last.
+// headers; Hookrelay-Event-Id, Hookrelay-Delivery-Attempt and, for a
+// repeat, Hookrelay-Repeat-Of come last.
 func outgoingHeader(in *protocol.DeliveryRequest, host string) []protocol.Header {
 	contentLength := protocol.Header{Name: "Content-Length", Value: strconv.FormatInt(in.BodyLength, 10)}
 	// Like Go's client: a length of 0 is said for methods that carry a body.
@@ -140,7 +145,7 @@ func outgoingHeader(in *protocol.DeliveryRequest, host string) []protocol.Header
 				out = append(out, protocol.Header{Name: hd.Name, Value: contentLength.Value})
 				lengthDone = true
 			}
-		case name == "hookrelay-event-id", name == "hookrelay-delivery-attempt":
+		case name == "hookrelay-event-id", name == "hookrelay-delivery-attempt", name == "hookrelay-repeat-of":
 		case !validHeaderName(hd.Name) || !validHeaderValue(hd.Value):
 			// Validate refuses these; a saved file edited by hand may hold them.
 		default:
@@ -153,9 +158,13 @@ func outgoingHeader(in *protocol.DeliveryRequest, host string) []protocol.Header
 	if !lengthDone && needLength {
 		out = append(out, contentLength)
 	}
-	return append(out,
+	out = append(out,
 		protocol.Header{Name: HeaderEventID, Value: in.EventID},
 		protocol.Header{Name: HeaderAttempt, Value: strconv.Itoa(in.Attempt)})
+	if in.RepeatOf != "" {
+		out = append(out, protocol.Header{Name: HeaderRepeatOf, Value: in.RepeatOf})
+	}
+	return out
 }
 
 func firstHeader(headers []protocol.Header, name string) (string, bool) {

@@ -144,11 +144,13 @@ func TestHeadersAtTarget(t *testing.T) {
 		protocol.Header{Name: "content-length", Value: "999"},
 		protocol.Header{Name: "Host", Value: "relay.example"},
 		protocol.Header{Name: "Hookrelay-Event-Id", Value: "spoofed"},
+		protocol.Header{Name: "hookrelay-repeat-of", Value: "spoofed"},
 		protocol.Header{Name: "X-Repeat", Value: "3"},
 		protocol.Header{Name: "X-Hub-Signature-256", Value: "sha256=abc"},
 		protocol.Header{Name: "X-Empty", Value: ""},
 	)
 	req.Attempt = 3
+	req.RepeatOf = "evt-failed"
 	resp, _ := rs.mustDeliver(t, req, body)
 	if resp.Status != 200 || resp.Error != "" {
 		t.Fatalf("response %+v", resp)
@@ -171,6 +173,7 @@ func TestHeadersAtTarget(t *testing.T) {
 		"X-Empty: ",
 		"Hookrelay-Event-Id: evt-h",
 		"Hookrelay-Delivery-Attempt: 3",
+		"Hookrelay-Repeat-Of: evt-failed",
 	}
 	if !slices.Equal(got.headers, want) {
 		t.Errorf("header lines at the target:\n got %q\nwant %q", got.headers, want)

@@ -29,6 +29,11 @@ type DeliveryRequest struct {
 	BodyLength int64
 	ReceivedAt time.Time // travels as an instant; decoded in UTC
 	RemoteAddr string
+	// RepeatOf, when set, is the id of an event whose commit failed after
+	// its delivery had started and whose webhook this one repeats (the
+	// sender retried the 503). An optional trailing field (SPEC.md 6.1):
+	// written only when set; an older agent ignores it.
+	RepeatOf string
 }
 
 // Delivery error codes carried in DeliveryResponse.ErrorCode.
@@ -71,7 +76,11 @@ func (req *DeliveryRequest) appendFields(b []byte) []byte {
 	b = appendHeaders(b, req.Headers)
 	b = appendUint(b, uint64(req.BodyLength))
 	b = appendTime(b, req.ReceivedAt)
-	return appendString(b, req.RemoteAddr)
+	b = appendString(b, req.RemoteAddr)
+	if req.RepeatOf != "" {
+		b = appendString(b, req.RepeatOf)
+	}
+	return b
 }
 
 // decodeRequest reads the fields appendFields wrote. Bytes after them are
@@ -90,6 +99,9 @@ func decodeRequest(frame string) (*DeliveryRequest, error) {
 		BodyLength: d.int63("body length"),
 		ReceivedAt: d.time("received_at"),
 		RemoteAddr: d.string(),
+	}
+	if d.err == nil && d.off < len(d.s) {
+		req.RepeatOf = d.string()
 	}
 	if d.err != nil {
 		return nil, fmt.Errorf("protocol: decode request frame: %w", d.err)
@@ -150,6 +162,8 @@ func (req *DeliveryRequest) Validate() error {
 		return fmt.Errorf("protocol: body length %d out of range 0 to %d", req.BodyLength, MaxBodyLength)
 	case hasCTL(req.RemoteAddr):
 		return fmt.Errorf("protocol: control character in remote address %q", req.RemoteAddr)
+	case hasCTL(req.RepeatOf):
+		return fmt.Errorf("protocol: control character in repeat_of %q", req.RepeatOf)
 	case req.ReceivedAt.Unix() < minUnixSeconds || req.ReceivedAt.Unix() > maxUnixSeconds:
 		return fmt.Errorf("protocol: received_at %v outside years 1 to 9999", req.ReceivedAt)
 	}

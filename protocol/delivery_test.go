@@ -113,6 +113,13 @@ func TestRequestRoundTrip(t *testing.T) {
 			r.ReceivedAt = time.Date(2025, 1, 2, 3, 4, 5, 0, time.FixedZone("", 2*3600))
 			return r
 		}(), nil},
+		// repeat_of is an optional trailing field: written only when set.
+		{"a repeat of a failed event, empty remote address", func() *protocol.DeliveryRequest {
+			r := validRequest(2)
+			r.RemoteAddr = ""
+			r.RepeatOf = "evt_failed"
+			return r
+		}(), []byte("{}")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -407,7 +414,8 @@ func TestReadRequestRejects(t *testing.T) {
 		decoded bool // the frame decodes; only a rule is broken
 	}{
 		{"valid", good.frame(), "", true},
-		{"later fields ignored", good.uint(7).str("priority: high").frame(), "", true},
+		{"later fields ignored", goodRawRequest().fields().str("evt_failed").uint(7).str("priority: high").frame(), "", true},
+		{"repeat_of with a control character", goodRawRequest().fields().str("evt\n").frame(), "repeat_of", true},
 		{"non-UTF-8 bytes", with(func(r *rawRequest) { r.rq = "q=\xff"; r.headers = []string{"X", "caf\xe9"} }), "", true},
 		{"bad method", with(func(r *rawRequest) { r.method = "G T" }), "bad method", true},
 		{"query with CRLF", with(func(r *rawRequest) { r.rq = "a\r\nb" }), "query", true},
