@@ -35,11 +35,13 @@ const (
 // commit after holdCommit. A webhook marked to fail is appended to a
 // channel that does not exist, so the writer really fails it (its seq
 // becomes a gap), and its Commit then reports ErrUnavailable, as a full
-// disk would.
+// disk would; only the first is failed, so that the sender's retry of it
+// commits.
 type heldCommits struct {
 	store.Store
 	arrived <-chan struct{} // closed when the app has a marked webhook
 	wg      sync.WaitGroup
+	failed  atomic.Bool // a webhook marked to fail was failed
 	// heldUntilArrival counts held commits settled because the app had
 	// the webhook; timedOut those settled after holdCommit.
 	heldUntilArrival, timedOut atomic.Int32
@@ -49,7 +51,7 @@ type heldCommits struct {
 const holdCommit = 5 * time.Second
 
 func (s *heldCommits) StartAppend(ctx context.Context, e *store.Event) (*store.Commit, error) {
-	fail := bytes.Contains(e.Body, []byte(failCommitMarker))
+	fail := bytes.Contains(e.Body, []byte(failCommitMarker)) && s.failed.CompareAndSwap(false, true)
 	if !fail && !bytes.Contains(e.Body, []byte(holdCommitMarker)) {
 		return s.Store.StartAppend(ctx, e)
 	}
@@ -118,6 +120,7 @@ type markedApp struct {
 	arrived chan struct{}
 	mu      sync.Mutex
 	ids     []string
+	repeats []string // Hookrelay-Repeat-Of of each webhook, "" when absent
 }
 
 func newMarkedApp(t *testing.T) *markedApp {
@@ -127,6 +130,7 @@ func newMarkedApp(t *testing.T) *markedApp {
 		body, _ := io.ReadAll(r.Body)
 		a.mu.Lock()
 		a.ids = append(a.ids, r.Header.Get("Hookrelay-Event-Id"))
+		a.repeats = append(a.repeats, r.Header.Get("Hookrelay-Repeat-Of"))
 		a.mu.Unlock()
 		if bytes.Contains(body, []byte(holdCommitMarker)) || bytes.Contains(body, []byte(failCommitMarker)) {
 			once.Do(func() { close(a.arrived) })
@@ -136,6 +140,12 @@ func newMarkedApp(t *testing.T) *markedApp {
 	}))
 	t.Cleanup(a.Close)
 	return a
+}
+
+func (a *markedApp) repeatOf() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.repeats...)
 }
 
 func (a *markedApp) eventIDs() []string {
@@ -149,7 +159,9 @@ func (a *markedApp) eventIDs() []string {
 // the relay forwards while the commit is in flight and answers the sender
 // only when both are in). The failed event leaves nothing behind (no
 // event, no delivery record), and the group goes on: the next webhook is
-// answered by the app and nothing stays pending.
+// answered by the app and nothing stays pending. The sender's retry of the
+// failed webhook reaches the app marked Hookrelay-Repeat-Of the failed
+// event; a different webhook is not marked.
 func TestFailedCommitIsNever2xx(t *testing.T) {
 	t.Parallel()
 	for _, sc := range commitStores {
@@ -174,7 +186,8 @@ func TestFailedCommitIsNever2xx(t *testing.T) {
 				t.Fatalf("a webhook that commits: %d %q, want the app's 200", resp.StatusCode, body)
 			}
 
-			resp, body = post(t, relay.ingress(ch), "application/json", []byte(`{"`+failCommitMarker+`":true}`))
+			failing := []byte(`{"` + failCommitMarker + `":true}`)
+			resp, body = post(t, relay.ingress(ch), "application/json", failing)
 			var answer struct{ Code, Error string }
 			_ = json.Unmarshal(body, &answer)
 			if resp.StatusCode != http.StatusServiceUnavailable || answer.Code != "store_unavailable" || resp.Header.Get("Retry-After") == "" {
@@ -194,10 +207,29 @@ func TestFailedCommitIsNever2xx(t *testing.T) {
 			}
 			failedID := ids[1]
 
-			// The group goes on past the gap the failed seq left.
+			// The sender retries: the app has it again, marked as a repeat
+			// of the failed event, under a new id; its first attempt.
+			resp, body = post(t, relay.ingress(ch), "application/json", failing)
+			if resp.StatusCode != http.StatusOK || string(body) != "the app took it" {
+				t.Fatalf("the retry of the webhook whose commit failed: %d %q, want the app's 200", resp.StatusCode, body)
+			}
+			ids, repeats := app.eventIDs(), app.repeatOf()
+			if len(ids) != 3 || ids[2] == failedID || repeats[2] != failedID {
+				t.Fatalf("the app got %v with Hookrelay-Repeat-Of %q; want a third webhook, a new event marked as a repeat of %s",
+					ids, repeats, failedID)
+			}
+			if repeats[0] != "" || repeats[1] != "" {
+				t.Errorf("first deliveries marked as repeats: %q", repeats)
+			}
+
+			// The group goes on past the gap the failed seq left, and a
+			// different webhook is not marked.
 			resp, body = post(t, relay.ingress(ch), "application/json", []byte(`{"after":true}`))
 			if resp.StatusCode != http.StatusOK || string(body) != "the app took it" {
 				t.Fatalf("the webhook after a failed commit: %d %q, want the app's 200", resp.StatusCode, body)
+			}
+			if repeats := app.repeatOf(); len(repeats) != 4 || repeats[3] != "" {
+				t.Errorf("Hookrelay-Repeat-Of of the webhooks the app got: %q; want the fourth unmarked", repeats)
 			}
 			ctx := context.Background()
 			if _, err := relay.store.GetEvent(ctx, failedID); err == nil {
@@ -212,7 +244,7 @@ func TestFailedCommitIsNever2xx(t *testing.T) {
 				if err != nil || len(page.Events) > 0 {
 					return false
 				}
-				for _, id := range []string{ids[0], app.eventIDs()[2]} {
+				for _, id := range []string{ids[0], ids[2], app.eventIDs()[3]} {
 					if ds, err := relay.store.Deliveries(ctx, id); err != nil || len(ds) != 1 {
 						return false
 					}
@@ -222,8 +254,8 @@ func TestFailedCommitIsNever2xx(t *testing.T) {
 			if ds, err := relay.store.Deliveries(ctx, failedID); err != nil || len(ds) != 0 {
 				t.Errorf("delivery records of the event whose commit failed: %v, %v; want none", ds, err)
 			}
-			if n := len(app.eventIDs()); n != 3 {
-				t.Errorf("the app got %d webhooks, want 3 (the failed one only once)", n)
+			if n := len(app.eventIDs()); n != 4 {
+				t.Errorf("the app got %d webhooks, want 4 (the failed one, then its retry)", n)
 			}
 		})
 	}

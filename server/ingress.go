@@ -128,12 +128,17 @@ func (r *Relay) ingress(c *gin.Context) {
 	// slower of the commit and the app, not their sum. The rest hears of
 	// it only once it is committed (hub.committed); a failed commit is 503
 	// whatever the app answered.
+	// A webhook whose commit failed after its delivery started, sent again,
+	// is delivered marked as a repeat of it (repeats.go).
+	ev.RepeatOf = r.failed.repeatOf(ev)
 	commit, err := r.store.StartAppend(ctx, ev)
 	if err == nil {
 		offered := r.hub.offer(ev)
 		<-commit.Done() // the commit runs to its end whatever ctx does
 		if err = commit.Err(); err == nil {
 			r.hub.committed(offered, ev, sync)
+		} else if offered.Handed() {
+			r.failed.remember(ev)
 		}
 	}
 	if err != nil {

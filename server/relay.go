@@ -278,8 +278,9 @@ type Relay struct {
 	adminTokenHash []byte
 	secret         []byte // Config.Secret
 	hub            *hub
-	cluster        cluster.Node // Config.Cluster
-	remote         *remote      // what other nodes tell this one (remote.go)
+	failed         *failedWebhooks // commits that failed after delivery started (ingress)
+	cluster        cluster.Node    // Config.Cluster
+	remote         *remote         // what other nodes tell this one (remote.go)
 	metrics        *metrics
 	limiters       limiters
 	anonLimiters   limiters // anonymous channel creation, by source address
@@ -309,6 +310,7 @@ func New(cfg Config) (*Relay, error) {
 	}
 	r.cluster = cfg.Cluster
 	r.hub = newHub(r)
+	r.failed = newFailedWebhooks()
 	r.remote = newRemote(r)
 	r.cluster.Subscribe(r.remote)
 	engine, err := r.routes()

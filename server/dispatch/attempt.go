@@ -58,6 +58,7 @@ func (w *worker) try(a Agent, item readyItem) deliveryResult {
 		BodyLength: int64(len(ev.Body)),
 		ReceivedAt: ev.ReceivedAt,
 		RemoteAddr: ev.RemoteAddr,
+		RepeatOf:   ev.RepeatOf,
 	}
 	start := time.Now()
 	resp, body, err := a.Deliver(w.ctx, req, ev.Body)

@@ -248,6 +248,10 @@ func (h *Hub) Offer(ev *store.Event) *Offered {
 	return o
 }
 
+// Handed reports whether Offer handed the event to a worker of this node,
+// whose delivery may then have started before the commit.
+func (o *Offered) Handed() bool { return len(o.workers) > 0 }
+
 // Committed tells the other nodes that an offered event is committed, and
 // hands it to the workers of this node that started since Offer (they
 // may have read the store before the commit). No worker gets it twice: a

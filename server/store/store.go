@@ -80,6 +80,10 @@ type Event struct {
 	// replay API with edits stores a new event); "" for a webhook received
 	// at ingress. The original may have been deleted since.
 	ReplayOf string
+	// RepeatOf is set by ingress only, never stored: the id of an event
+	// whose commit failed after its delivery had started and whose webhook
+	// this one repeats. It rides on the attempts handed over in memory.
+	RepeatOf string
 
 	// Summary of delivery, maintained by RecordProgress. A store keeps it
 	// apart from the body, so recording a delivery never rewrites the body.
