@@ -23,7 +23,8 @@
 // is cleaned and joined under the target's path, the body is sent unchanged,
 // the header lines keep their order, names, values and repeats, hop-by-hop
 // headers are dropped, Host becomes the target's (unless PreserveHost), and
-// Hookrelay-Event-Id and Hookrelay-Delivery-Attempt are added. Redirects are
+// Hookrelay-Event-Id and Hookrelay-Delivery-Attempt are added (and
+// Hookrelay-Repeat-Of when the relay marks a repeat). Redirects are
 // never followed. The request head is written by a small HTTP/1.1 client
 // (h1.go), since net/http's writes header names in sorted order.
 package client
