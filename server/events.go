@@ -159,7 +159,32 @@ func (r *Relay) listEvents(c *gin.Context) {
 	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
+	// ended answers for a watcher that was ended (revoked, deleted) and
+	// reports whether it did; a draining relay answers what there is.
+	ended := func() bool {
+		switch code, reason := watch.endReason(); code {
+		case endTokenRevoked:
+			abortJSON(c, http.StatusUnauthorized, "unauthorized", reason)
+			return true
+		case endChannelDeleted:
+			abortJSON(c, http.StatusNotFound, "channel_not_found", reason)
+			return true
+		}
+		wait = 0
+		return false
+	}
 	for {
+		if watch != nil {
+			// end also wakes the watcher: an ended one must never read
+			// the events that came after it ended.
+			select {
+			case <-watch.done:
+				if ended() {
+					return
+				}
+			default:
+			}
+		}
 		evs, err := r.store.ListEvents(ctx, q)
 		if err != nil {
 			r.storeFailed(c, err)
@@ -186,15 +211,9 @@ func (r *Relay) listEvents(c *gin.Context) {
 		case <-deadline.C:
 			wait = 0 // answer the (empty) page now
 		case <-watch.done:
-			switch code, reason := watch.endReason(); code {
-			case endTokenRevoked:
-				abortJSON(c, http.StatusUnauthorized, "unauthorized", reason)
-				return
-			case endChannelDeleted:
-				abortJSON(c, http.StatusNotFound, "channel_not_found", reason)
+			if ended() {
 				return
 			}
-			wait = 0 // the relay is shutting down: answer now
 		case <-ctx.Done():
 			return
 		}
