@@ -367,11 +367,8 @@ func (h *Hub) Join(a Agent, groups []store.Group) {
 				h.channels[g.ChannelID] = make(map[int64]*worker)
 			}
 			h.channels[g.ChannelID][g.ID] = w
-			h.wg.Add(1)
-			go func() {
-				defer h.wg.Done()
-				w.run()
-			}()
+			h.wg.Add(1) // done when the worker has finished (end)
+			w.notify()
 		}
 		if w.addAgent(a) {
 			m.workers = append(m.workers, w)

@@ -80,10 +80,11 @@ func (w *worker) persist(final bool) {
 		return
 	}
 	w.writing = true
+	written := w.written // the worker does not park while this write runs
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
-		w.written <- write() // capacity 1, one write at a time: never blocks
+		written <- write() // capacity 1, one write at a time: never blocks
 		w.notify()
 	}()
 }

@@ -51,21 +51,33 @@ type worker struct {
 	stateMu sync.Mutex // guards shown
 	shown   GroupState // what state() reports, set by run's goroutine
 
-	wake     chan struct{}       // capacity 1: something changed
-	incoming chan *store.Event   // new events handed over by publish
-	overflow atomic.Bool         // publish found incoming full, or a resync: rescan the store
-	probeNow atomic.Bool         // an agent says its target is back: probe without waiting
-	results  chan deliveryResult // finished attempts
-	replays  chan *store.Event   // events to deliver again (replay); pointers keep an idle worker small
-	written  chan progressWrite  // capacity 1: the progress write in flight has ended
-	done     chan struct{}       // closed when run has returned
-	prev     *worker             // the group's previous worker, still finishing; run waits for it
-	ctx      context.Context     // ended by stop
+	wake     chan struct{} // capacity 1: something changed
+	overflow atomic.Bool   // publish found the inbox full, or a resync: rescan the store
+	probeNow atomic.Bool   // an agent says its target is back: probe without waiting
+	done     chan struct{} // closed when the worker has finished for good
+	prev     *worker       // the group's previous worker, still finishing; run waits for it
+	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // delivery goroutines and the progress write
 
+	inMu    sync.Mutex     // guards inbox, replays
+	inbox   []*store.Event // new events handed over by publish, at most incomingQueue
+	replays []*store.Event // events to deliver again (replay), at most maxReplays
+
+	runMu     sync.Mutex  // guards running, finished, idleTimer
+	running   bool        // a goroutine runs run (idle.go)
+	finished  bool        // the worker has stopped and finished: no goroutine starts again
+	idleTimer *time.Timer // wakes a parked worker for its periodic duties; nil until first parked
+
+	// Made by run when its goroutine starts and dropped when it parks, so
+	// that an idle worker holds neither.
+	results chan deliveryResult // finished attempts
+	written chan progressWrite  // capacity 1: the progress write in flight has ended
+
 	// Owned by run's goroutine.
-	live        bool             // caught up: new events come through incoming
+	started     bool             // run has set the fields below up
+	attempts    int              // attempt goroutines running (replays included)
+	live        bool             // caught up: new events come through the inbox
 	scanFrom    int64            // backlog paging position
 	horizon     int64            // every event with Seq <= horizon was read from the store
 	lastScan    time.Time        // when backlog mode last caught up
@@ -121,14 +133,10 @@ type deliveryResult struct {
 
 func newWorker(h *Hub, g store.Group) *worker {
 	ctx, cancel := context.WithCancel(h.ctx)
-	return &worker{
+	w := &worker{
 		hub:         h,
 		group:       g,
 		wake:        make(chan struct{}, 1),
-		incoming:    make(chan *store.Event, incomingQueue),
-		results:     make(chan deliveryResult, 64),
-		replays:     make(chan *store.Event, 64),
-		written:     make(chan progressWrite, 1),
 		ctx:         ctx,
 		cancel:      cancel,
 		outstanding: make(map[int64]int),
@@ -137,32 +145,19 @@ func newWorker(h *Hub, g store.Group) *worker {
 		inflight:    make(map[int64]int),
 		done:        make(chan struct{}),
 	}
+	// A parked worker hears of stop, or of the hub's end, through this.
+	context.AfterFunc(ctx, w.notify)
+	return w
 }
 
 const (
 	incomingQueue   = 256     // events handed over in memory per group; more fall back to a store scan
+	maxReplays      = 64      // replays waiting per group; more are refused
 	readyTarget     = 64      // events read ahead of the agents' free slots
 	inlineBodyLimit = 1 << 20 // larger bodies are reloaded from the store at dispatch
 	rescanInterval  = 30 * time.Second
 	maxUnwritten    = 4096 // finished attempts kept for writing while the store fails; older ones are dropped
 )
-
-func (w *worker) notify() {
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
-
-// offer hands a newly committed event to the worker.
-func (w *worker) offer(ev *store.Event) {
-	select {
-	case w.incoming <- ev:
-	default:
-		w.overflow.Store(true)
-	}
-	w.notify()
-}
 
 // rescan makes the worker read the store again from its horizon.
 func (w *worker) rescan() {
@@ -235,47 +230,44 @@ func (w *worker) freeSlots() int {
 	return n
 }
 
-// stop ends the worker; run returns after its deliveries end.
+// stop ends the worker: it finishes its deliveries and its last progress
+// write, then closes done.
 func (w *worker) stop() { w.cancel() }
 
-// replay queues an event to be delivered to this group again.
-func (w *worker) replay(ev store.Event) bool {
-	select {
-	case w.replays <- &ev:
-		w.notify()
-		return true
-	default:
-		return false
-	}
-}
-
+// run is the worker's goroutine: notify starts it when there is work, and
+// it returns when the group is idle (park) or the worker stopped (end).
 func (w *worker) run() {
-	defer func() {
-		w.finish()
-		close(w.done)
-		w.hub.retired(w)
-	}()
-	if w.prev != nil {
-		// The group's previous worker may still be recording its last
-		// attempts; reading Pending before it is done would send them again.
-		select {
-		case <-w.prev.done:
-		case <-w.ctx.Done():
-			return
-		}
+	if w.results == nil {
+		w.results = make(chan deliveryResult, 64)
+		w.written = make(chan progressWrite, 1)
 	}
-	w.scanFrom = w.group.DoneThrough
-	w.horizon = w.group.DoneThrough
-	w.persisted = w.group.DoneThrough
-	w.persistedAt = time.Now()
-	w.touchedAt = time.Now() // EnsureGroup set LastSeenAt at the handshake
-	if _, one := w.hub.node.(*single); !one {
-		w.wg.Add(1)
-		go w.renewLoop()
+	if !w.started {
+		if w.prev != nil {
+			// The group's previous worker may still be recording its last
+			// attempts; reading Pending before it is done would send them again.
+			select {
+			case <-w.prev.done:
+			case <-w.ctx.Done():
+				w.end()
+				return
+			}
+			w.prev = nil
+		}
+		w.started = true
+		w.scanFrom = w.group.DoneThrough
+		w.horizon = w.group.DoneThrough
+		w.persisted = w.group.DoneThrough
+		w.persistedAt = time.Now()
+		w.touchedAt = time.Now() // EnsureGroup set LastSeenAt at the handshake
+		if _, one := w.hub.node.(*single); !one {
+			w.wg.Add(1)
+			go w.renewLoop()
+		}
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		w.takeReplays()
 		if w.overflow.Swap(false) && w.live {
 			w.live, w.scanFrom = false, w.horizon
 		}
@@ -312,9 +304,14 @@ func (w *worker) run() {
 			wait = min(wait, time.Until(w.nextProbe))
 		}
 		wait = min(wait, time.Until(w.touchedAt.Add(time.Minute+time.Second)))
-		timer.Reset(max(wait, time.Millisecond))
+		wait = max(wait, time.Millisecond)
+		if w.ctx.Err() == nil && w.idle(storeErr) && w.park(wait) {
+			return
+		}
+		timer.Reset(wait)
 		select {
 		case <-w.ctx.Done():
+			w.end()
 			return
 		case <-w.wake:
 		case res := <-w.results:
@@ -322,8 +319,6 @@ func (w *worker) run() {
 			w.handleReady()
 		case pw := <-w.written:
 			w.wrote(pw)
-		case ev := <-w.replays:
-			w.ready = append(w.ready, readyItem{ev: ev, eventID: ev.ID, seq: ev.Seq, attempt: ev.Attempts + 1, replay: true})
 		case <-timer.C:
 		}
 	}
@@ -412,14 +407,13 @@ func (w *worker) take(ev *store.Event) {
 
 // takeIncoming moves handed-over events to the ready list (live mode).
 func (w *worker) takeIncoming() {
-	for n := w.want(); n > 0; n-- {
-		select {
-		case ev := <-w.incoming:
-			if ev.Seq > w.horizon {
-				w.take(ev)
-			}
-		default:
-			return
+	n := w.want()
+	if n <= 0 {
+		return
+	}
+	for _, ev := range w.takeInbox(n) {
+		if ev.Seq > w.horizon {
+			w.take(ev)
 		}
 	}
 }
@@ -450,14 +444,9 @@ func (w *worker) scan() bool {
 		w.horizon = max(w.horizon, page.Horizon, w.scanFrom)
 		w.lastScan = time.Now()
 		// Handed-over events at or below the horizon were in the pages.
-		for drained := false; !drained; {
-			select {
-			case ev := <-w.incoming:
-				if ev.Seq > w.horizon {
-					w.take(ev)
-				}
-			default:
-				drained = true
+		for _, ev := range w.takeInbox(-1) {
+			if ev.Seq > w.horizon {
+				w.take(ev)
 			}
 		}
 	}
@@ -501,11 +490,13 @@ func (w *worker) start(a Agent, item readyItem) {
 		w.hold(item.seq, item.attempt)
 		w.inflight[item.seq]++
 	}
+	w.attempts++
+	results := w.results // the worker does not park while this attempt runs
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
 		// Never dropped: finish takes results until every attempt ended.
-		w.results <- w.attempt(a, item)
+		results <- w.attempt(a, item)
 		w.notify()
 	}()
 }
@@ -516,6 +507,7 @@ func (w *worker) handle(res deliveryResult) {
 	if res.agent != nil {
 		defer res.agent.Release()
 	}
+	w.attempts--
 	item := res.item
 	if !item.replay {
 		if w.inflight[item.seq]--; w.inflight[item.seq] <= 0 {
