@@ -45,9 +45,9 @@ type agentSession struct {
 	healthMu sync.Mutex              // guards targets
 	targets  []protocol.TargetHealth // the agent's last health message; nil: it sent none
 
-	stateMu   sync.Mutex                     // guards states
-	states    map[string]dispatch.GroupState // channel, group → the latest state not yet sent
-	statesOut chan struct{}                  // capacity 1: states has something
+	stateMu sync.Mutex                     // guards states, sending
+	states  map[string]dispatch.GroupState // channel, group → the latest state not yet sent
+	sending bool                           // a sendStates goroutine runs, or the handshake is not over
 
 	closeOnce sync.Once
 }
@@ -121,7 +121,7 @@ func (r *Relay) tunnel(c *gin.Context) {
 		since:     time.Now().UTC(),
 		baseURL:   strings.TrimSuffix(r.ingressURL(c.Request, ""), "/h/"),
 		conn:      protocol.NewConn(ws, protocol.ConnConfig{}),
-		statesOut: make(chan struct{}, 1),
+		sending:   true, // until run: no group state goes out before the welcome
 	}
 	if !r.hub.track(a.serve) {
 		_ = a.conn.Close()
@@ -156,7 +156,7 @@ func (a *agentSession) run() {
 	r.remote.agentsChanged()
 	r.metrics.agentsConnected.Inc()
 	defer r.metrics.agentsConnected.Dec()
-	r.hub.track(a.sendStates)
+	r.hub.track(a.sendStates) // what came during the handshake; ends at once when nothing did
 	a.controlLoop()
 	r.log.Info("agent disconnected", "session", a.id)
 }
@@ -429,32 +429,37 @@ func (a *agentSession) FreeSlots() int { return cap(a.slots) - len(a.slots) }
 
 // GroupState tells the agent how one of its groups is doing
 // (dispatch.Agent): sendStates writes it, the latest of each group only.
+// It starts sendStates when none runs, so an idle session holds no
+// goroutine for it.
 func (a *agentSession) GroupState(st dispatch.GroupState) {
 	a.stateMu.Lock()
 	if a.states == nil {
 		a.states = make(map[string]dispatch.GroupState)
 	}
 	a.states[st.ChannelID+"\x00"+st.Group] = st
+	start := !a.sending
+	a.sending = true
 	a.stateMu.Unlock()
-	select {
-	case a.statesOut <- struct{}{}:
-	default:
+	if start && !a.relay.hub.track(a.sendStates) {
+		a.stateMu.Lock()
+		a.sending = false
+		a.stateMu.Unlock()
 	}
 }
 
-// sendStates writes the group states the workers hand over (GroupState)
-// as group_state control messages until the session ends.
+// sendStates writes the group states the workers handed over (GroupState)
+// as group_state control messages, and returns when none is left or the
+// control stream fails (the session is ending: no other starts then).
 func (a *agentSession) sendStates() {
 	for {
-		select {
-		case <-a.statesOut:
-		case <-a.sess.CloseChan():
-			return
-		}
 		a.stateMu.Lock()
 		states := a.states
 		a.states = nil
+		a.sending = len(states) > 0
 		a.stateMu.Unlock()
+		if len(states) == 0 {
+			return
+		}
 		for _, st := range states {
 			if err := a.sendControl(&protocol.ControlMessage{Type: protocol.TypeGroupState, GroupState: groupStateMessage(st)}); err != nil {
 				return
