@@ -53,11 +53,12 @@ type agentSession struct {
 }
 
 var wsUpgrader = websocket.Upgrader{
-	// An idle session keeps its read buffer, so it is small: messages
-	// longer than it are read straight into yamux's buffer. The write buffer
-	// is lent from the pool for one message and holds a whole one, so that
+	// An idle session keeps its read buffer, so it is small: it holds the
+	// frame headers (and control frames, up to 125 bytes), and longer
+	// payloads are read straight into yamux's buffer. The write buffer is
+	// lent from the pool for one message and holds a whole one, so that
 	// each message is one system call.
-	ReadBufferSize:  1024,
+	ReadBufferSize:  256,
 	WriteBufferSize: protocol.MaxMessage,
 	WriteBufferPool: &sync.Pool{},
 	Subprotocols:    []string{protocol.Subprotocol},
@@ -197,6 +198,7 @@ func (a *agentSession) handshake() bool {
 		a.sendError(protocol.CodeBadRequest, "could not read hello: "+err.Error())
 		return false
 	}
+	ctrl.Shrink() // yamux keeps a stream's drained receive buffer otherwise
 	if msg.Type != protocol.TypeHello {
 		a.sendError(protocol.CodeBadRequest, "the first control message must be hello, not "+msg.Type)
 		return false
@@ -314,6 +316,7 @@ func (a *agentSession) resolve(subs []protocol.Subscription) ([]store.Group, []p
 func (a *agentSession) controlLoop() {
 	for {
 		msg, err := protocol.ReadControl(a.control)
+		a.control.Shrink() // an idle session keeps no drained receive buffer
 		if errors.Is(err, protocol.ErrUnknownType) {
 			continue // a newer agent's message this relay does not know: ignored, as SPEC.md says
 		}
