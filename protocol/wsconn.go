@@ -92,6 +92,8 @@ type Conn struct {
 	closeOnce sync.Once
 	closeErr  error
 	done      chan struct{}
+
+	notify atomic.Pointer[func()] // SetNotify
 }
 
 var _ net.Conn = (*Conn)(nil)
@@ -218,6 +220,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 	defer c.reading.Store(false)
 	for {
 		if c.reader == nil {
+			c.callNotify() // what was read so far is with the reader
 			kind, r, err := c.ws.NextReader()
 			if err != nil {
 				return 0, c.readFailed(err)
@@ -472,7 +475,29 @@ func (c *Conn) Close() error {
 	c.close()
 	c.tickMu.Lock() // a running tick ends fast: the socket is closed
 	c.tickMu.Unlock()
+	c.callNotify()
 	return c.closeErr
+}
+
+// SetNotify sets fn (nil: none) to be called each time Read has returned
+// every byte of the messages received so far and is about to wait for the
+// next one, and each time Close is called. A reader that hands the bytes
+// on (a yamux session) has then handled them: a caller learns that it may
+// look for new input without a goroutine waiting for it. fn runs on the
+// reading or closing goroutine, with a Read in progress, so it must not
+// block or call the Conn.
+func (c *Conn) SetNotify(fn func()) {
+	if fn == nil {
+		c.notify.Store(nil)
+		return
+	}
+	c.notify.Store(&fn)
+}
+
+func (c *Conn) callNotify() {
+	if fn := c.notify.Load(); fn != nil {
+		(*fn)()
+	}
 }
 
 // close does the work of Close without waiting for a running tick, which

@@ -120,6 +120,22 @@ func (h *hub) track(fn func()) bool {
 	return true
 }
 
+// hold counts a job that holds no goroutine while idle (an agent session)
+// among the hub's until it calls release; it reports false when the hub is
+// closed.
+func (h *hub) hold() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.wg.Add(1)
+	return true
+}
+
+// release ends a job counted by hold.
+func (h *hub) release() { h.wg.Done() }
+
 // sessions lists the connected agent sessions.
 func (h *hub) sessions() []*agentSession {
 	agents := h.d.Agents()

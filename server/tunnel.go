@@ -41,6 +41,10 @@ type agentSession struct {
 
 	ctrlMu  sync.Mutex // one writer of the control stream
 	control *yamux.Stream
+	// The control stream is read on demand (wakeControl): an idle session
+	// holds no goroutine for it.
+	ctrlReading atomic.Bool // a readControl goroutine runs, or the session ended
+	ctrlPoked   atomic.Bool // wakeControl was called: new input may be there
 
 	healthMu sync.Mutex              // guards targets
 	targets  []protocol.TargetHealth // the agent's last health message; nil: it sent none
@@ -131,35 +135,103 @@ func (r *Relay) tunnel(c *gin.Context) {
 	reserved = false // serve releases it
 }
 
-// serve runs the handshake and registration, then hands the session to
-// run on a goroutine of its own and returns. The handshake's store calls
-// grow a goroutine's stack to tens of KiB, which the runtime gives back
-// only slowly; an idle session waiting in the control loop on a fresh
-// goroutine keeps a few KiB instead.
+// serve runs the handshake and registration, then returns: the session
+// holds no goroutine of its own while idle. yamux's two goroutines carry
+// it; the control stream is read by readControl, which wakeControl starts
+// when the tunnel brought something in (protocol.Conn's notify) and which
+// returns after controlIdle without a control message. The session keeps
+// its place among the hub's jobs (hold) until finish.
 func (a *agentSession) serve() {
+	r := a.relay
 	if !a.handshake() {
 		a.end()
 		return
 	}
-	if !a.relay.hub.track(a.run) { // the relay is closing
-		a.relay.hub.d.Unregister(a)
+	if !r.hub.hold() { // the relay is closing
+		r.hub.d.Unregister(a)
 		a.end()
+		return
+	}
+	r.remote.agentsChanged()
+	r.metrics.agentsConnected.Inc()
+	r.hub.track(a.sendStates) // what came during the handshake; ends at once when nothing did
+	a.conn.SetNotify(a.wakeControl)
+	a.wakeControl()
+}
+
+// finish is the end of a session that was running: the last readControl
+// calls it once the control stream or the session has ended.
+func (a *agentSession) finish() {
+	r := a.relay
+	a.conn.SetNotify(nil)
+	r.log.Info("agent disconnected", "session", a.id)
+	r.hub.d.Unregister(a)
+	r.remote.agentsChanged() // after Unregister: the other nodes' lists
+	r.metrics.agentsConnected.Dec()
+	a.end()
+	r.hub.release()
+}
+
+// controlIdle is how long readControl waits for a control message before
+// it returns; wakeControl starts it again when the tunnel brings input.
+const controlIdle = time.Second
+
+// wakeControl starts readControl unless it runs. It is protocol.Conn's
+// notify: it runs after every message the tunnel received was handed to
+// yamux (so a control frame among them is in the control stream's buffer),
+// and when the connection closes. It must not block.
+func (a *agentSession) wakeControl() {
+	a.ctrlPoked.Store(true)
+	if a.ctrlReading.CompareAndSwap(false, true) {
+		go a.readControl() // owned by the session, which the hub counts (hold) until finish
 	}
 }
 
-// run is the session after the handshake: the control loop until the
-// session ends, then the cleanup.
-func (a *agentSession) run() {
-	r := a.relay
-	defer a.end()
-	defer r.remote.agentsChanged() // after Unregister: the other nodes' lists
-	defer r.hub.d.Unregister(a)
-	r.remote.agentsChanged()
-	r.metrics.agentsConnected.Inc()
-	defer r.metrics.agentsConnected.Dec()
-	r.hub.track(a.sendStates) // what came during the handshake; ends at once when nothing did
-	a.controlLoop()
-	r.log.Info("agent disconnected", "session", a.id)
+// readControl handles control messages until none came for controlIdle,
+// or, when the control stream or the session ended, finishes the session.
+func (a *agentSession) readControl() {
+	for {
+		if !a.controlLoop() {
+			a.finish() // ctrlReading stays set: no other readControl starts
+			return
+		}
+		// Parked. A wakeControl since the poll in nextControl cleared
+		// ctrlPoked may have found ctrlReading still set: look again.
+		a.ctrlReading.Store(false)
+		if !a.ctrlPoked.Load() || !a.ctrlReading.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// nextControl reads the next control message. It reports idle, with no
+// message, when none began within controlIdle and none is buffered.
+func (a *agentSession) nextControl() (msg *protocol.ControlMessage, idle bool, err error) {
+	var first [1]byte
+	_ = a.control.SetReadDeadline(time.Now().Add(controlIdle))
+	n, err := a.control.Read(first[:])
+	if errors.Is(err, yamux.ErrTimeout) {
+		// A poll: a wakeControl after this sees ctrlReading cleared or
+		// ctrlPoked set (readControl), so no input is left unread.
+		a.ctrlPoked.Store(false)
+		_ = a.control.SetReadDeadline(time.Now())
+		n, err = a.control.Read(first[:])
+		if errors.Is(err, yamux.ErrTimeout) && !a.sess.IsClosed() {
+			a.control.Shrink()
+			return nil, true, nil
+		}
+		if errors.Is(err, yamux.ErrTimeout) {
+			return nil, false, io.EOF // the session ended
+		}
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	// A message has begun: the rest comes with it, within the handshake's bound.
+	_ = a.control.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	msg, err = protocol.ReadControl(io.MultiReader(bytes.NewReader(first[:n]), a.control))
+	a.control.Shrink() // an idle session keeps no drained receive buffer
+	return msg, false, err
 }
 
 // end closes the session and gives back its place among the principal's
@@ -312,11 +384,15 @@ func (a *agentSession) resolve(subs []protocol.Subscription) ([]store.Group, []p
 	return groups, infos, nil
 }
 
-// controlLoop reads control messages until the stream or session ends.
-func (a *agentSession) controlLoop() {
+// controlLoop handles control messages until none comes for controlIdle
+// (it reports true: the session goes on) or the stream or session ends
+// (false).
+func (a *agentSession) controlLoop() bool {
 	for {
-		msg, err := protocol.ReadControl(a.control)
-		a.control.Shrink() // an idle session keeps no drained receive buffer
+		msg, idle, err := a.nextControl()
+		if idle {
+			return true
+		}
 		if errors.Is(err, protocol.ErrUnknownType) {
 			continue // a newer agent's message this relay does not know: ignored, as SPEC.md says
 		}
@@ -326,13 +402,13 @@ func (a *agentSession) controlLoop() {
 			// hears back keeps the stream, and with it the session and the
 			// WebSocket's buffers, until yamux's StreamCloseTimeout.
 			_ = a.control.Close()
-			return
+			return false
 		}
 		if err != nil {
 			if !a.sess.IsClosed() {
 				a.sendError(protocol.CodeBadRequest, "bad control message: "+err.Error())
 			}
-			return
+			return false
 		}
 		switch msg.Type {
 		case protocol.TypeSubscribe:
@@ -356,7 +432,7 @@ func (a *agentSession) controlLoop() {
 			}
 		default:
 			a.sendError(protocol.CodeBadRequest, "unexpected control message "+msg.Type)
-			return
+			return false
 		}
 	}
 }

@@ -330,3 +330,62 @@ func TestReadKeyTunnelsAreCapped(t *testing.T) {
 		t.Errorf("a token's tunnel beside them: %d %s", code, body)
 	}
 }
+
+// TestControlReadOnDemand: an idle session reads its control stream with
+// no goroutine waiting on it; a control message that comes later is
+// answered, again and again, and a connection that drops while the session
+// is idle ends the session.
+func TestControlReadOnDemand(t *testing.T) {
+	t.Parallel()
+	e := startUI(t, nil)
+	e.channel(uiAdminToken, "ondemand")
+	e.channel(uiAdminToken, "ondemand-2")
+	a, control := dialRawAgent(t, e.URL, uiAdminToken)
+	var hello bytes.Buffer
+	_ = protocol.WriteControl(&hello, &protocol.ControlMessage{Type: protocol.TypeHello, Hello: &protocol.Hello{
+		Version: protocol.Version, Host: "idle", Subscriptions: []protocol.Subscription{{Channel: "ondemand"}}}})
+	if err := a.open(1, hello.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := protocol.ReadControl(control); err != nil || msg.Type != protocol.TypeWelcome {
+		t.Fatalf("handshake: %+v %v", msg, err)
+	}
+	session := func() *agentSession {
+		ss := e.relay.hub.sessions()
+		if len(ss) != 1 {
+			t.Fatalf("%d sessions, want 1", len(ss))
+		}
+		return ss[0]
+	}
+	idle := func() {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for session().ctrlReading.Load() {
+			if time.Now().After(deadline) {
+				t.Fatal("the session still reads its control stream, idle")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for _, sub := range []protocol.Subscription{{Channel: "ondemand-2"}, {Channel: "ondemand", Group: "other"}} {
+		idle()
+		var m bytes.Buffer
+		_ = protocol.WriteControl(&m, &protocol.ControlMessage{Type: protocol.TypeSubscribe, Subscribe: []protocol.Subscription{sub}})
+		if err := a.frame(yamuxData, 0, 1, uint32(m.Len()), m.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+		msg, err := protocol.ReadControl(control)
+		if err != nil || msg.Type != protocol.TypeSubscribed || len(msg.Subscribed) != 1 || msg.Subscribed[0].Channel != sub.Channel {
+			t.Fatalf("subscribe %+v: %+v %v", sub, msg, err)
+		}
+	}
+	idle()
+	_ = a.conn.Close() // no goodbye: the connection just ends
+	deadline := time.Now().Add(20 * time.Second)
+	for e.relay.hub.d.AgentCount() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the relay kept the session of a closed connection")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
