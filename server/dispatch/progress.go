@@ -80,6 +80,9 @@ func (w *worker) persist(final bool) {
 		return
 	}
 	w.writing = true
+	if w.written == nil {
+		w.written = make(chan progressWrite, 1)
+	}
 	written := w.written // the worker does not park while this write runs
 	w.wg.Add(1)
 	go func() {

@@ -69,8 +69,8 @@ type worker struct {
 	finished  bool        // the worker has stopped and finished: no goroutine starts again
 	idleTimer *time.Timer // wakes a parked worker for its periodic duties; nil until first parked
 
-	// Made by run when its goroutine starts and dropped when it parks, so
-	// that an idle worker holds neither.
+	// Made when the first attempt or progress write starts and dropped when
+	// the worker parks, so that an idle worker holds neither.
 	results chan deliveryResult // finished attempts
 	written chan progressWrite  // capacity 1: the progress write in flight has ended
 
@@ -237,10 +237,6 @@ func (w *worker) stop() { w.cancel() }
 // run is the worker's goroutine: notify starts it when there is work, and
 // it returns when the group is idle (park) or the worker stopped (end).
 func (w *worker) run() {
-	if w.results == nil {
-		w.results = make(chan deliveryResult, 64)
-		w.written = make(chan progressWrite, 1)
-	}
 	if !w.started {
 		if w.prev != nil {
 			// The group's previous worker may still be recording its last
@@ -491,6 +487,9 @@ func (w *worker) start(a Agent, item readyItem) {
 		w.inflight[item.seq]++
 	}
 	w.attempts++
+	if w.results == nil {
+		w.results = make(chan deliveryResult, 64)
+	}
 	results := w.results // the worker does not park while this attempt runs
 	w.wg.Add(1)
 	go func() {
