@@ -12,7 +12,8 @@ import (
 
 // worker dispatches one group's events to the group's connected agents:
 // oldest first, at most one agent per event, retrying failed attempts with
-// backoff. It runs while the group has an agent connected.
+// backoff. It exists while the group has an agent connected, and holds a
+// goroutine only while the group has work (idle.go).
 //
 // The store is the queue. The worker starts in backlog mode, reading the
 // events not yet done for the group (store.Pending) page by page, so events
