@@ -76,29 +76,30 @@ type worker struct {
 	written chan progressWrite  // capacity 1: the progress write in flight has ended
 
 	// Owned by run's goroutine.
-	started     bool             // run has set the fields below up
-	attempts    int              // attempt goroutines running (replays included)
-	live        bool             // caught up: new events come through the inbox
-	scanFrom    int64            // backlog paging position
-	horizon     int64            // every event with Seq <= horizon was read from the store
-	lastScan    time.Time        // when backlog mode last caught up
-	ready       []readyItem      // fetched or due again, not yet handed to an agent
-	retries     retryHeap        // failed attempts waiting for their backoff, and events other nodes hold
-	outstanding map[int64]int    // seq → attempts made, for events not done
-	oldest      seqHeap          // the seqs of outstanding, lowest first (lazily: stale entries are skipped)
-	finishing   map[int64]bool   // seqs of events done whose record is not written yet
-	claimed     map[int64]bool   // seqs this node holds a claim on and has not finished
-	inflight    map[int64]int    // seqs being attempted (claimed) → how many attempts of it run
-	toFinish    []int64          // claims to finish once their records are written; renewed meanwhile
-	inWrite     []int64          // claims the progress write in flight finishes; renewed meanwhile
-	finishAfter time.Time        // Finish failed: the claims in toFinish are tried again from then
-	unwritten   []store.Delivery // finished attempts not yet written
-	writing     bool             // a progress write is in flight
-	persisted   int64            // DoneThrough as last written
-	persistedAt time.Time
-	touchedAt   time.Time // when LastSeenAt was last written
-	leases      leaseSet  // the claims to keep, renewed by renewLoop (claim.go)
-	claimFailed bool      // the last Claim failed: try again in a second
+	started      bool             // run has set the fields below up
+	attempts     int              // attempt goroutines running (replays included)
+	live         bool             // caught up: new events come through the inbox
+	scanFrom     int64            // backlog paging position
+	horizon      int64            // every event with Seq <= horizon was read from the store
+	lastScan     time.Time        // when backlog mode last caught up
+	aboveHorizon bool             // live mode took events above the horizon since lastScan
+	ready        []readyItem      // fetched or due again, not yet handed to an agent
+	retries      retryHeap        // failed attempts waiting for their backoff, and events other nodes hold
+	outstanding  map[int64]int    // seq → attempts made, for events not done
+	oldest       seqHeap          // the seqs of outstanding, lowest first (lazily: stale entries are skipped)
+	finishing    map[int64]bool   // seqs of events done whose record is not written yet
+	claimed      map[int64]bool   // seqs this node holds a claim on and has not finished
+	inflight     map[int64]int    // seqs being attempted (claimed) → how many attempts of it run
+	toFinish     []int64          // claims to finish once their records are written; renewed meanwhile
+	inWrite      []int64          // claims the progress write in flight finishes; renewed meanwhile
+	finishAfter  time.Time        // Finish failed: the claims in toFinish are tried again from then
+	unwritten    []store.Delivery // finished attempts not yet written
+	writing      bool             // a progress write is in flight
+	persisted    int64            // DoneThrough as last written
+	persistedAt  time.Time
+	touchedAt    time.Time // when LastSeenAt was last written
+	leases       leaseSet  // the claims to keep, renewed by renewLoop (claim.go)
+	claimFailed  bool      // the last Claim failed: try again in a second
 
 	// The target refused connections: the group is paused. One event at a
 	// time goes out as a probe, the oldest; the others wait in parked, in
@@ -268,8 +269,10 @@ func (w *worker) run() {
 		if w.overflow.Swap(false) && w.live {
 			w.live, w.scanFrom = false, w.horizon
 		}
-		if w.live && time.Since(w.lastScan) > rescanInterval && len(w.ready) == 0 {
-			// Move the horizon (and so the saved progress) forward now and then.
+		if w.live && w.aboveHorizon && time.Since(w.lastScan) > rescanInterval && len(w.ready) == 0 {
+			// Move the horizon (and so the saved progress) forward now and
+			// then; a group that took nothing since the last scan has no
+			// progress to save, and its idle worker stays parked.
 			w.live, w.scanFrom = false, w.horizon
 		}
 		now := time.Now()
@@ -294,7 +297,7 @@ func (w *worker) run() {
 		if storeErr || w.claimFailed || w.persisted < w.watermark() || len(w.toFinish) > 0 {
 			wait = min(wait, time.Second)
 		}
-		if w.live {
+		if w.live && w.aboveHorizon {
 			wait = min(wait, time.Until(w.lastScan.Add(rescanInterval)))
 		}
 		if w.paused && !w.probing && len(w.parked) > 0 {
@@ -411,6 +414,7 @@ func (w *worker) takeIncoming() {
 	for _, ev := range w.takeInbox(n) {
 		if ev.Seq > w.horizon {
 			w.take(ev)
+			w.aboveHorizon = true
 		}
 	}
 }
@@ -440,10 +444,12 @@ func (w *worker) scan() bool {
 		w.live = true
 		w.horizon = max(w.horizon, page.Horizon, w.scanFrom)
 		w.lastScan = time.Now()
+		w.aboveHorizon = false
 		// Handed-over events at or below the horizon were in the pages.
 		for _, ev := range w.takeInbox(-1) {
 			if ev.Seq > w.horizon {
 				w.take(ev)
+				w.aboveHorizon = true
 			}
 		}
 	}
