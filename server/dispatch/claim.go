@@ -76,10 +76,12 @@ func (w *worker) claim(n int) (claimed int, ok bool) {
 // goroutine publishes the set at each turn of its loop and before each
 // Claim; renewLoop renews it on a goroutine of its own, so that a loop held
 // up by a slow store or cluster call (a database that lost its
-// connections) does not let the leases lapse meanwhile.
+// connections) does not let the leases lapse meanwhile. renewLoop runs only
+// while the set is not empty: an idle group holds no goroutine for it.
 type leaseSet struct {
-	mu   sync.Mutex
-	seqs []int64 // replaced, never changed in place
+	mu       sync.Mutex
+	seqs     []int64 // replaced, never changed in place
+	renewing bool    // renewLoop runs
 }
 
 // publishLeases hands the claims to keep to renewLoop.
@@ -98,10 +100,15 @@ func (w *worker) publishLeases() {
 		seqs = append(seqs, seq)
 	}
 	w.leases.seqs = append(append(seqs, w.toFinish...), w.inWrite...)
+	if len(w.leases.seqs) > 0 && !w.leases.renewing {
+		w.leases.renewing = true
+		w.wg.Add(1)
+		go w.renewLoop()
+	}
 }
 
 // renewLoop renews the published claims every third of the lease until
-// the worker stops.
+// none is left or the worker stops.
 func (w *worker) renewLoop() {
 	defer w.wg.Done()
 	lease := w.hub.cfg.Lease
@@ -115,10 +122,12 @@ func (w *worker) renewLoop() {
 		}
 		w.leases.mu.Lock()
 		seqs := w.leases.seqs
-		w.leases.mu.Unlock()
 		if len(seqs) == 0 {
-			continue
+			w.leases.renewing = false // publishLeases starts it again
+			w.leases.mu.Unlock()
+			return
 		}
+		w.leases.mu.Unlock()
 		err := w.hub.node.Renew(w.ctx, w.group.ID, seqs, lease)
 		if err != nil && w.ctx.Err() == nil {
 			w.hub.log.Warn("renew claims", "group", w.group.Name, "err", err)

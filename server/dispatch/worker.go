@@ -257,10 +257,6 @@ func (w *worker) run() {
 		w.persisted = w.group.DoneThrough
 		w.persistedAt = time.Now()
 		w.touchedAt = time.Now() // EnsureGroup set LastSeenAt at the handshake
-		if _, one := w.hub.node.(*single); !one {
-			w.wg.Add(1)
-			go w.renewLoop()
-		}
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
