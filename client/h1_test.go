@@ -47,6 +47,14 @@ func TestKeepAliveAndClosedIdleConnection(t *testing.T) {
 	relay := newFakeRelay(t, nil)
 	agent := startAgent(t, testConfig(t, relay, srv.URL))
 	agent.waitConnected(t)
+	// The agent's start check dials the target and leaves that connection
+	// in the pool; let it end, or the first delivery may dial a second.
+	target := agent.targets.list[0]
+	waitFor(t, "the start check of the target", func() bool {
+		target.mu.Lock()
+		defer target.mu.Unlock()
+		return target.status.Known
+	})
 	rs := relay.next(t)
 	for i := range 3 {
 		if resp, body := rs.mustDeliver(t, newRequest("evt-ka", "POST", "/"), []byte("x")); resp.Status != 200 || string(body) != "ok" {
