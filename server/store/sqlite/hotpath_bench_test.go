@@ -3,7 +3,6 @@ package sqlite
 import (
 	"crypto/rand"
 	"encoding/base32"
-	"encoding/binary"
 	"fmt"
 	"path/filepath"
 	"runtime"
@@ -22,15 +21,6 @@ var benchIDEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").Wit
 func randomID(prefix string) string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	return prefix + benchIDEncoding.EncodeToString(b[:])
-}
-
-// timeOrderedID is an id whose first 48 bits are the time in
-// milliseconds, as the relay's event and delivery ids are.
-func timeOrderedID(prefix string) string {
-	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixMilli())<<16)
-	_, _ = rand.Read(b[6:])
 	return prefix + benchIDEncoding.EncodeToString(b[:])
 }
 
@@ -56,7 +46,7 @@ func BenchmarkHotPath(b *testing.B) {
 		for _, ids := range []struct {
 			name string
 			make func(string) string
-		}{{"random", randomID}, {"ordered", timeOrderedID}} {
+		}{{"random", randomID}, {"ordered", store.NewID}} {
 			b.Run(fmt.Sprintf("body=%dKiB/ids=%s", size>>10, ids.name), func(b *testing.B) {
 				benchmarkHotPath(b, size, ids.make, Options{})
 			})
@@ -77,7 +67,7 @@ func BenchmarkHotPathPages(b *testing.B) {
 				name := fmt.Sprintf("body=%dKiB/senders=%d/page=%d/autocheckpoint=%v", tc.size>>10,
 					tc.parallelism*runtime.GOMAXPROCS(0), pageSize, auto)
 				b.Run(name, func(b *testing.B) {
-					benchmarkHotPathN(b, tc.size, timeOrderedID, Options{pageSize: pageSize, noCheckpointer: auto}, tc.parallelism)
+					benchmarkHotPathN(b, tc.size, store.NewID, Options{pageSize: pageSize, noCheckpointer: auto}, tc.parallelism)
 				})
 			}
 		}
