@@ -174,9 +174,15 @@ func (r *Relay) listEvents(c *gin.Context) {
 		return false
 	}
 	for {
+		evs, err := r.store.ListEvents(ctx, q)
+		if err != nil {
+			r.storeFailed(c, err)
+			return
+		}
 		if watch != nil {
-			// end also wakes the watcher: an ended one must never read
-			// the events that came after it ended.
+			// A watcher ended (revoked, deleted) while the page was read
+			// must not hand out events that came after its end: they are
+			// in the page only if it ended before they were committed.
 			select {
 			case <-watch.done:
 				if ended() {
@@ -184,11 +190,6 @@ func (r *Relay) listEvents(c *gin.Context) {
 				}
 			default:
 			}
-		}
-		evs, err := r.store.ListEvents(ctx, q)
-		if err != nil {
-			r.storeFailed(c, err)
-			return
 		}
 		if len(evs) > 0 || wait == 0 {
 			out := make([]eventJSON, len(evs))
