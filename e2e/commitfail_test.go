@@ -97,12 +97,15 @@ func (s *heldCommits) Close() error {
 	return s.Store.Close()
 }
 
-// commitStores are the stores the tests below run on: SQLite, and
-// PostgreSQL when HOOKRELAY_TEST_POSTGRES is set.
-var commitStores = []struct {
+// commitStore names a store and opens a new one for a test.
+type commitStore struct {
 	name string
 	open func(t *testing.T) func() (store.Store, error)
-}{
+}
+
+// commitStores are the stores the tests below run on: SQLite, and
+// PostgreSQL when HOOKRELAY_TEST_POSTGRES is set.
+var commitStores = []commitStore{
 	{"sqlite", func(t *testing.T) func() (store.Store, error) {
 		path := t.TempDir() + "/hookrelay.db"
 		return func() (store.Store, error) { return sqlite.Open(path, sqlite.Options{}) }
@@ -111,6 +114,26 @@ var commitStores = []struct {
 		url := pgtest.Schema(t)
 		return func() (store.Store, error) { return postgres.Open(context.Background(), url, postgres.Options{}) }
 	}},
+}
+
+// startHeldRelay starts a relay on the store sc opens, wrapped in
+// heldCommits, with an agent of a new channel forwarding to a markedApp.
+func startHeldRelay(t *testing.T, sc commitStore) (*relayEnv, *markedApp, *heldCommits, string) {
+	t.Helper()
+	open := sc.open(t)
+	app := newMarkedApp(t)
+	var held *heldCommits
+	relay := startRelayOn(t, func() (store.Store, error) {
+		st, err := open()
+		if err != nil {
+			return nil, err
+		}
+		held = &heldCommits{Store: st, arrived: app.arrived}
+		return held, nil
+	})
+	ch := relay.channel(t, client.CreateChannel{})
+	relay.startAgent(t, ch, app.URL)
+	return relay, app, held, ch
 }
 
 // markedApp is an app that answers 200 "the app took it", closes arrived
@@ -167,19 +190,7 @@ func TestFailedCommitIsNever2xx(t *testing.T) {
 	for _, sc := range commitStores {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
-			open := sc.open(t)
-			app := newMarkedApp(t)
-			var held *heldCommits
-			relay := startRelayOn(t, func() (store.Store, error) {
-				st, err := open()
-				if err != nil {
-					return nil, err
-				}
-				held = &heldCommits{Store: st, arrived: app.arrived}
-				return held, nil
-			})
-			ch := relay.channel(t, client.CreateChannel{})
-			relay.startAgent(t, ch, app.URL)
+			relay, app, held, ch := startHeldRelay(t, sc)
 
 			resp, body := post(t, relay.ingress(ch), "application/json", []byte(`{"ok":true}`))
 			if resp.StatusCode != http.StatusOK || string(body) != "the app took it" {
@@ -269,19 +280,7 @@ func TestDeliveryStartsBeforeCommit(t *testing.T) {
 	for _, sc := range commitStores {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
-			open := sc.open(t)
-			app := newMarkedApp(t)
-			var held *heldCommits
-			relay := startRelayOn(t, func() (store.Store, error) {
-				st, err := open()
-				if err != nil {
-					return nil, err
-				}
-				held = &heldCommits{Store: st, arrived: app.arrived}
-				return held, nil
-			})
-			ch := relay.channel(t, client.CreateChannel{})
-			relay.startAgent(t, ch, app.URL)
+			relay, _, held, ch := startHeldRelay(t, sc)
 
 			resp, body := post(t, relay.ingress(ch), "application/json", []byte(`{"`+holdCommitMarker+`":true}`))
 			if resp.StatusCode != http.StatusOK || string(body) != "the app took it" {

@@ -102,29 +102,13 @@ type StreamHandler interface {
 // Node is this relay node's view of the cluster: dispatch.Cluster and what
 // the rest of the relay needs (agents, replays, stream messages).
 type Node interface {
-	// ID is the node's id, unique among the nodes sharing the database.
-	ID() string
-	// PublishEvent tells the other nodes that ev was committed.
-	PublishEvent(ctx context.Context, ev Event) error
-	// Claim tries to claim the events seqs of a group for lease and
-	// returns each one's state, in the order of seqs. A node wins a claim
-	// that is new, expired, released or already its own, unless it is done.
-	Claim(ctx context.Context, groupID int64, seqs []int64, lease time.Duration) ([]Claim, error)
-	// Renew extends this node's claims by lease from now. Claims another
-	// node took meanwhile (this node's lease had expired) are not renewed:
-	// the error then wraps ErrClaimLost (see LostError).
-	Renew(ctx context.Context, groupID int64, seqs []int64, lease time.Duration) error
-	// Finish marks the claims done, whoever holds them: other nodes drop
-	// the events.
-	Finish(ctx context.Context, groupID int64, seqs []int64) error
-	// Release hands this node's claims back, claimable by any node at once.
-	Release(ctx context.Context, groupID int64, seqs []int64) error
-	// PostAnswer stores the first answer for an event whose sync sender
-	// waits on node toNode and tells that node. Later answers for the same
-	// event are dropped.
-	PostAnswer(ctx context.Context, toNode, eventID string, a Answer) error
-	// TakeAnswer reads and deletes the answer posted for an event.
-	TakeAnswer(ctx context.Context, eventID string) (Answer, bool, error)
+	// The dispatcher's part: ID, PublishEvent, Claim, Renew, Finish,
+	// Release, PostAnswer, TakeAnswer and Subscribe. Here, Renew's error
+	// wraps ErrClaimLost (see LostError) for claims another node took
+	// after this node's lease expired, and PostAnswer keeps only the first
+	// answer for an event. Subscribe accepts several handlers (the
+	// dispatcher, the inspector's streams).
+	dispatch.Cluster
 	// RequestReplay asks node toNode to replay an event to one group.
 	RequestReplay(ctx context.Context, toNode string, r Replay) error
 	// PublishStream hands a message to the other nodes' live streams of
@@ -141,9 +125,6 @@ type Node interface {
 	// AgentCounts counts the records Agents would list for each of
 	// channelIDs, by node, in one call (a list of channels).
 	AgentCounts(ctx context.Context, channelIDs []string) ([]AgentCount, error)
-	// Subscribe adds h to the handlers told what other nodes do. Several
-	// may subscribe (the dispatcher, the inspector's streams).
-	Subscribe(h Handler)
 	// Close stops the node's goroutines and releases its connections.
 	Close() error
 }
